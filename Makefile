@@ -1,0 +1,28 @@
+# Quick start: `make demo` and `make test`. Both create/refresh .venv/ first.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# Re-run the install whenever the pins or the package metadata change.
+$(STAMP): constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m tuneforge.demo
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+bench: $(STAMP)
+	$(BIN)/python bench/preprocess.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,3 @@
+"""Importing this package registers every parameter declaration, group by group."""
+
+from . import data  # noqa: F401
