@@ -20,6 +20,7 @@ GROUPS = (
     "method",
     "freeze",
     "lora",
+    "oft",
     "rlhf",
     "galore",
     "apollo",
@@ -32,8 +33,9 @@ GROUPS = (
 )
 
 # Value kinds understood by the validator. "list" means a list of strings that may also be given as a
-# comma-separated string (LLaMA-Factory accepts `dataset: a,b`).
-KINDS = ("str", "int", "float", "bool", "list", "dict", "any")
+# comma-separated string (LLaMA-Factory accepts `dataset: a,b`); "float_list" is the same for numbers
+# (`interleave_probs: 0.3,0.7`). "dict" also accepts a JSON object string (`vllm_config: '{"a": 1}'`).
+KINDS = ("str", "int", "float", "bool", "list", "float_list", "dict", "any")
 
 
 @dataclass(frozen=True)

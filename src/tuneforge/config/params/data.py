@@ -18,7 +18,7 @@ declare("streaming", "bool", False, "Stream the dataset instead of loading it (f
 declare("buffer_size", "int", 16384, "Shuffle buffer size used with streaming.", G)
 declare("mix_strategy", "str", "concat", "How several datasets are mixed.", G,
         choices=("concat", "interleave_under", "interleave_over", "interleave_once"))
-declare("interleave_probs", "list", None, "Sampling probabilities per dataset for interleaved mixing "
+declare("interleave_probs", "float_list", None, "Sampling probabilities per dataset for interleaved mixing "
         "(comma-separated floats).", G)
 declare("overwrite_cache", "bool", False, "Ignore the preprocessing cache and tokenize again.", G)
 declare("preprocessing_batch_size", "int", 1000, "Rows per batch in preprocessing.", G)
@@ -34,7 +34,7 @@ declare("neat_packing", "bool", False, "Packing without cross-attention between 
 declare("tool_format", "str", None, "Tool-call format override (default, qwen, llama3, glm4, mistral).", G)
 declare("default_system", "str", None, "Override the template's default system prompt.", G)
 declare("enable_thinking", "bool", True, "Thinking mode for reasoning templates (qwen3): False drops the "
-        "thoughts and masks an empty thought block.", G)
+        "thoughts and masks an empty thought block.", G, nullable=True)
 declare("preserve_thinking", "bool", False, "Keep thinking content in historical turns for reasoning templates.", G)
 declare("tokenized_path", "str", None, "Where to save (if absent) or load (if present) the tokenized dataset.", G)
 declare("data_shared_file_system", "bool", False, "Datasets live on a file system shared by all nodes "

@@ -1,0 +1,156 @@
+"""The `tuneforge` command: one subcommand per job.
+
+    tuneforge train CFG [key=value ...]        validate, then train (for now: preprocess to tokenized_path)
+    tuneforge data check CFG [key=value ...]   validate the datasets and print their report
+    tuneforge version
+    tuneforge chat | api | export | eval | webui   (arrive with later issues)
+
+Heavy libraries are imported inside the commands, so `tuneforge --help` and `version` answer at once.
+A mistake in the user's input (UserError) prints `error: <message>` and exits with 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, UserError
+
+EXIT_USAGE = 2
+PLANNED_COMMANDS = ("chat", "api", "export", "eval", "webui")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(levelname)s: %(message)s")
+    logging.getLogger("tuneforge").setLevel(logging.INFO)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuneforge", description="Fine-tune open LLMs; runs "
+                                     "LLaMA-Factory YAML configs and dataset_info.json unchanged.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train from a YAML/JSON config (key=value overrides)")
+    _add_config_arguments(train)
+    train.set_defaults(handler=_cmd_train)
+
+    data = commands.add_parser("data", help="dataset tools")
+    data_commands = data.add_subparsers(title="data commands", metavar="DATA_COMMAND")
+    check = data_commands.add_parser("check", help="validate the datasets of a config and print a report "
+                                     "with token-length statistics, without training")
+    _add_config_arguments(check)
+    check.set_defaults(handler=_cmd_data_check)
+    data.set_defaults(handler=lambda _args: _usage(data))
+
+    version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
+    version.set_defaults(handler=_cmd_version)
+
+    for name in PLANNED_COMMANDS:
+        planned = commands.add_parser(name, help="not implemented yet", add_help=False)
+        planned.add_argument("rest", nargs=argparse.REMAINDER)
+        planned.set_defaults(handler=_cmd_planned, command=name)
+    return parser
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("args", nargs="*", metavar="CONFIG|key=value",
+                        help="a .yaml/.json config file, then key=value overrides (e.g. learning_rate=5e-5)")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
+    """The config path (the one argument that is not key=value) and the overrides, in order."""
+    paths = [arg for arg in args if "=" not in arg or arg.lower().endswith(CONFIG_SUFFIXES) and Path(arg).exists()]
+    overrides = [arg for arg in args if arg not in paths]
+    if len(paths) > 1:
+        raise ConfigError(f"expected one config file, got {len(paths)}: {', '.join(paths)}; "
+                          "other arguments must look like key=value.")
+    return (paths[0] if paths else None), overrides
+
+
+def _load(args: argparse.Namespace):
+    from .config import load_config
+
+    path, overrides = _split_config_args(args.args)
+    if path is None and not overrides:
+        raise ConfigError("no configuration given; pass a YAML/JSON file and/or key=value pairs, "
+                          "e.g. `tuneforge train examples/sft_lora.yaml`.")
+    return load_config(path, overrides)
+
+
+def _require(cfg, command: str, *keys: str) -> None:
+    missing = [key for key in keys if getattr(cfg, key) is None]
+    if missing:
+        raise ConfigError([f"{key} is not set; `tuneforge {command}` needs it." for key in missing], cfg.source)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import check_implemented
+
+    cfg = _load(args)
+    check_implemented(cfg)
+    return run_training(cfg)
+
+
+def run_training(cfg) -> int:
+    """What `tuneforge train` does with a valid config. The training issue swaps in tuneforge.train here."""
+    if cfg.tokenized_path is not None:
+        _require(cfg, "train", "model_name_or_path")
+        from .data.pipeline import preprocess_only
+
+        return preprocess_only(cfg)
+    print("the configuration is valid, but training arrives with the training issue; for now "
+          "`tuneforge train` only preprocesses data: set tokenized_path to write the tokenized dataset.",
+          file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    _require(cfg, "data check", "model_name_or_path", "dataset")
+    from .data.pipeline import run_data_check
+
+    return run_data_check(cfg)
+
+
+def _cmd_version(_args: argparse.Namespace) -> int:
+    from importlib import metadata
+
+    from . import __version__
+
+    print(f"tuneforge {__version__}")
+    for package in ("torch", "transformers", "datasets", "tokenizers", "accelerate", "peft", "trl"):
+        try:
+            print(f"  {package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            print(f"  {package} (not installed)")
+    return 0
+
+
+def _cmd_planned(args: argparse.Namespace) -> int:
+    print(f"not implemented yet: {args.command}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

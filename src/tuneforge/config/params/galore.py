@@ -1,0 +1,17 @@
+"""GaLore: full-parameter training with low-rank projected gradients."""
+
+from ..schema import declare
+
+G = "galore"
+LATER = {"implemented": False}
+
+declare("use_galore", "bool", False, "Use the GaLore optimizer (not together with LoRA).", G, **LATER)
+declare("galore_target", "list", "all", "Modules whose gradients are projected (comma-separated, or `all` "
+        "linear layers).", G, **LATER)
+declare("galore_rank", "int", 16, "Rank of the projected gradients (at most the hidden size).", G, **LATER)
+declare("galore_update_interval", "int", 200, "Steps between projection updates.", G, **LATER)
+declare("galore_scale", "float", 2.0, "Scale applied to the projected update.", G, **LATER)
+declare("galore_proj_type", "str", "std", "Projection type.", G,
+        choices=("std", "reverse_std", "right", "left", "full"), **LATER)
+declare("galore_layerwise", "bool", False, "Update layer by layer to save more memory (single device only).",
+        G, **LATER)

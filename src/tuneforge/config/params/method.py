@@ -1,0 +1,40 @@
+"""Training method: stage, fine-tuning type and the switches of LLaMA-Factory's FinetuningArguments that
+belong to no narrower group (loss variants, extra optimizers, multimodal freezing, loss plots...).
+
+`stage` is implemented now because the data pipeline tokenizes differently per stage.
+"""
+
+from ..schema import declare
+
+G = "method"
+LATER = {"implemented": False}
+
+declare("stage", "str", "sft", "Training stage: pre-training, supervised fine-tuning, reward modelling, "
+        "PPO, DPO or KTO.", G, choices=("pt", "sft", "rm", "ppo", "dpo", "kto"))
+declare("finetuning_type", "str", "lora", "Which weights are trained: LoRA adapters, OFT adapters, a frozen "
+        "model's last layers, or everything.", G, choices=("lora", "oft", "freeze", "full"), **LATER)
+declare("pure_bf16", "bool", False, "Train purely in bfloat16, without mixed-precision float32 master "
+        "weights.", G, **LATER)
+declare("use_llama_pro", "bool", False, "LLaMA Pro: train only the expanded (newly inserted) blocks.", G, **LATER)
+declare("use_adam_mini", "bool", False, "Use the Adam-mini optimizer.", G, **LATER)
+declare("use_muon", "bool", False, "Use the Muon optimizer.", G, **LATER)
+declare("use_mca", "bool", False, "Train with Megatron Core Adapter (normally set through the USE_MCA "
+        "environment variable).", G, **LATER)
+declare("use_hyper_parallel", "bool", False, "Use the HyperParallel FSDP/TP backend (full SFT only).", G, **LATER)
+declare("hyper_parallel_args", "str", None, "JSON file with HyperParallel strategy settings.", G, **LATER)
+declare("use_dft_loss", "bool", False, "Use the DFT loss for SFT.", G, **LATER)
+declare("use_asft_loss", "bool", False, "Use the ASFT loss for SFT.", G, **LATER)
+declare("asft_alpha", "float", 0.1, "Power of the adaptive weight in the ASFT loss.", G, **LATER)
+declare("use_eaft_loss", "bool", False, "Use the EAFT loss for SFT.", G, **LATER)
+declare("eaft_alpha", "float", 1.0, "Power of the adaptive weight in the EAFT loss.", G, **LATER)
+declare("freeze_vision_tower", "bool", True, "Multimodal models: keep the vision tower frozen.", G, **LATER)
+declare("freeze_multi_modal_projector", "bool", True, "Multimodal models: keep the projector frozen.", G,
+        **LATER)
+declare("freeze_language_model", "bool", False, "Multimodal models: freeze the language model.", G, **LATER)
+declare("compute_accuracy", "bool", False, "Report token-level accuracy when evaluating.", G, **LATER)
+declare("disable_shuffling", "bool", False, "Keep the training set in its original order.", G, **LATER)
+declare("early_stopping_steps", "int", None, "Stop when `metric_for_best_model` has not improved for this "
+        "many evaluations.", G, **LATER)
+declare("plot_loss", "bool", False, "Save loss curves (training_loss.png) in the output directory.", G, **LATER)
+declare("include_effective_tokens_per_second", "bool", False, "Report trained (non-padding) tokens per "
+        "second.", G, **LATER)

@@ -1,0 +1,16 @@
+"""On-the-fly quantization of the model being trained or served (QLoRA and friends)."""
+
+from ..schema import declare
+
+G = "quantization"
+LATER = {"implemented": False}
+
+declare("quantization_method", "str", "bnb", "Library used to quantize the model while loading it.", G,
+        choices=("bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"), **LATER)
+declare("quantization_bit", "int", None, "Quantize the model to this many bits while loading (8 or 4 for "
+        "bitsandbytes; hqq also 3 and 2).", G, **LATER)
+declare("quantization_type", "str", "nf4", "4-bit data type for bitsandbytes.", G, choices=("fp4", "nf4"), **LATER)
+declare("double_quantization", "bool", True, "Also quantize the quantization constants (bitsandbytes 4-bit).",
+        G, **LATER)
+declare("quantization_device_map", "str", None, "Device map for inference with a 4-bit model (`auto`); not "
+        "for training.", G, choices=("auto",), **LATER)

@@ -1,0 +1,79 @@
+"""Training keys that are not fields of transformers' Seq2SeqTrainingArguments.
+
+Most training keys (learning_rate, per_device_train_batch_size, output_dir, bf16, deepspeed, ...) are
+the real `transformers.Seq2SeqTrainingArguments` fields: they are not declared here but validated by that
+class (see config/hf_args.py). Declared here are:
+  - keys transformers 5 removed but LLaMA-Factory YAML files still use; the validator maps them onto
+    their transformers 5 equivalents (see hf_args.REMOVED_KEY_MAPPING) and keeps their values in the
+    config so later code honours them;
+  - LLaMA-Factory's own additions to the training arguments (FP8, Ray, profiler), SwanLab logging and
+    KTransformers.
+"""
+
+from ..schema import declare
+
+G = "train"
+LATER = {"implemented": False}
+
+# --- removed in transformers 5, mapped by the validator ------------------------------------------
+declare("overwrite_output_dir", "bool", False, "Start over in an existing output_dir instead of resuming "
+        "from its last checkpoint.", G)
+declare("warmup_ratio", "float", 0.0, "Share of the training steps used for learning-rate warmup "
+        "(passed to transformers as a fractional `warmup_steps`).", G)
+declare("evaluation_strategy", "str", None, "Old name of `eval_strategy`.", G, choices=("no", "steps", "epoch"))
+declare("no_cuda", "bool", False, "Old name of `use_cpu`: train on the CPU even if a GPU is present.", G)
+declare("group_by_length", "bool", False, "Batch samples of similar length together (transformers 5: "
+        "`train_sampling_strategy: group_by_length`).", G)
+declare("logging_dir", "str", None, "TensorBoard log folder (default: a folder under output_dir).", G, **LATER)
+declare("save_safetensors", "bool", True, "Save checkpoints as safetensors (false: legacy .bin files).", G,
+        **LATER)
+
+# --- FP8 -----------------------------------------------------------------------------------------
+declare("fp8", "bool", False, "FP8 mixed-precision training through accelerate (Hopper GPUs, torch >= 2.7).",
+        G, **LATER)
+declare("fp8_backend", "str", "auto", "FP8 backend.", G, choices=("auto", "torchao", "te", "msamp"), **LATER)
+declare("fp8_enable_fsdp_float8_all_gather", "bool", False, "FP8 all-gather for FSDP2 (needs fp8).", G, **LATER)
+
+# --- Ray -----------------------------------------------------------------------------------------
+declare("ray_num_workers", "int", 1, "Workers for Ray training.", G, **LATER)
+declare("ray_init_kwargs", "dict", None, "Arguments for ray.init (a mapping or a JSON object string).", G,
+        **LATER)
+declare("master_addr", "str", None, "Address of the rank-0 node for init_process_group.", G, **LATER)
+declare("master_port", "str", None, "Port of the rank-0 node for init_process_group.", G, **LATER)
+
+# --- torch profiler ------------------------------------------------------------------------------
+declare("enable_torch_profiler", "bool", False, "Record torch profiler traces.", G, **LATER)
+declare("profiler_output_dir", "str", None, "Folder for profiler traces (default: output_dir/profiler).", G,
+        **LATER)
+declare("profiler_wait_steps", "int", 1, "Profiler: steps skipped at the start of each cycle.", G, **LATER)
+declare("profiler_warmup_steps", "int", 1, "Profiler: warm-up steps per cycle.", G, **LATER)
+declare("profiler_active_steps", "int", 1, "Profiler: recorded steps per cycle.", G, **LATER)
+declare("profiler_repeat", "int", 1, "Profiler: number of cycles (0: keep profiling).", G, **LATER)
+declare("profiler_record_shapes", "bool", True, "Profiler: record tensor shapes.", G, **LATER)
+declare("profiler_profile_memory", "bool", True, "Profiler: record memory use.", G, **LATER)
+declare("profiler_with_stack", "bool", True, "Profiler: record stack traces.", G, **LATER)
+declare("profile_modules", "str", None, "Comma-separated module name patterns (fnmatch wildcards) timed with "
+        "CUDA events at each logging step.", G, **LATER)
+
+# --- SwanLab -------------------------------------------------------------------------------------
+declare("use_swanlab", "bool", False, "Log the run to SwanLab.", G, **LATER)
+declare("swanlab_project", "str", "llamafactory", "SwanLab project name.", G, **LATER)
+declare("swanlab_workspace", "str", None, "SwanLab workspace.", G, **LATER)
+declare("swanlab_run_name", "str", None, "SwanLab experiment name.", G, **LATER)
+declare("swanlab_mode", "str", "cloud", "Log to the SwanLab cloud or locally.", G, choices=("cloud", "local"),
+        **LATER)
+declare("swanlab_api_key", "str", None, "SwanLab API key.", G, **LATER)
+declare("swanlab_logdir", "str", None, "SwanLab log folder.", G, **LATER)
+declare("swanlab_lark_webhook_url", "str", None, "Lark (Feishu) webhook notified by SwanLab.", G, **LATER)
+declare("swanlab_lark_secret", "str", None, "Secret of the Lark (Feishu) webhook.", G, **LATER)
+
+# --- KTransformers (AMX MoE SFT) -----------------------------------------------------------------
+declare("use_kt", "bool", False, "Train MoE experts on the CPU with the KTransformers AMX backend.", G, **LATER)
+declare("kt_weight_path", "str", None, "KTransformers: pre-quantized INT8 expert weights (.kt files).", G,
+        **LATER)
+declare("kt_expert_checkpoint_path", "str", None, "KTransformers: expert checkpoint (safetensors) converted "
+        "on the fly.", G, **LATER)
+declare("kt_use_lora_experts", "bool", None, "KTransformers: add LoRA experts on the GPU.", G, **LATER)
+declare("kt_lora_expert_num", "int", None, "KTransformers: number of GPU LoRA experts.", G, **LATER)
+declare("kt_lora_expert_intermediate_size", "int", None, "KTransformers: intermediate size of the GPU LoRA "
+        "experts.", G, **LATER)

@@ -1,0 +1,84 @@
+"""Resuming: an output_dir that already holds checkpoints continues from the last complete one.
+
+Same rule as LLaMA-Factory: only for training runs, only when resume_from_checkpoint is unset and
+overwrite_output_dir is false, and not for full/freeze reward-model or PPO training (their checkpoints
+cannot be resumed). A checkpoint counts as complete once its trainer_state.json is written (the trainer
+writes it last), so a run killed while saving never resumes from a half-written folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+# Files whose presence means output_dir holds a finished model or adapter.
+_MODEL_FILES = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """Path of the highest-numbered checkpoint-N folder that holds a trainer_state.json, or None."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = []
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_DIR.match(name)
+        path = os.path.join(output_dir, name)
+        if match and os.path.isfile(os.path.join(path, "trainer_state.json")):
+            steps.append((int(match.group(1)), path))
+    return max(steps)[1] if steps else None
+
+
+def resolve_resume(v: dict[str, Any]) -> list[str]:
+    """Sets v["resume_from_checkpoint"] to a checkpoint path or None; returns problems."""
+    requested = v.get("resume_from_checkpoint")
+    output_dir = v["output_dir"]
+    stage, ftype = v["stage"], v["finetuning_type"]
+    if stage in ("rm", "ppo") and ftype in ("full", "freeze"):
+        if requested not in (None, False):
+            logger.warning("Checkpoints of %s training with finetuning_type %s cannot be resumed; "
+                           "ignoring resume_from_checkpoint.", stage, ftype)
+        v["resume_from_checkpoint"] = None
+        return []
+    if requested is False:
+        v["resume_from_checkpoint"] = None
+        return []
+    word = requested.lower() if isinstance(requested, str) else None
+    if requested is True or word in ("true", "auto"):
+        found = last_complete_checkpoint(output_dir)
+        if found is None and word == "auto":  # auto: resume if possible, else start fresh
+            v["resume_from_checkpoint"] = None
+            return []
+        if found is None:
+            return [f"resume_from_checkpoint is {requested!r} but output_dir {output_dir!r} holds no complete "
+                    "checkpoint-N folder; remove resume_from_checkpoint to start a new run."]
+        v["resume_from_checkpoint"] = found
+        return []
+    if isinstance(requested, str):
+        if not os.path.isdir(requested):
+            return [f"resume_from_checkpoint: checkpoint folder {requested!r} not found."]
+        return []
+    # Not requested: LLaMA-Factory resumes automatically from an existing output_dir.
+    if not v.get("do_train") or v["overwrite_output_dir"] or not os.path.isdir(output_dir):
+        return []
+    found = last_complete_checkpoint(output_dir)
+    if found is None:
+        if any(os.path.isfile(os.path.join(output_dir, name)) for name in _MODEL_FILES):
+            return [f"output_dir {output_dir!r} already holds a trained model; set overwrite_output_dir: true "
+                    "to replace it, or choose another output_dir."]
+        return []
+    v["resume_from_checkpoint"] = found
+    logger.info("Resuming training from %s (set overwrite_output_dir: true or another output_dir to start "
+                "over).", found)
+    return []
