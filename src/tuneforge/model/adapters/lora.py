@@ -1,0 +1,152 @@
+"""LoRA through peft: new adapters, continuing an adapter, stacking adapters.
+
+`adapter_name_or_path` (a list) is read as LLaMA-Factory does: when training without
+`create_new_adapter`, every adapter but the last is merged into the base weights and the last one keeps
+training; otherwise (inference, or create_new_adapter) all are merged and, when training, a fresh
+adapter is created on top.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ...errors import ConfigError
+from ..vocab import needs_resize
+from .composite import composite_parts, forbidden_modules
+
+logger = logging.getLogger(__name__)
+
+# The output layer LoRA never wraps under `lora_target: all`, by model type (default: lm_head).
+_OUTPUT_LAYER = {"chatglm": "output_layer", "internlm2": "output"}
+
+
+def setup_lora(model: Any, cfg: Any, is_trainable: bool) -> Any:
+    from peft import PeftModel
+
+    adapters = list(getattr(cfg, "adapter_name_or_path", None) or [])
+    to_resume = None
+    if adapters:
+        if is_trainable and not getattr(cfg, "create_new_adapter", False):
+            to_merge, to_resume = adapters[:-1], adapters[-1]
+        else:
+            to_merge = adapters
+        for path in to_merge:
+            model = PeftModel.from_pretrained(model, _check_adapter(path), **_adapter_kwargs(cfg)).merge_and_unload()
+        if to_merge:
+            logger.info("Merged %d adapter(s) into the base weights: %s", len(to_merge), ",".join(to_merge))
+        if to_resume is not None:
+            model = PeftModel.from_pretrained(model, _check_adapter(to_resume), is_trainable=is_trainable,
+                                              **_adapter_kwargs(cfg))
+            logger.info("Continuing to train adapter %s", to_resume)
+
+    if is_trainable and to_resume is None:
+        model = _new_adapter(model, cfg)
+    return model
+
+
+def _new_adapter(model: Any, cfg: Any) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    logger.info("Fine-tuning method: %s", "DoRA" if getattr(cfg, "use_dora", False) else "LoRA")
+    rank = getattr(cfg, "lora_rank", 8)
+    alpha = getattr(cfg, "lora_alpha", None) or rank * 2
+    config = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        inference_mode=False,
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=getattr(cfg, "lora_dropout", 0.0),
+        target_modules=lora_targets(model, cfg),
+        modules_to_save=_modules_to_save(model, cfg),
+        use_rslora=bool(getattr(cfg, "use_rslora", False)),
+        use_dora=bool(getattr(cfg, "use_dora", False)),
+    )
+    # peft keeps adapter weights in fp32 by default; pure_bf16 means no fp32 copy of anything.
+    return get_peft_model(model, config, autocast_adapter_dtype=not getattr(cfg, "pure_bf16", False))
+
+
+def lora_targets(model: Any, cfg: Any) -> list[str]:
+    """Module names LoRA wraps: every linear layer for "all", else the user's names, checked."""
+    requested = list(getattr(cfg, "lora_target", None) or ["all"])
+    linear = linear_module_names(model, cfg)
+    if requested == ["all"]:
+        targets = sorted(linear)
+        logger.info("LoRA targets (all linear layers): %s", ",".join(targets))
+    else:
+        all_names = [name for name, _ in model.named_modules()]
+        for target in requested:
+            if not _matches_any(target, all_names):
+                raise ConfigError(f"lora_target: module {target!r} is not in the model; "
+                                  f"choose from: all, {', '.join(sorted(linear))}")
+        targets = requested
+
+    parts = composite_parts(model)
+    if parts is None:
+        return targets
+    # Composite models: name full module paths so LoRA stays off the frozen vision tower / projector.
+    blocked = forbidden_modules(model, cfg) | set(parts.lora_conflicts) | set(parts.projector)
+    return [name for name, _ in model.named_modules()
+            if _matches_any(name.split(".")[-1], targets) and not any(key in name for key in blocked)]
+
+
+def linear_module_names(model: Any, cfg: Any) -> set[str]:
+    """Short names of the linear layers LoRA may adapt (output layer, projector, frozen tower excluded)."""
+    output_layer = _OUTPUT_LAYER.get(getattr(model.config, "model_type", None), "lm_head")
+    excluded: set[str] = set()
+    parts = composite_parts(model)
+    if parts is not None:
+        excluded.update(parts.projector)
+        if getattr(cfg, "freeze_vision_tower", True):
+            excluded.update(parts.vision)
+    names = set()
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if "Linear" not in kind or "Embedding" in kind:
+            continue
+        if name.split(".")[-1] in ("lm_head", output_layer) or any(key in name for key in excluded):
+            continue
+        names.add(name.split(".")[-1])
+    return names
+
+
+def _modules_to_save(model: Any, cfg: Any) -> list[str] | None:
+    """`additional_target` (fully trained, saved with the adapter); embeddings when the vocab grew."""
+    extra = list(getattr(cfg, "additional_target", None) or [])
+    all_names = [name for name, _ in model.named_modules()]
+    for name in extra:
+        if not _matches_any(name, all_names):
+            top_level = sorted({n.split(".")[-1] for n in all_names if n and not n.split(".")[-1].isdigit()})
+            raise ConfigError(f"additional_target: module {name!r} is not in the model; "
+                              f"choose from: {', '.join(top_level)}")
+    if not extra and needs_resize(cfg):
+        embeddings = {model.get_input_embeddings(), model.get_output_embeddings()}
+        extra = sorted({name.split(".")[-1] for name, module in model.named_modules() if module in embeddings})
+        logger.warning("Vocabulary was resized: training %s fully (saved with the adapter)", ",".join(extra))
+    return extra or None
+
+
+def _matches_any(target: str, module_names: list[str]) -> bool:
+    # peft's rule for a plain name: the module name equals it or ends with "." + it.
+    return any(name == target or name.endswith("." + target) for name in module_names)
+
+
+def _check_adapter(path: str) -> str:
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "adapter_config.json")):
+        raise ConfigError(f"adapter_name_or_path: {path!r} has no adapter_config.json; "
+                          "point it at a directory saved by a LoRA run (its output_dir or a checkpoint-N)")
+    if not os.path.isdir(path) and path.startswith((".", "/", "~")):
+        raise ConfigError(f"adapter_name_or_path: directory {path!r} does not exist")
+    return path
+
+
+def _adapter_kwargs(cfg: Any) -> dict[str, Any]:
+    kwargs = {
+        "cache_dir": getattr(cfg, "cache_dir", None),
+        "revision": getattr(cfg, "model_revision", None) or "main",
+        "token": getattr(cfg, "hf_hub_token", None),
+    }
+    if getattr(cfg, "adapter_folder", None):
+        kwargs["subfolder"] = cfg.adapter_folder
+    return kwargs

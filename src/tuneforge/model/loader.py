@@ -1,0 +1,283 @@
+"""Load the model a run trains or serves: where it comes from, in which precision, with which attention.
+
+`load_model(cfg, tokenizer)` is the single entry point. Order of work:
+  1. resolve `model_name_or_path` (local dir, Hugging Face hub id, or ModelScope id),
+  2. decide the compute dtype and the attention implementation, failing early where the device
+     cannot honour the request,
+  3. load the weights, grow the vocabulary if the tokenizer gained tokens,
+  4. enable gradient checkpointing and attach the finetuning method (full / freeze / LoRA).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from .adapters import apply_finetuning, count_parameters
+from .vocab import resize_embeddings
+
+logger = logging.getLogger(__name__)
+
+# Values of `flash_attn` and the transformers attention implementation each one asks for.
+ATTENTION_IMPLEMENTATIONS = {"disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2"}
+
+
+def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.Module:
+    """Return the model ready for training (or, with is_trainable=False, frozen in eval mode)."""
+    path = resolve_model_path(cfg)
+    config = load_model_config(cfg, path)
+    device = training_device(cfg)
+    compute_dtype = resolve_compute_dtype(cfg, device)
+    attention = resolve_attention(cfg, device, compute_dtype)
+    model_class = _model_class_for(config)
+
+    # Mixed precision keeps weights in the compute dtype and upcasts only the trainable ones later
+    # (as LLaMA-Factory does); fp32 training simply loads fp32.
+    if getattr(cfg, "train_from_scratch", False):
+        model = model_class.from_config(config, dtype=compute_dtype, attn_implementation=attention,
+                                        trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)))
+    else:
+        model = model_class.from_pretrained(path, config=config, dtype=compute_dtype,
+                                            attn_implementation=attention, **_hub_kwargs(cfg))
+    logger.info("Attention implementation: %s", model.config._attn_implementation)
+
+    resize_embeddings(model, tokenizer, cfg)
+
+    if is_trainable:
+        _prepare_for_training(model, cfg)
+
+    model = apply_finetuning(model, cfg, is_trainable)
+
+    if is_trainable:
+        model.train()
+        trainable, total = count_parameters(model)
+        message = (f"trainable params: {trainable:,} || all params: {total:,} || "
+                   f"trainable%: {100 * trainable / total:.4f}")
+    else:
+        model.requires_grad_(False)
+        model.eval()
+        message = f"all params: {count_parameters(model)[1]:,}"
+    logger.info(message)
+    print(message)
+
+    if getattr(cfg, "print_param_status", False):
+        for name, param in model.named_parameters():
+            print(f"name: {name}, dtype: {param.dtype}, device: {param.device}, trainable: {param.requires_grad}")
+    return model
+
+
+# --- where the weights come from -----------------------------------------------------------------
+
+
+def resolve_model_path(cfg: Any) -> str:
+    """A local directory, or a hub id that transformers will fetch (ModelScope ids are downloaded here)."""
+    name = getattr(cfg, "model_name_or_path", None)
+    if not name:
+        raise ConfigError("model_name_or_path is not set: give a local model directory or a hub id "
+                          "(e.g. model_name_or_path: ./my-model)")
+    local = os.path.expanduser(str(name))
+    if os.path.isdir(local):
+        return local
+    if _looks_like_path(str(name)):
+        raise ConfigError(f"model_name_or_path: directory {name!r} does not exist "
+                          f"(resolved to {os.path.abspath(local)}); check the path")
+    if _env_enabled("USE_MODELSCOPE_HUB"):
+        return _download_from_modelscope(str(name), cfg)
+    return str(name)
+
+
+def with_local_model(cfg: Any) -> Any:
+    """The config with a ModelScope id replaced by its downloaded directory, so that the tokenizer and
+    the model both load from disk; unchanged otherwise."""
+    path = resolve_model_path(cfg)
+    if path == cfg.model_name_or_path:
+        return cfg
+    if hasattr(cfg, "replace"):
+        return cfg.replace(model_name_or_path=path)
+    import copy
+
+    localized = copy.copy(cfg)
+    localized.model_name_or_path = path
+    return localized
+
+
+def load_model_config(cfg: Any, path: str) -> Any:
+    """The model's `config.json`, with a clear error when a hub id cannot be reached."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, **_hub_kwargs(cfg))
+    except (OSError, ValueError) as error:
+        if os.path.isdir(path):
+            raise ConfigError(f"model_name_or_path: {path!r} is not a Hugging Face model directory "
+                              f"({error}); it needs a config.json next to the weights") from None
+        raise _hub_error(path, cfg, error) from None
+
+
+def _hub_kwargs(cfg: Any) -> dict[str, Any]:
+    return {
+        "trust_remote_code": bool(getattr(cfg, "trust_remote_code", False)),
+        "cache_dir": getattr(cfg, "cache_dir", None),
+        "revision": getattr(cfg, "model_revision", None) or "main",
+        "token": getattr(cfg, "hf_hub_token", None),
+    }
+
+
+def _hub_error(model_id: str, cfg: Any, error: Exception) -> ConfigError:
+    offline = _env_enabled("HF_HUB_OFFLINE") or _env_enabled("TRANSFORMERS_OFFLINE")
+    why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else f"{error}"
+    local_name = model_id.rstrip("/").split("/")[-1]
+    return ConfigError(
+        f"model_name_or_path: cannot load {model_id!r} from the Hugging Face hub: {why}. "
+        f"Download it where there is network (`huggingface-cli download {model_id} --local-dir "
+        f"./{local_name}`) and set model_name_or_path: ./{local_name}"
+        + (f" (cache_dir: {cfg.cache_dir})" if getattr(cfg, "cache_dir", None) else "")
+    )
+
+
+def _download_from_modelscope(model_id: str, cfg: Any) -> str:
+    """ModelScope snapshot into `cache_dir` (or MODELSCOPE_CACHE, which modelscope itself reads)."""
+    if importlib.util.find_spec("modelscope") is None:
+        raise ConfigError("USE_MODELSCOPE_HUB=1 needs the modelscope package: pip install modelscope "
+                          "(or unset USE_MODELSCOPE_HUB to use the Hugging Face hub)")
+    from modelscope import snapshot_download
+
+    revision = getattr(cfg, "model_revision", None) or "main"
+    # ModelScope names the default branch "master" where the HF hub says "main".
+    revision = "master" if revision == "main" else revision
+    try:
+        if getattr(cfg, "ms_hub_token", None):
+            from modelscope.hub.api import HubApi
+
+            HubApi().login(cfg.ms_hub_token)
+        return snapshot_download(model_id, revision=revision, cache_dir=getattr(cfg, "cache_dir", None))
+    except Exception as error:  # modelscope raises many unrelated types for "no network"
+        cache = getattr(cfg, "cache_dir", None) or os.environ.get("MODELSCOPE_CACHE", "~/.cache/modelscope")
+        local_name = model_id.rstrip("/").split("/")[-1]
+        raise ConfigError(
+            f"model_name_or_path: cannot download {model_id!r} from ModelScope ({error}); cache: {cache}. "
+            f"Download it where there is network (`modelscope download --model {model_id} --local_dir "
+            f"./{local_name}`) and set model_name_or_path: ./{local_name}"
+        ) from None
+
+
+def _looks_like_path(name: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else that is not an existing directory is a bad path.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _env_enabled(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "y", "on")
+
+
+def _model_class_for(config: Any) -> Any:
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    if type(config) in AutoModelForImageTextToText._model_mapping.keys():
+        return AutoModelForImageTextToText
+    return AutoModelForCausalLM
+
+
+# --- precision and attention ---------------------------------------------------------------------
+
+
+def training_device(cfg: Any) -> str:
+    """"cuda" when a GPU is usable for this run, else "cpu"."""
+    if _hf_value(cfg, "use_cpu", False):
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_compute_dtype(cfg: Any, device: str) -> torch.dtype:
+    """Map bf16 / fp16 / pure_bf16 / (none = fp32) to a dtype, refusing what the device would fake."""
+    bf16 = bool(_hf_value(cfg, "bf16", False))
+    fp16 = bool(_hf_value(cfg, "fp16", False))
+    pure_bf16 = bool(getattr(cfg, "pure_bf16", False))
+    if fp16 and (bf16 or pure_bf16):
+        raise ConfigError("fp16 and bf16/pure_bf16 are both set: choose one precision")
+    if fp16:
+        if device == "cpu":
+            raise ConfigError(
+                "fp16: true on a CPU: transformers would silently train in fp32 instead. "
+                "Remove fp16 (fp32 training) or use bf16: true (runs on CPU, slowly on CPUs without bf16 support)"
+            )
+        return torch.float16
+    if bf16 or pure_bf16:
+        key = "pure_bf16" if pure_bf16 else "bf16"
+        if device == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"{key}: true but this GPU does not support bfloat16: use fp16: true instead")
+        if device == "cpu":
+            logger.warning("%s on a CPU works but is usually slower than fp32 (few CPUs have fast bf16 math)", key)
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_attention(cfg: Any, device: str, compute_dtype: torch.dtype) -> str:
+    """The transformers `attn_implementation` for `flash_attn` (auto | disabled | sdpa | fa2)."""
+    choice = getattr(cfg, "flash_attn", None) or "auto"
+    if choice == "fa2":
+        problem = _flash_attention_2_problem(device, compute_dtype)
+        if problem:
+            raise ConfigError(f"flash_attn: fa2 needs {problem}. Use flash_attn: sdpa (or auto)")
+        return "flash_attention_2"
+    if choice in ATTENTION_IMPLEMENTATIONS:
+        return ATTENTION_IMPLEMENTATIONS[choice]
+    if choice != "auto":
+        raise ConfigError(f"flash_attn: unknown value {choice!r}; use one of auto, disabled, sdpa, fa2")
+    # auto: FlashAttention-2 where it can run; packed sequences with block-diagonal masks need SDPA.
+    if not _flash_attention_2_problem(device, compute_dtype) and not getattr(cfg, "neat_packing", False):
+        picked = "flash_attention_2"
+    else:
+        picked = "sdpa"
+    logger.info("flash_attn: auto picked %s", picked)
+    return picked
+
+
+def _flash_attention_2_problem(device: str, compute_dtype: torch.dtype) -> str | None:
+    if device != "cuda":
+        return "a CUDA GPU (none is available here)"
+    if importlib.util.find_spec("flash_attn") is None:
+        return "the flash_attn package (pip install flash-attn)"
+    if compute_dtype not in (torch.float16, torch.bfloat16):
+        return "bf16 or fp16 training (it has no fp32 kernels)"
+    return None
+
+
+def _hf_value(cfg: Any, key: str, default: Any) -> Any:
+    """A HF TrainingArguments key: the user's value on cfg first, else the built training args."""
+    value = getattr(cfg, key, None)
+    if value is None and getattr(cfg, "training_args", None) is not None:
+        value = getattr(cfg.training_args, key, None)
+    return default if value is None else value
+
+
+# --- training preparation ------------------------------------------------------------------------
+
+
+def _prepare_for_training(model: torch.nn.Module, cfg: Any) -> None:
+    """Gradient checkpointing (on unless disabled) and LLaMA-Factory's optional fp32 upcasts."""
+    if getattr(cfg, "upcast_layernorm", False):
+        for name, param in model.named_parameters():
+            if param.ndim == 1 and "norm" in name:
+                param.data = param.data.to(torch.float32)
+
+    if getattr(cfg, "disable_gradient_checkpointing", False):
+        return
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        logger.warning("This model does not support gradient checkpointing; training without it")
+        return
+    # Non-reentrant checkpointing: it needs no input-grad hook for frozen embeddings (LoRA/freeze) and
+    # is several times faster with LoRA than the reentrant variant.
+    # transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns).
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    logger.info("Gradient checkpointing enabled")

@@ -1,0 +1,40 @@
+"""Training: one recipe per stage (pt.py, sft.py) on the shared trainer (trainer.py).
+
+    run_train(cfg) -> metrics      cfg: a Config from tuneforge.config, or a plain dict of values
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
+RECIPES = {"pt": ("pt", "run_pt"), "sft": ("sft", "run_sft")}
+
+
+def run_train(cfg: Any) -> dict[str, float]:
+    """Run the recipe for cfg.stage; the run directory is cfg.output_dir. Returns the final metrics."""
+    import importlib
+
+    from ..errors import ConfigError
+
+    if isinstance(cfg, dict):
+        from ..config import make_config
+
+        cfg = make_config(cfg)
+    try:
+        from ..config import check_implemented
+    except ImportError:  # config layer without the check yet
+        check_implemented = None
+    if check_implemented is not None:
+        check_implemented(cfg)
+
+    stage = getattr(cfg, "stage", "sft")
+    if stage not in RECIPES:
+        raise ConfigError(f"stage: {stage} training is not implemented yet; available stages: "
+                          f"{', '.join(RECIPES)}")
+    module_name, function_name = RECIPES[stage]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return getattr(module, function_name)(cfg)
+
+
+__all__ = ["run_train"]

@@ -1,0 +1,161 @@
+"""The trainer every recipe shares: HF Seq2SeqTrainer plus atomic checkpoints and seeded length grouping.
+
+Recipes (pt.py, sft.py, ...) differ in their data and collator; everything about how a run trains,
+saves, resumes and reports lives here, so each recipe reads as:
+    prepare_run -> RunDirectory -> data -> load_model -> build_trainer -> train_and_save -> evaluate
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+from transformers import Seq2SeqTrainer, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+from ..errors import ConfigError
+from ..model.loader import resolve_compute_dtype, training_device, with_local_model
+from .args import build_training_args
+from .callbacks import RunLogCallback
+from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .plot import check_plotting_available, plot_loss
+
+
+def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
+    """Checks that must pass before any data or weights load; returns (cfg, training args, resume path)."""
+    if getattr(cfg, "deepspeed", None):
+        raise ConfigError("deepspeed: DeepSpeed launching arrives with the scale-out issue; remove deepspeed "
+                          "to train on one device")
+    args = build_training_args(cfg)
+    if getattr(args, "do_predict", False):
+        raise ConfigError("do_predict: prediction arrives with the evaluation issue; remove do_predict "
+                          "(do_eval with val_size or eval_dataset reports the eval loss)")
+    if not (args.do_train or args.do_eval):
+        raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval: true to evaluate)")
+    if getattr(cfg, "plot_loss", False) and args.do_train:
+        check_plotting_available()
+    resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
+    cfg = with_local_model(cfg)
+    set_seed(args.seed)  # before the model loads: LoRA initialisation draws from the global RNG
+    return cfg, args, resume_from
+
+
+def compute_dtype_of(cfg: Any) -> torch.dtype:
+    return resolve_compute_dtype(cfg, training_device(cfg))
+
+
+class TuneforgeTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer whose checkpoints appear atomically and whose length grouping is resumable."""
+
+    _staging = False
+
+    def _get_output_dir(self, trial: Any) -> str:
+        # While a checkpoint is written, the Trainer's "run dir" is the staging folder (see _save_checkpoint).
+        if self._staging:
+            return os.path.join(self.args.output_dir, STAGING_DIR)
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Write checkpoint-N into output_dir/.staging, then rename it into output_dir in one step."""
+        staging_root = os.path.join(self.args.output_dir, STAGING_DIR)
+        staged = os.path.join(staging_root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
+        if not self.args.should_save:
+            return
+        final = publish_checkpoint(staged, self.args.output_dir)
+        if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
+            self.state.best_model_checkpoint = final
+            self.state.save_to_json(os.path.join(final, "trainer_state.json"))
+        rotate_checkpoints(output_dir=self.args.output_dir, save_total_limit=self.args.save_total_limit,
+                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        return SeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from (seed, epoch): a resumed run replays exactly the same batches.
+
+    HF's sampler draws from the global RNG when the epoch starts, which a resume restores to a later
+    state, so the resumed epoch would see another order.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
+def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any, dataset: Any,
+                  **kwargs: Any) -> TuneforgeTrainer:
+    """The shared trainer with our run-directory callback in place of HF's console printers."""
+    trainer = TuneforgeTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=dataset.train_dataset,
+        eval_dataset=dataset.eval_dataset,
+        processing_class=tokenizer,  # saved next to every checkpoint and the final model
+        **kwargs,
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(RunLogCallback(args.output_dir, show_progress=not args.disable_tqdm))
+    return trainer
+
+
+def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None) -> dict[str, float]:
+    """Train, save the final model/adapter + tokenizer, write metrics and the loss curve."""
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    # Checkpointing turned the KV cache off for training; the saved model should generate with it.
+    trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
+    trainer.save_model()
+    if trainer.is_world_process_zero() and trainer.processing_class is not None:
+        save_tokenizer_with_chat_template(trainer.processing_class, trainer.args.output_dir)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    if trainer.is_world_process_zero() and getattr(cfg, "plot_loss", False):
+        plot_loss(trainer.args.output_dir)
+    return result.metrics
+
+
+def save_tokenizer_with_chat_template(tokenizer: Any, output_dir: str) -> None:
+    """Write the chat template into tokenizer_config.json (not only chat_template.jinja, transformers 5's
+    default), so tools that read the config (older transformers, GGUF converters) chat in the trained format."""
+    tokenizer.save_pretrained(output_dir, save_jinja_files=False)
+    jinja_file = os.path.join(output_dir, "chat_template.jinja")
+    if getattr(tokenizer, "chat_template", None) and os.path.isfile(jinja_file):
+        os.remove(jinja_file)  # one copy only: the config now holds it
+
+
+def evaluate(trainer: TuneforgeTrainer, with_perplexity: bool) -> dict[str, float]:
+    metrics = trainer.evaluate(metric_key_prefix="eval")
+    if with_perplexity:
+        for key in [k for k in metrics if k.endswith("_loss")]:
+            try:
+                metrics[key.replace("_loss", "_perplexity")] = math.exp(metrics[key])
+            except OverflowError:
+                metrics[key.replace("_loss", "_perplexity")] = float("inf")
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+    return metrics
