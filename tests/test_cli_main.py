@@ -42,9 +42,14 @@ def test_train_with_tokenized_path_preprocesses(config_file, fake_pipeline, tmp_
     assert (cfg.tokenized_path, cfg.cutoff_len, cfg.dataset) == (str(tmp_path / "tok"), 64, ["a"])
 
 
-def test_train_without_tokenized_path_says_training_comes_later(config_file, fake_pipeline, capsys):
-    assert cli.main(["train", str(config_file)]) == 2
-    assert "training arrives with the training issue" in capsys.readouterr().err
+def test_train_without_tokenized_path_runs_the_training_recipe(config_file, fake_pipeline, monkeypatch):
+    import tuneforge.train as train
+
+    calls = []
+    monkeypatch.setattr(train, "run_train", lambda cfg: calls.append(cfg))
+    assert cli.main(["train", str(config_file), "learning_rate=5e-5"]) == 0
+    ((cfg,),) = [calls]
+    assert cfg.learning_rate == 5e-5
     assert fake_pipeline == []
 
 

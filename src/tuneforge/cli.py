@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -113,16 +114,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def run_training(cfg) -> int:
-    """What `tuneforge train` does with a valid config. The training issue swaps in tuneforge.train here."""
-    if cfg.tokenized_path is not None:
-        _require(cfg, "train", "model_name_or_path")
+    """What `tuneforge train` does with a valid config.
+
+    As in LLaMA-Factory, a `tokenized_path` that does not exist yet means "preprocess, save there and stop";
+    one that exists is loaded by the data pipeline and training goes on from it.
+    """
+    _require(cfg, "train", "model_name_or_path")
+    if cfg.tokenized_path is not None and not os.path.exists(cfg.tokenized_path):
         from .data.pipeline import preprocess_only
 
         return preprocess_only(cfg)
-    print("the configuration is valid, but training arrives with the training issue; for now "
-          "`tuneforge train` only preprocesses data: set tokenized_path to write the tokenized dataset.",
-          file=sys.stderr)
-    return EXIT_USAGE
+    from .train import run_train
+
+    run_train(cfg)
+    return 0
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:

@@ -98,7 +98,8 @@ def _to_list(value: Any) -> list[str]:
         if "" in items:
             raise ValueError  # "a,,b" or "a," - reported as a bad value
         return items
-    if isinstance(value, (list, tuple)) and value and all(isinstance(item, str) and item.strip() for item in value):
+    # An empty list is a real value (HF's default `include_for_metrics: []`, written back into run.yaml).
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) and item.strip() for item in value):
         return [item.strip() for item in value]
     raise TypeError
 

@@ -6,8 +6,8 @@ G = "freeze"
 LATER = {"implemented": False}
 
 declare("freeze_trainable_layers", "int", 2, "Trainable hidden layers: +N = the last N, -N = the first N.",
-        G, **LATER)
+        G)
 declare("freeze_trainable_modules", "list", "all", "Modules inside those layers that are trained "
-        "(comma-separated names, or `all`).", G, **LATER)
+        "(comma-separated names, or `all`).", G)
 declare("freeze_extra_modules", "list", None, "Modules outside the hidden layers that are also trained "
-        "(comma-separated, e.g. embed_tokens,lm_head).", G, **LATER)
+        "(comma-separated, e.g. embed_tokens,lm_head).", G)

@@ -8,13 +8,13 @@ from ..schema import declare
 LATER = {"implemented": False}
 
 G = "lora"
-declare("lora_rank", "int", 8, "Rank of the LoRA update matrices.", G, **LATER)
-declare("lora_alpha", "int", None, "LoRA scale numerator; unset means 2 x lora_rank.", G, **LATER)
-declare("lora_dropout", "float", 0.0, "Dropout on the LoRA input.", G, **LATER)
+declare("lora_rank", "int", 8, "Rank of the LoRA update matrices.", G)
+declare("lora_alpha", "int", None, "LoRA scale numerator; unset means 2 x lora_rank.", G)
+declare("lora_dropout", "float", 0.0, "Dropout on the LoRA input.", G)
 declare("lora_target", "list", "all", "Modules that get LoRA adapters (comma-separated names, or `all` "
-        "for every linear layer).", G, **LATER)
+        "for every linear layer).", G)
 declare("additional_target", "list", None, "Modules besides the adapters that are trained and saved in full "
-        "(comma-separated, e.g. embed_tokens,lm_head).", G, **LATER)
+        "(comma-separated, e.g. embed_tokens,lm_head).", G)
 declare("loraplus_lr_ratio", "float", None, "LoRA+: learning-rate ratio of the B matrices to the A "
         "matrices.", G, **LATER)
 declare("loraplus_lr_embedding", "float", 1e-6, "LoRA+: learning rate of LoRA embedding layers.", G, **LATER)
@@ -25,7 +25,7 @@ declare("pissa_init", "bool", False, "PiSSA: initialise the adapter from the pri
 declare("pissa_iter", "int", 16, "PiSSA: fast-SVD iterations (-1 = exact SVD).", G, **LATER)
 declare("pissa_convert", "bool", False, "PiSSA: save the result as a plain LoRA adapter.", G, **LATER)
 declare("create_new_adapter", "bool", False, "Add a fresh adapter on top of the loaded one instead of "
-        "training it further.", G, **LATER)
+        "training it further.", G)
 
 G = "oft"
 declare("oft_rank", "int", 0, "Rank of the OFT update.", G, **LATER)

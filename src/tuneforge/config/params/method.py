@@ -12,9 +12,9 @@ LATER = {"implemented": False}
 declare("stage", "str", "sft", "Training stage: pre-training, supervised fine-tuning, reward modelling, "
         "PPO, DPO or KTO.", G, choices=("pt", "sft", "rm", "ppo", "dpo", "kto"))
 declare("finetuning_type", "str", "lora", "Which weights are trained: LoRA adapters, OFT adapters, a frozen "
-        "model's last layers, or everything.", G, choices=("lora", "oft", "freeze", "full"), **LATER)
+        "model's last layers, or everything.", G, choices=("lora", "oft", "freeze", "full"))
 declare("pure_bf16", "bool", False, "Train purely in bfloat16, without mixed-precision float32 master "
-        "weights.", G, **LATER)
+        "weights.", G)
 declare("use_llama_pro", "bool", False, "LLaMA Pro: train only the expanded (newly inserted) blocks.", G, **LATER)
 declare("use_adam_mini", "bool", False, "Use the Adam-mini optimizer.", G, **LATER)
 declare("use_muon", "bool", False, "Use the Muon optimizer.", G, **LATER)
@@ -35,6 +35,6 @@ declare("compute_accuracy", "bool", False, "Report token-level accuracy when eva
 declare("disable_shuffling", "bool", False, "Keep the training set in its original order.", G, **LATER)
 declare("early_stopping_steps", "int", None, "Stop when `metric_for_best_model` has not improved for this "
         "many evaluations.", G, **LATER)
-declare("plot_loss", "bool", False, "Save loss curves (training_loss.png) in the output directory.", G, **LATER)
+declare("plot_loss", "bool", False, "Save loss curves (training_loss.png) in the output directory.", G)
 declare("include_effective_tokens_per_second", "bool", False, "Report trained (non-padding) tokens per "
         "second.", G, **LATER)

@@ -12,7 +12,7 @@ LATER = {"implemented": False}
 # --- what to load --------------------------------------------------------------------------------
 declare("model_name_or_path", "str", None, "Local model directory or hub model id (Hugging Face or ModelScope).", G)
 declare("adapter_name_or_path", "list", None, "Adapter directory or hub id to load on top of the model; "
-        "comma-separated to stack several.", G, **LATER)
+        "comma-separated to stack several.", G)
 declare("adapter_folder", "str", None, "Folder holding the adapter weights to load.", G, **LATER)
 declare("cache_dir", "str", None, "Where downloaded models (and preprocessed data) are cached.", G)
 declare("model_revision", "str", "main", "Model version to load from the hub: branch, tag or commit id.", G)
@@ -26,10 +26,10 @@ declare("om_hub_token", "str", None, "Access token for the Modelers Hub.", G, **
 declare("use_fast_tokenizer", "bool", True, "Use the fast (Rust `tokenizers`) tokenizer.", G)
 declare("split_special_tokens", "bool", False, "Tokenize special-token strings as plain text instead of "
         "mapping them to their ids.", G)
-declare("resize_vocab", "bool", False, "Resize the tokenizer vocabulary and the embedding layers.", G, **LATER)
+declare("resize_vocab", "bool", False, "Resize the tokenizer vocabulary and the embedding layers.", G)
 declare("add_tokens", "list", None, "Plain (non-special) tokens to add to the tokenizer; comma-separated.",
-        G, **LATER)
-declare("add_special_tokens", "list", None, "Special tokens to add to the tokenizer; comma-separated.", G, **LATER)
+        G)
+declare("add_special_tokens", "list", None, "Special tokens to add to the tokenizer; comma-separated.", G)
 declare("new_special_tokens_config", "str", None, "YAML file mapping new special tokens to descriptions used "
         "to initialise their embeddings; takes precedence over `add_special_tokens`.", G, **LATER)
 declare("init_special_tokens", "str", "noise_init", "How embeddings of new special tokens are initialised. "
@@ -41,7 +41,7 @@ declare("low_cpu_mem_usage", "bool", True, "Load weights without a full extra co
 declare("rope_scaling", "str", None, "RoPE scaling method used to extend the context length.", G,
         choices=("linear", "dynamic", "yarn", "llama3"), **LATER)
 declare("flash_attn", "str", "auto", "Attention implementation: auto, disabled (eager), sdpa, fa2 or fa3 "
-        "(FlashAttention 2/3).", G, choices=("auto", "disabled", "sdpa", "fa2", "fa3"), **LATER)
+        "(FlashAttention 2/3).", G, choices=("auto", "disabled", "sdpa", "fa2", "fa3"))
 declare("shift_attn", "bool", False, "Shift short attention (S^2-Attn, from LongLoRA).", G, **LATER)
 declare("mixture_of_depths", "str", None, "Convert the model to mixture-of-depths, or load such a model.", G,
         choices=("convert", "load"), **LATER)
@@ -52,7 +52,7 @@ declare("enable_liger_kernel", "bool", False, "Use the Liger fused kernels for t
 declare("moe_aux_loss_coef", "float", None, "Weight of the router auxiliary loss for mixture-of-experts "
         "models.", G, **LATER)
 declare("disable_gradient_checkpointing", "bool", False, "Turn off gradient checkpointing (on by default).",
-        G, **LATER)
+        G)
 declare("use_reentrant_gc", "bool", True, "Use reentrant gradient checkpointing.", G, **LATER)
 declare("upcast_layernorm", "bool", False, "Keep layer-norm weights in float32.", G, **LATER)
 declare("upcast_lmhead_output", "bool", False, "Compute the lm_head output in float32.", G, **LATER)
