@@ -1,0 +1,219 @@
+"""Load the datasets a config names: read -> sample -> convert + validate -> mix.
+
+    load_and_merge(names, cfg, stage, split_name="train") -> (Dataset | IterableDataset | None, [RowReport])
+
+Per dataset, in LLaMA-Factory's order: read (readers.py); `num_samples` (a seeded random sample, with
+repeats when it exceeds the rows); `max_samples` (the first N rows); convert to canonical rows and
+validate in one batched map (checks.py); drop the invalid rows and report them. Then mix the datasets
+with `mix_strategy`: concat, or interleave_under / interleave_over / interleave_once (HF datasets'
+first_exhausted / all_exhausted / all_exhausted_without_replacement) with `interleave_probs` and `seed`.
+
+Rows that fail validation are dropped before tokenization, so with invalid rows the batches seen by the
+batch-sensitive processors (pt blocks, packing, kto pairs) differ from LLaMA-Factory's, which drops them
+inside each batch; on valid data the rows and their order are the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .checks import PROBLEM_FIELD, PROBLEM_REASON, SHOWN_PROBLEMS, RowChecker, RowProblem, RowReport, check_columns
+from .readers import LocalData, read_hub, read_local
+from .registry import get_dataset_attrs
+
+logger = logging.getLogger(__name__)
+
+STREAMING_PROBE_ROWS = 1000  # rows validated up front when streaming (the rest are checked as they stream)
+INTERLEAVE = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted",
+              "interleave_once": "all_exhausted_without_replacement"}
+CONVERT_DESC = "Converting format of dataset"
+
+
+def canonical_features():
+    from datasets import Features, List, Value
+
+    message = {"role": Value("string"), "content": Value("string")}
+    media = List(Value("string"))
+    return Features({"prompt": List(message), "response": List(message), "system": Value("string"),
+                     "tools": Value("string"), "images": media, "videos": media, "audios": media})
+
+
+def load_and_merge(names, cfg, stage: str, split_name: str = "train") -> tuple[Any, list[RowReport]]:
+    """Canonical rows of the named datasets, mixed, plus one RowReport per dataset. (None, []) for no names."""
+    attrs = get_dataset_attrs(names, _opt(cfg, "dataset_dir", "data"))
+    if not attrs:
+        return None, []
+    rng = np.random.RandomState(_opt(cfg, "seed", 42))  # LLaMA-Factory samples with the seeded global RNG
+    datasets, reports = [], []
+    for attr in attrs:
+        dataset, report = load_one(attr, cfg, stage, split_name, rng)
+        datasets.append(dataset)
+        reports.append(report)
+    return merge(datasets, cfg), reports
+
+
+def load_one(attr, cfg, stage: str, split_name: str = "train", rng: np.random.RandomState | None = None):
+    """(canonical dataset, RowReport) for one dataset."""
+    streaming = bool(_opt(cfg, "streaming", False))
+    if attr.load_from == "file":
+        local = read_local(attr, cfg, streaming)
+    else:
+        dataset = read_hub(attr, cfg, streaming)
+        local = LocalData(dataset, [attr.dataset_name])
+    dataset = local.dataset
+
+    origin = None  # row -> row in the file, when sampling reordered them
+    if attr.num_samples is not None and not streaming:
+        origin = _sample_indices(len(dataset), attr.num_samples, rng or np.random.RandomState(_opt(cfg, "seed", 42)))
+        dataset = dataset.select(origin)
+    max_samples = _opt(cfg, "max_samples")
+    if max_samples is not None:
+        dataset = dataset.take(max_samples) if streaming else dataset.select(range(min(max_samples, len(dataset))))
+
+    column_names = _column_names(dataset)
+    needs_response = not (split_name != "train" and bool(_opt(cfg, "predict_with_generate", False)))
+    attr = check_columns(attr, column_names, stage, needs_response)
+    media_dir = _opt(cfg, "media_dir") or _opt(cfg, "dataset_dir", "data")
+    checker = RowChecker(attr, stage, needs_response, media_dir, check_files=attr.load_from in ("file", "script"))
+    used = _used_columns(attr, column_names)
+    converted = _convert(dataset, checker, used, column_names, cfg, streaming)
+
+    source = attr.path or attr.dataset_name
+    if streaming:
+        report = _probe_stream(converted, attr, local, source, split_name)
+        return converted.filter(_is_valid, input_columns=[PROBLEM_REASON], batched=True) \
+            .remove_columns([PROBLEM_FIELD, PROBLEM_REASON]), report
+    report = build_report(converted, attr, local, origin, source, split_name)
+    if report.invalid == report.total and report.total:
+        raise DataError(f"dataset '{attr.name}' has no valid rows: all {report.total} rows failed validation.\n"
+                        f"{report.format()}\nFix the data, or the columns/tags/formatting in {attr.where}")
+    if report.total == 0:
+        raise DataError(f"dataset '{attr.name}' ({source}) holds no rows")
+    if report.invalid:
+        table = converted.data.table if hasattr(converted.data, "table") else converted.data
+        valid = np.flatnonzero(_valid_mask(table.column(PROBLEM_REASON)))
+        converted = converted.select(valid)
+    return converted.remove_columns([PROBLEM_FIELD, PROBLEM_REASON]), report
+
+
+def merge(datasets: list, cfg):
+    """Mix several canonical datasets with cfg.mix_strategy (LLaMA-Factory's strategies)."""
+    if len(datasets) == 1:
+        return datasets[0]
+    strategy = _opt(cfg, "mix_strategy", "concat")
+    if strategy == "concat":
+        from datasets import concatenate_datasets
+
+        return concatenate_datasets(datasets)
+    if strategy not in INTERLEAVE:
+        raise ConfigError(f"mix_strategy: '{strategy}' is not one of concat, {', '.join(INTERLEAVE)}")
+    from datasets import interleave_datasets
+
+    probs = _opt(cfg, "interleave_probs")
+    if probs is not None:
+        probs = [float(p) for p in (probs.split(",") if isinstance(probs, str) else probs)]
+        if len(probs) != len(datasets):
+            raise ConfigError(f"interleave_probs: {len(probs)} values for {len(datasets)} datasets; give one "
+                              "probability per dataset, in the order of `dataset`")
+        if abs(sum(probs) - 1.0) > 1e-6:
+            raise ConfigError(f"interleave_probs: the values add up to {sum(probs):g}, not 1")
+    return interleave_datasets(datasets, probabilities=probs, seed=_opt(cfg, "seed", 42),
+                               stopping_strategy=INTERLEAVE[strategy])
+
+
+def build_report(converted, attr, local: LocalData, origin, source: str, split_name: str) -> RowReport:
+    """Count the rows that failed and keep the first few, traced back to their file and row."""
+    import pyarrow.compute as pc
+
+    table = converted.data.table if hasattr(converted.data, "table") else converted.data
+    reasons = table.column(PROBLEM_REASON)
+    report = RowReport(attr.name, source, len(converted), split=split_name)
+    invalid = pc.invert(_valid_mask(reasons))
+    report.invalid = int(pc.sum(invalid).as_py() or 0)
+    if not report.invalid:
+        return report
+    fields = pc.filter(table.column(PROBLEM_FIELD), invalid)
+    counts = pc.value_counts(fields).to_pylist()
+    report.by_field = {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: -c["counts"])}
+    positions = np.flatnonzero(np.asarray(invalid.to_numpy(zero_copy_only=False)))[:SHOWN_PROBLEMS]
+    for position in positions:
+        row = int(origin[position]) if origin is not None else int(position)
+        file, index = local.locate(row)
+        report.examples.append(RowProblem(file, index, table.column(PROBLEM_FIELD)[int(position)].as_py(),
+                                          reasons[int(position)].as_py()))
+    return report
+
+
+# ------------------------------------------------------------------------------------------ internals
+
+
+def _opt(cfg, key: str, default=None):
+    value = getattr(cfg, key, None)
+    return default if value is None else value
+
+
+def _valid_mask(reasons):
+    import pyarrow.compute as pc
+
+    return pc.equal(reasons, "").combine_chunks() if hasattr(reasons, "combine_chunks") else pc.equal(reasons, "")
+
+
+def _is_valid(reasons: list[str]) -> list[bool]:
+    return [not reason for reason in reasons]
+
+
+def _sample_indices(size: int, target: int, rng: np.random.RandomState) -> np.ndarray:
+    """LLaMA-Factory's num_samples: a permutation (every row once), topped up with random repeats."""
+    indices = rng.permutation(size)[:target]
+    missing = target - len(indices)
+    if missing > 0:
+        indices = np.concatenate((indices, rng.choice(size, missing)), axis=0)
+    return indices
+
+
+def _column_names(dataset) -> list[str]:
+    names = dataset.column_names
+    if names is None:  # a stream whose features are unknown until read
+        first = next(iter(dataset), None)
+        names = list(first) if first is not None else []
+    return list(names)
+
+
+def _used_columns(attr, column_names: list[str]) -> list[str]:
+    wanted = {value for value in vars(attr.columns).values() if value}
+    return [name for name in column_names if name in wanted]
+
+
+def _convert(dataset, checker: RowChecker, used: list[str], column_names: list[str], cfg, streaming: bool):
+    from datasets import Features, Value
+
+    features = Features({**canonical_features(), PROBLEM_FIELD: Value("string"), PROBLEM_REASON: Value("string")})
+    kwargs: dict[str, Any] = {"batched": True, "batch_size": 1000, "features": features}
+    if streaming:
+        return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
+    workers = _opt(cfg, "preprocessing_num_workers")
+    # Not cached: whether a media file exists can change between runs (the pipeline caches the final result).
+    kwargs.update(num_proc=workers if workers and workers > 1 else None, load_from_cache_file=False,
+                  desc=CONVERT_DESC)
+    return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
+
+
+def _probe_stream(converted, attr, local: LocalData, source: str, split_name: str) -> RowReport:
+    """Validate the first rows of a stream so that a broken dataset stops the run before training."""
+    report = RowReport(attr.name, source, 0, split=split_name, partial=True)
+    for position, row in enumerate(converted.take(STREAMING_PROBE_ROWS)):
+        report.total += 1
+        if row[PROBLEM_REASON]:
+            report.invalid += 1
+            report.by_field[row[PROBLEM_FIELD]] = report.by_field.get(row[PROBLEM_FIELD], 0) + 1
+            if len(report.examples) < SHOWN_PROBLEMS:
+                report.examples.append(RowProblem(str(local.files[0]) if len(local.files) == 1 else source,
+                                                  position, row[PROBLEM_FIELD], row[PROBLEM_REASON]))
+    if report.total and report.invalid == report.total:
+        raise DataError(f"dataset '{attr.name}': none of the first {report.total} rows is valid.\n"
+                        f"{report.format()}\nFix the data, or the columns/tags/formatting in {attr.where}")
+    return report
