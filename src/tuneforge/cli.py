@@ -2,8 +2,9 @@
 
     tuneforge train CFG [key=value ...]        validate, then train (for now: preprocess to tokenized_path)
     tuneforge data check CFG [key=value ...]   validate the datasets and print their report
+    tuneforge chat CFG [key=value ...] [--message TEXT]   chat with the model (interactive, or one answer)
     tuneforge version
-    tuneforge chat | api | export | eval | webui   (arrive with later issues)
+    tuneforge api | export | eval | webui        (arrive with later issues)
 
 Heavy libraries are imported inside the commands, so `tuneforge --help` and `version` answer at once.
 A mistake in the user's input (UserError) prints `error: <message>` and exits with 2, no traceback.
@@ -20,7 +21,7 @@ from pathlib import Path
 from .errors import ConfigError, UserError
 
 EXIT_USAGE = 2
-PLANNED_COMMANDS = ("chat", "api", "export", "eval", "webui")
+PLANNED_COMMANDS = ("api", "export", "eval", "webui")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -58,6 +59,13 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(check)
     check.set_defaults(handler=_cmd_data_check)
     data.set_defaults(handler=lambda _args: _usage(data))
+
+    chat = commands.add_parser("chat", help="chat with the model (+ adapter) of a config: interactive, or one "
+                               "answer for --message TEXT or piped stdin")
+    _add_config_arguments(chat)
+    chat.add_argument("--message", metavar="TEXT", help="answer this one message on stdout and exit "
+                      "(without it, a non-terminal stdin is read as the message)")
+    chat.set_defaults(handler=_cmd_chat)
 
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
     version.set_defaults(handler=_cmd_version)
@@ -136,6 +144,17 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     from .data.pipeline import run_data_check
 
     return run_data_check(cfg)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from .config import check_implemented
+
+    cfg = _load(args)
+    check_implemented(cfg)
+    _require(cfg, "chat", "model_name_or_path")
+    from .chat import run_chat
+
+    return run_chat(cfg, message=args.message)
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:

@@ -1,0 +1,15 @@
+"""Inference: the generation engine behind `tuneforge chat` (and later the API, the web UI and evaluation).
+
+    from tuneforge.infer import ChatEngine
+    engine = ChatEngine(cfg)      # cfg: a Config or a dict (model_name_or_path, adapter_name_or_path, template...)
+    engine.chat([{"role": "user", "content": "Hi"}], max_new_tokens=32)
+
+Modules: engine (ChatEngine: prompt building, generate, streaming) · generation (the generation
+arguments and LLaMA-Factory's rules for combining them).
+"""
+
+from .engine import ChatEngine, Response, check_messages, load_for_inference
+from .generation import generation_settings, resolve_generation
+
+__all__ = ["ChatEngine", "Response", "check_messages", "generation_settings", "load_for_inference",
+           "resolve_generation"]
