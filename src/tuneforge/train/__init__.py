@@ -21,12 +21,9 @@ def run_train(cfg: Any) -> dict[str, float]:
         from ..config import make_config
 
         cfg = make_config(cfg)
-    try:
-        from ..config import check_implemented
-    except ImportError:  # config layer without the check yet
-        check_implemented = None
-    if check_implemented is not None:
-        check_implemented(cfg)
+    from ..config import check_implemented
+
+    check_implemented(cfg)
 
     stage = getattr(cfg, "stage", "sft")
     if stage not in RECIPES:
