@@ -1,0 +1,125 @@
+"""Batch collators: tokenized rows (lists of ints) -> padded tensors for the model.
+
+- `SFTCollator` (sft, pt, ppo, prediction): pads every sequence column to the batch's longest (rounded up to
+  `pad_to_multiple_of`), input_ids with the pad token, labels with -100, attention_mask / position_ids /
+  token_type_ids with 0. Each column is padded to its own longest, so prediction rows whose labels are the
+  reference answer (not aligned with the prompt) work too. Rows without labels (pt) get
+  labels = input_ids with the padded positions set to -100. With `block_diag_attn` (neat packing) the
+  attention mask, which holds each packed example's index, becomes a 4D block-diagonal causal mask, so no
+  example attends to another (flash-attention instead gets no mask and relies on position_ids).
+- `PairwiseCollator` (rm, dpo): the chosen rows, then the rejected rows, padded as one batch of 2n rows.
+- `KTOCollator` (kto): the rows and their KL rows padded separately, plus `kto_tags`.
+
+Media columns (images/videos/audios, None for text rows) are dropped; multimodal batches are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import DataError
+from .schema import IGNORE_INDEX
+
+MEDIA_COLUMNS = ("images", "videos", "audios")
+# Sequence columns and the value their padding takes (input_ids uses the tokenizer's pad id).
+PAD_VALUES = {"attention_mask": 0, "position_ids": 0, "token_type_ids": 0}
+SKIPPED_COLUMNS = ("packing_params",)
+
+
+def prepare_4d_attention_mask(mask_with_indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, seq) example indices (0 = padding) -> (batch, 1, seq, seq) additive mask.
+
+    Position i may attend to position j when both belong to the same packed example, j <= i, and j is not
+    padding: 0.0 there, the dtype's most negative value elsewhere.
+    """
+    seq_len = mask_with_indices.size(1)
+    query_index = mask_with_indices[:, None, :, None]
+    key_index = mask_with_indices[:, None, None, :]
+    causal = torch.tril(torch.ones(seq_len, seq_len, dtype=torch.bool))
+    allowed = (query_index == key_index) & (key_index != 0) & causal
+    return torch.where(allowed, torch.tensor(0.0, dtype=dtype), torch.tensor(torch.finfo(dtype).min, dtype=dtype))
+
+
+def _padded_length(length: int, multiple: int | None) -> int:
+    if multiple and length % multiple:
+        return length + multiple - length % multiple
+    return length
+
+
+@dataclass
+class SFTCollator:
+    pad_token_id: int
+    label_pad_token_id: int = IGNORE_INDEX
+    pad_to_multiple_of: int | None = None
+    padding_side: str = "right"
+    block_diag_attn: bool = False
+    attn_implementation: str = "eager"
+    compute_dtype: torch.dtype = torch.float32
+
+    def _pad(self, rows: list[list[int]], value: int) -> torch.Tensor:
+        length = _padded_length(max(len(row) for row in rows), self.pad_to_multiple_of)
+        if self.padding_side == "right":
+            padded = [list(row) + [value] * (length - len(row)) for row in rows]
+        else:
+            padded = [[value] * (length - len(row)) + list(row) for row in rows]
+        return torch.tensor(padded, dtype=torch.long)
+
+    def pad_features(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        for feature in features:
+            if any(feature.get(name) for name in MEDIA_COLUMNS):
+                raise DataError("this batch holds images/videos/audios; multimodal training is not supported "
+                                "yet. Use a text-only dataset.")
+        batch = {}
+        for name in features[0]:
+            if name in MEDIA_COLUMNS or name in SKIPPED_COLUMNS:
+                continue
+            rows = [feature[name] for feature in features]
+            if name == "input_ids":
+                batch[name] = self._pad(rows, self.pad_token_id)
+            elif name == "labels":
+                batch[name] = self._pad(rows, self.label_pad_token_id)
+            elif name in PAD_VALUES:
+                batch[name] = self._pad(rows, PAD_VALUES[name])
+            else:
+                batch[name] = torch.tensor(rows)
+        if "attention_mask" not in batch:
+            batch["attention_mask"] = self._pad([[1] * len(f["input_ids"]) for f in features], 0)
+        if "labels" not in batch:  # language modelling on the text itself (pt)
+            batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE_INDEX)
+        return batch
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.pad_features(features)
+        if self.block_diag_attn:
+            if self.attn_implementation == "flash_attention_2":
+                # flash-attention separates packed examples by their restarting position_ids.
+                batch["attention_mask"] = None
+            else:
+                batch["attention_mask"] = prepare_4d_attention_mask(batch["attention_mask"], self.compute_dtype)
+        return batch
+
+
+@dataclass
+class PairwiseCollator(SFTCollator):
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows = [
+            {name: feature[f"{side}_{name}"] for name in ("input_ids", "attention_mask", "labels")}
+            for side in ("chosen", "rejected")
+            for feature in features
+        ]
+        return self.pad_features(rows)
+
+
+@dataclass
+class KTOCollator(SFTCollator):
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        names = ("input_ids", "attention_mask", "labels")
+        batch = self.pad_features([{name: feature[name] for name in names} for feature in features])
+        kl_batch = self.pad_features([{name: feature[f"kl_{name}"] for name in names} for feature in features])
+        for name in names:
+            batch[f"kl_{name}"] = kl_batch[name]
+        batch["kto_tags"] = torch.tensor([bool(feature["kto_tags"]) for feature in features])
+        return batch

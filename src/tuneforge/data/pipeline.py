@@ -1,0 +1,257 @@
+"""The data pipeline end to end: datasets named in the config -> tokenized train/eval datasets.
+
+    get_dataset(cfg, tokenizer, template, stage) -> DatasetModule(train_dataset, eval_dataset)
+
+1. `tokenized_path` holds a saved dataset: load it, skip everything else (LLaMA-Factory behaviour).
+2. The disk cache (data/cache.py) holds this exact input: load it.
+3. Otherwise load + convert + validate (data/loader.py), split off `val_size` like LLaMA-Factory
+   (`train_test_split(seed)`; take/skip after a seeded shuffle when streaming), tokenize with the stage's
+   processor (data/processors/, run by data/tokenization.py) in batches of `preprocessing_batch_size` on
+   `preprocessing_num_workers` processes, and store the result in the cache.
+4. With `tokenized_path` set (and empty), save there with `save_to_disk` in LLaMA-Factory's layout
+   (DatasetDict: train, validation or validation_<name>); the caller then stops (`preprocess_only`).
+
+Entry points for the CLI: `preprocess_only(cfg)` (tuneforge train with tokenized_path), `run_data_check(cfg)`
+(tuneforge data check) and `render_examples(cfg, n)` (the demo).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError, DataError
+from . import cache
+from .processors import get_processor
+from .tokenization import opt as _opt
+from .tokenization import process_splits, processing_options
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DatasetModule:
+    """Tokenized datasets for a run. eval_dataset is a Dataset, a {name: Dataset} dict
+    (eval_on_each_dataset) or None."""
+
+    train_dataset: Any = None
+    eval_dataset: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"train_dataset": self.train_dataset, "eval_dataset": self.eval_dataset}
+
+
+def has_tokenized_data(path) -> bool:
+    return bool(path) and os.path.isdir(path) and len(os.listdir(path)) > 0
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _load_raw(cfg, stage: str):
+    """(train dataset or None, eval dataset / dict / None, row reports) in canonical columns."""
+    from .loader import load_and_merge
+
+    reports = []
+    train = None
+    if _opt(cfg, "dataset"):
+        train, train_reports = load_and_merge(cfg.dataset, cfg, stage)
+        reports += train_reports
+    evaluation = None
+    if _opt(cfg, "eval_dataset"):
+        if _opt(cfg, "eval_on_each_dataset", False):
+            evaluation = {}
+            for name in cfg.eval_dataset:
+                evaluation[name], eval_reports = load_and_merge([name], cfg, stage, split_name="validation")
+                reports += eval_reports
+        else:
+            evaluation, eval_reports = load_and_merge(cfg.eval_dataset, cfg, stage, split_name="validation")
+            reports += eval_reports
+    return train, evaluation, reports
+
+
+def split_dataset(train, evaluation, cfg) -> dict[str, Any]:
+    """Named splits as LLaMA-Factory makes them: train, and validation or validation_<name>."""
+    seed = _opt(cfg, "seed", 42)
+    val_size = float(_opt(cfg, "val_size", 0.0))
+    streaming = bool(_opt(cfg, "streaming", False))
+    splits = {}
+    if train is not None:
+        if streaming:
+            train = train.shuffle(buffer_size=_opt(cfg, "buffer_size", 16384), seed=seed)
+        if val_size > 1e-6:
+            if streaming:
+                splits["validation"] = train.take(int(val_size))
+                splits["train"] = train.skip(int(val_size))
+            else:
+                test_size = int(val_size) if val_size > 1 else val_size
+                parts = train.train_test_split(test_size=test_size, seed=seed)
+                splits["train"], splits["validation"] = parts["train"], parts["test"]
+        else:
+            splits["train"] = train
+    if isinstance(evaluation, dict):
+        for name, dataset in evaluation.items():
+            splits[f"validation_{name}"] = dataset
+    elif evaluation is not None:
+        if streaming:
+            evaluation = evaluation.shuffle(buffer_size=_opt(cfg, "buffer_size", 16384), seed=seed)
+        splits["validation"] = evaluation
+    return splits
+
+
+def module_from_splits(splits: dict[str, Any]) -> DatasetModule:
+    module = DatasetModule(train_dataset=splits.get("train"))
+    if "validation" in splits:
+        module.eval_dataset = splits["validation"]
+    else:
+        named = {key[len("validation_"):]: value for key, value in splits.items() if key.startswith("validation_")}
+        module.eval_dataset = named or None
+    return module
+
+
+def _log_reports(reports) -> None:
+    """Skipped rows are a warning; a clean dataset is just noted."""
+    for report in reports:
+        logger.log(logging.WARNING if getattr(report, "invalid", 0) else logging.INFO, "%s", report.format())
+
+
+def get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetModule:
+    """Tokenized train/eval datasets for `stage` (default cfg.stage); see the module docstring."""
+    stage = stage or _opt(cfg, "stage", "sft")
+    tokenized_path = _opt(cfg, "tokenized_path")
+    if has_tokenized_data(tokenized_path):
+        return load_tokenized(tokenized_path, streaming=bool(_opt(cfg, "streaming", False)))
+    if tokenized_path and _opt(cfg, "streaming", False):
+        raise ConfigError(f"tokenized_path: saving the tokenized dataset to {tokenized_path!r} needs the whole "
+                          "dataset; set streaming: false for this preprocessing run")
+
+    splits = _build_splits(cfg, tokenizer, template, stage)
+    if tokenized_path:
+        save_tokenized(splits, tokenized_path)
+    return module_from_splits(splits)
+
+
+def _build_splits(cfg, tokenizer, template, stage: str) -> dict[str, Any]:
+    if _opt(cfg, "streaming", False):
+        train, evaluation, reports = _load_raw(cfg, stage)
+        _log_reports(reports)
+        return process_splits(split_dataset(train, evaluation, cfg), cfg, tokenizer, template, stage, None)
+
+    root = cache.cache_root(_opt(cfg, "cache_dir"))
+    key = cache.key_for_config(cfg, stage, tokenizer, template, processing_options(cfg, stage), root)
+    final = cache.entry_path(root, key) if key is not None else None
+    hit = cache.load_entry(final) if final is not None and not _opt(cfg, "overwrite_cache", False) else None
+    if hit is not None:
+        splits, manifest = hit
+        for text in manifest.get("reports", []):
+            logger.warning(text)
+        logger.info("loaded tokenized dataset from cache %s", final)
+        return splits
+
+    train, evaluation, reports = _load_raw(cfg, stage)
+    _log_reports(reports)
+    work = cache.new_work_dir(root) if final is not None else None
+    try:
+        splits = process_splits(split_dataset(train, evaluation, cfg), cfg, tokenizer, template, stage, work)
+        if work is None:
+            return splits
+        # Only the reports of skipped rows are replayed on a cache hit.
+        cache.commit_entry(work, final, splits, {"reports": [r.format() for r in reports if r.invalid]})
+    except BaseException:
+        if work is not None:
+            cache.discard(work)
+        raise
+    logger.info("saved tokenized dataset to cache %s", final)
+    return cache.load_entry(final)[0]  # point the datasets at the committed files
+
+
+def load_tokenized(path: str, streaming: bool = False) -> DatasetModule:
+    """A dataset saved by `tokenized_path` (ours or LLaMA-Factory's)."""
+    from datasets import DatasetDict, load_from_disk
+
+    logger.warning("loading the tokenized dataset from %s: the other data arguments are ignored", path)
+    try:
+        data = load_from_disk(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise DataError(f"tokenized_path: {path!r} is not a saved tokenized dataset ({error}). Point it at an "
+                        "empty or missing folder to create one") from None
+    splits = dict(data) if isinstance(data, DatasetDict) else {"train": data}
+    module = module_from_splits(splits)
+    if streaming and module.train_dataset is not None:
+        module.train_dataset = module.train_dataset.to_iterable_dataset()
+    logger.info("loaded tokenized dataset from %s", path)
+    return module
+
+
+def save_tokenized(splits: dict[str, Any], path: str) -> None:
+    from datasets import DatasetDict
+
+    DatasetDict(splits).save_to_disk(path)
+    logger.info("tokenized dataset saved to %s", path)
+
+
+def load_tokenizer_and_template(cfg):
+    """The run's tokenizer, fixed by its template, and the template."""
+    from ..model.tokenizer import load_tokenizer
+    from .templates import get_template
+
+    tokenizer = load_tokenizer(cfg)
+    template = get_template(
+        _opt(cfg, "template"), tokenizer, tool_format=_opt(cfg, "tool_format"),
+        default_system=_opt(cfg, "default_system"), enable_thinking=getattr(cfg, "enable_thinking", True),
+        preserve_thinking=bool(_opt(cfg, "preserve_thinking", False)),
+        train_on_prompt=bool(_opt(cfg, "train_on_prompt", False)))
+    return tokenizer, template
+
+
+def preprocess_only(cfg) -> int:
+    """Tokenize into cfg.tokenized_path and say how to train from it (`tuneforge train` with tokenized_path)."""
+    path = _opt(cfg, "tokenized_path")
+    if not path:
+        raise ConfigError("tokenized_path is not set: give the folder to save the tokenized dataset to")
+    if has_tokenized_data(path):
+        module = load_tokenized(path)
+        rows = len(module.train_dataset) if module.train_dataset is not None else 0
+        print(f"{path} already holds a tokenized dataset ({rows} training rows); training loads it and skips "
+              "preprocessing. Point tokenized_path at an empty folder to preprocess again.")
+        return 0
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    module = get_dataset(cfg, tokenizer, template, _opt(cfg, "stage", "sft"))
+    rows = len(module.train_dataset) if module.train_dataset is not None else 0
+    source = getattr(cfg, "source", None) or "<your config>"
+    print(f"tokenized dataset saved to {path} ({rows} training rows).\n"
+          f"To train from it, run `tuneforge train {source}` with `tokenized_path: {path}` unchanged: "
+          "the saved data is loaded and preprocessing is skipped.")
+    return 0
+
+
+def run_data_check(cfg) -> int:
+    """`tuneforge data check`: the row report, then token-length statistics. Returns the exit code."""
+    from .preview import length_stats, print_data_check
+
+    stage = _opt(cfg, "stage", "sft")
+    cfg = cfg.replace(streaming=False)  # statistics need the whole dataset
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    train, evaluation, reports = _load_raw(cfg, stage)
+    splits = process_splits(split_dataset(train, evaluation, cfg), cfg, tokenizer, template, stage, None)
+    stats = {name: length_stats(dataset, stage, cfg.cutoff_len) for name, dataset in splits.items()}
+    print_data_check(reports, stats, sys.stdout)
+    return 0
+
+
+def render_examples(cfg, n: int = 3, color: bool | None = None) -> str:
+    """The first `n` training examples as text, trained spans marked (ANSI green on a tty, else [[...]])."""
+    from .preview import render_rows
+
+    stage = _opt(cfg, "stage", "sft")
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    small = cfg.replace(max_samples=n, val_size=0.0, streaming=False, eval_dataset=None, tokenized_path=None)
+    train, _, _ = _load_raw(small, stage)
+    processor = get_processor(stage, template, tokenizer, processing_options(cfg, stage))
+    rows = processor(train[:n])
+    if color is None:
+        color = sys.stdout.isatty()
+    return render_rows(rows, tokenizer, stage, n, color)

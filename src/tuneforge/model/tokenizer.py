@@ -1,0 +1,80 @@
+"""Load the tokenizer named by `model_name_or_path`, the way LLaMA-Factory 0.9.5 does.
+
+Same arguments as LLaMA-Factory: fast tokenizer unless `use_fast_tokenizer: false` (falling back to the
+other kind when one is missing), `split_special_tokens`, right padding for training, `cache_dir`,
+`model_revision`, `trust_remote_code`, `hf_hub_token`; `model_max_length` is raised to at least
+`cutoff_len` so long rows never trigger length warnings; `add_tokens` / `add_special_tokens` are added.
+The template (data/templates) fixes eos/pad tokens afterwards.
+
+A hub id that cannot be fetched (offline machine, typo, private repo) is a UserError that names the id and
+says to pass a local directory, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def _option(cfg, name: str, default=None):
+    value = getattr(cfg, name, default)
+    return default if value is None else value
+
+
+def _is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def load_tokenizer(cfg):
+    """The tokenizer for cfg.model_name_or_path (a local folder, or a hub id when online)."""
+    from transformers import AutoTokenizer
+
+    name = getattr(cfg, "model_name_or_path", None)
+    if not name:
+        raise ConfigError("model_name_or_path is not set: give the local folder of the model (or its "
+                          "tokenizer), e.g. `model_name_or_path: models/Qwen2.5-0.5B-Instruct`")
+    local = Path(name).expanduser()
+    if not local.is_dir() and (local.is_absolute() or name.startswith((".", "~")) or local.exists()):
+        raise ConfigError(f"model_name_or_path: the folder {name!r} does not exist (resolved to "
+                          f"{local.resolve()}); check the path")
+    use_fast = bool(_option(cfg, "use_fast_tokenizer", True))
+    kwargs = {
+        "trust_remote_code": bool(_option(cfg, "trust_remote_code", False)),
+        "cache_dir": _option(cfg, "cache_dir"),
+        "revision": _option(cfg, "model_revision", "main"),
+        "token": _option(cfg, "hf_hub_token"),
+        "padding_side": "right",
+    }
+    source = str(local) if local.is_dir() else name
+    try:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                source, use_fast=use_fast, split_special_tokens=bool(_option(cfg, "split_special_tokens", False)),
+                **kwargs)
+        except ValueError:  # this model ships only the other kind of tokenizer
+            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=not use_fast, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_error(name, local, error) from None
+
+    cutoff_len = getattr(cfg, "cutoff_len", None)
+    if cutoff_len and tokenizer.model_max_length < cutoff_len:
+        tokenizer.model_max_length = cutoff_len
+    if _option(cfg, "add_tokens"):
+        tokenizer.add_tokens(list(cfg.add_tokens), special_tokens=False)
+    if _option(cfg, "add_special_tokens"):
+        tokenizer.add_tokens(list(cfg.add_special_tokens), special_tokens=True)
+    return tokenizer
+
+
+def _load_error(name: str, local: Path, error: Exception) -> ConfigError:
+    if local.is_dir():
+        return ConfigError(f"model_name_or_path: could not load a tokenizer from the folder {name!r}: {error}. "
+                           "It needs tokenizer.json (or the files of a slow tokenizer) and tokenizer_config.json")
+    if _is_offline():
+        return ConfigError(f"model_name_or_path: {name!r} is not a local folder and the hub is offline "
+                           "(HF_HUB_OFFLINE=1), so it cannot be downloaded. Download the model on a machine with "
+                           "network access and set model_name_or_path to its local directory")
+    return ConfigError(f"model_name_or_path: could not fetch the tokenizer of {name!r} from the hub ({error}). "
+                       "Check the id (and hf_hub_token for private models), or pass a local directory")

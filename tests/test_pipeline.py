@@ -1,0 +1,198 @@
+"""The data pipeline end to end on tiny data: cache, tokenized_path, splits, streaming, workers, data check."""
+
+import json
+import logging
+
+import pytest
+
+from tuneforge.errors import ConfigError, DataError
+
+ALPACA = [{"instruction": f"Say {word} {i}.", "input": "" if i % 2 else "politely", "output": f"{word} {i}!"}
+          for i, word in enumerate(["hello", "world", "tip", "sleep", "eat", "run", "code", "read"] * 3)]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "alpaca.json").write_text(json.dumps(ALPACA))
+    (folder / "text.jsonl").write_text("".join(json.dumps({"text": row["output"] * 3}) + "\n" for row in ALPACA))
+    (folder / "dataset_info.json").write_text(json.dumps({
+        "alpaca": {"file_name": "alpaca.json"},
+        "text": {"file_name": "text.jsonl", "columns": {"prompt": "text"}},
+    }))
+    return folder
+
+
+@pytest.fixture
+def make_cfg(data_dir, tiny_tokenizer_dir, tmp_path):
+    from tuneforge.config.loader import make_config
+
+    def make(**keys):
+        values = {"model_name_or_path": str(tiny_tokenizer_dir), "dataset_dir": str(data_dir),
+                  "dataset": "alpaca", "template": "qwen", "stage": "sft", "do_train": True,
+                  "finetuning_type": "lora", "cutoff_len": 64, "output_dir": str(tmp_path / "out"),
+                  "cache_dir": str(tmp_path / "cache")}
+        values.update(keys)
+        return make_config(values)
+    return make
+
+
+def build(cfg, stage=None):
+    from tuneforge.data.pipeline import get_dataset, load_tokenizer_and_template
+
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    return get_dataset(cfg, tokenizer, template, stage or cfg.stage)
+
+
+def rows(dataset):
+    return dataset.to_dict()
+
+
+def test_sft_columns_and_masking(make_cfg):
+    module = build(make_cfg())
+    train = module.train_dataset
+    assert train.column_names == ["input_ids", "attention_mask", "labels", "images", "videos", "audios"]
+    assert len(train) == len(ALPACA) and module.eval_dataset is None
+    first = train[0]
+    trained = [i for i, label in enumerate(first["labels"]) if label != -100]
+    assert trained and first["labels"][trained[0]:] == first["input_ids"][trained[0]:]
+    assert first["images"] is None
+
+
+def test_second_run_loads_from_cache(make_cfg, caplog):
+    cfg = make_cfg()
+    first = rows(build(cfg).train_dataset)
+    with caplog.at_level(logging.INFO, logger="tuneforge.data.pipeline"):
+        second = build(cfg).train_dataset
+    assert "loaded tokenized dataset from cache" in caplog.text
+    assert rows(second) == first
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tuneforge.data.pipeline"):
+        build(make_cfg(overwrite_cache=True))
+    assert "loaded tokenized dataset from cache" not in caplog.text
+
+
+def test_cache_key_follows_data_parameters(make_cfg, caplog):
+    build(make_cfg())
+    with caplog.at_level(logging.INFO, logger="tuneforge.data.pipeline"):
+        short = build(make_cfg(cutoff_len=16)).train_dataset
+    assert "loaded tokenized dataset from cache" not in caplog.text
+    assert max(len(ids) for ids in short["input_ids"]) <= 16
+
+
+def test_val_size_split_matches_train_test_split(make_cfg):
+    module = build(make_cfg(val_size=0.25))
+    assert len(module.train_dataset) == 18 and len(module.eval_dataset) == 6
+
+
+def test_workers_give_the_same_rows(make_cfg):
+    one = rows(build(make_cfg(overwrite_cache=True)).train_dataset)
+    two = rows(build(make_cfg(preprocessing_num_workers=2, overwrite_cache=True)).train_dataset)
+    assert one == two
+
+
+def test_streaming_gives_an_iterable_of_the_same_rows(make_cfg):
+    from datasets import IterableDataset
+
+    eager = rows(build(make_cfg()).train_dataset)
+    streamed = build(make_cfg(streaming=True, max_steps=10)).train_dataset
+    assert isinstance(streamed, IterableDataset)
+    streamed_rows = list(streamed)
+    assert sorted(r["input_ids"] for r in streamed_rows) == sorted(eager["input_ids"])
+
+
+def test_tokenized_path_saves_then_loads(make_cfg, tmp_path, capsys):
+    from tuneforge.data.pipeline import preprocess_only
+
+    path = tmp_path / "tokenized"
+    assert preprocess_only(make_cfg(tokenized_path=str(path))) == 0
+    out = capsys.readouterr().out
+    assert f"tokenized dataset saved to {path}" in out and f"tokenized_path: {path}" in out
+    assert (path / "dataset_dict.json").is_file()
+    # Present: loaded as is, even with a dataset that no longer exists.
+    module = build(make_cfg(tokenized_path=str(path), dataset="gone"))
+    assert len(module.train_dataset) == len(ALPACA)
+    assert preprocess_only(make_cfg(tokenized_path=str(path))) == 0
+    assert "already holds a tokenized dataset (24 training rows)" in capsys.readouterr().out
+
+
+def test_tokenized_path_with_streaming_is_refused(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="set streaming: false"):
+        build(make_cfg(tokenized_path=str(tmp_path / "t"), streaming=True, max_steps=10))
+
+
+def test_pt_blocks_and_too_little_text(make_cfg):
+    module = build(make_cfg(stage="pt", dataset="text", cutoff_len=8))
+    assert {len(ids) for ids in module.train_dataset["input_ids"]} == {8}
+    with pytest.raises(DataError, match="fewer than cutoff_len"):
+        build(make_cfg(stage="pt", dataset="text", cutoff_len=100000))
+
+
+def test_neat_packing_rows_have_the_users_cutoff_len(make_cfg):
+    train = build(make_cfg(neat_packing=True, cutoff_len=200)).train_dataset
+    assert {len(ids) for ids in train["input_ids"]} == {200} and len(train) < len(ALPACA)
+    assert "packing_params" in train.column_names and max(max(m) for m in train["attention_mask"]) > 1
+
+
+def test_run_data_check_prints_length_stats(make_cfg, capsys):
+    from tuneforge.data.pipeline import run_data_check
+
+    assert run_data_check(make_cfg(cutoff_len=16)) == 0
+    out = capsys.readouterr().out
+    assert "train: 24 rows" in out and "p95" in out and "at cutoff_len (truncated)" in out
+    assert "of tokens trained" in out
+
+
+def test_render_examples_marks_trained_spans(make_cfg):
+    from tuneforge.data.pipeline import render_examples
+
+    text = render_examples(make_cfg(cutoff_len=256), n=2, color=False)
+    assert text.count("--- example") == 2
+    assert "[[hello 0!<|im_end|>" in text and "<|im_start|>user\nSay hello 0.\npolitely" in text
+    assert "\033[32m" in render_examples(make_cfg(), n=1, color=True)
+
+
+def test_load_tokenizer_errors(make_cfg, tmp_path):
+    from tuneforge.model.tokenizer import load_tokenizer
+
+    with pytest.raises(ConfigError, match="'org/not-here' is not a local folder and the hub is offline"):
+        load_tokenizer(make_cfg(model_name_or_path="org/not-here"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_tokenizer(make_cfg(model_name_or_path=str(tmp_path / "missing")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="could not load a tokenizer from the folder"):
+        load_tokenizer(make_cfg(model_name_or_path=str(empty)))
+
+
+def test_load_tokenizer_raises_model_max_length(make_cfg):
+    from tuneforge.model.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(make_cfg(cutoff_len=2_000_000))
+    assert tokenizer.model_max_length == 2_000_000 and tokenizer.padding_side == "right"
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ({"stage": "sft"}, 64),
+    ({"stage": "sft", "packing": True}, 63),
+    ({"stage": "sft", "neat_packing": True}, 63),
+    ({"stage": "pt"}, 64),                     # packing is only pt's default: LLaMA-Factory keeps cutoff_len
+    ({"stage": "pt", "packing": True}, 63),    # asked for explicitly: one less, as in LLaMA-Factory
+])
+def test_effective_cutoff_len_follows_llamafactory(make_cfg, keys, expected):
+    from tuneforge.data.tokenization import effective_cutoff_len, packing_enabled
+
+    cfg = make_cfg(**keys)
+    assert effective_cutoff_len(cfg, cfg.stage) == expected
+    assert packing_enabled(cfg, cfg.stage) == (keys.get("stage") == "pt" or len(keys) > 1)
+
+
+def test_tokenizers_parallelism_left_off_by_datasets_is_restored(monkeypatch):
+    import os
+
+    from tuneforge.data import tokenization
+
+    monkeypatch.setattr(tokenization, "_USER_TOKENIZERS_PARALLELISM", None)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # what datasets.map(num_proc=...) leaves behind
+    tokenization.restore_tokenizers_parallelism()
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
