@@ -205,3 +205,12 @@ def test_lora_model_reproduces_training_answers_greedily(runs, model_dir):
         output = model.generate(input_ids=ids, max_new_tokens=12, do_sample=False,
                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
         assert tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True) == answer
+
+
+def test_oft_is_refused_before_anything_loads(tmp_path):
+    from tuneforge.errors import ConfigError
+    from tuneforge.train import run_train
+
+    with pytest.raises(ConfigError, match=r"^not implemented yet: finetuning_type: oft; use lora, freeze or full$"):
+        run_train({"model_name_or_path": str(tmp_path / "absent"), "finetuning_type": "oft", "stage": "sft",
+                   "dataset": "x", "output_dir": str(tmp_path / "out"), "do_train": True})

@@ -25,6 +25,8 @@ def run_train(cfg: Any) -> dict[str, float]:
 
     check_implemented(cfg)
 
+    if cfg.finetuning_type == "oft":  # declared for LLaMA-Factory compatibility; its feature comes later
+        raise ConfigError("not implemented yet: finetuning_type: oft; use lora, freeze or full")
     stage = getattr(cfg, "stage", "sft")
     if stage not in RECIPES:
         raise ConfigError(f"stage: {stage} training is not implemented yet; available stages: "
