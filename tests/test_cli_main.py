@@ -24,6 +24,10 @@ def fake_pipeline(monkeypatch):
     module.preprocess_only = lambda cfg: calls.append(("preprocess_only", cfg)) or 0
     module.run_data_check = lambda cfg: calls.append(("run_data_check", cfg)) or 0
     monkeypatch.setitem(sys.modules, "tuneforge.data.pipeline", module)
+    # The dataset names in these configs ("a") exist nowhere; the name checks have their own test below.
+    import tuneforge.data.preflight as preflight
+
+    monkeypatch.setattr(preflight, "preflight_problems", lambda cfg: [])
     return calls
 
 
@@ -123,3 +127,19 @@ def test_subprocess_config_error_has_no_traceback(tmp_path):
 def test_subprocess_help_and_planned_command():
     result = run_module("webui")
     assert (result.returncode, result.stderr) == (2, "not implemented yet: webui\n")
+
+
+def test_template_and_dataset_names_are_checked_with_the_other_problems(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset_info.json").write_text('{"mine": {"file_name": "mine.json"}}')
+    config = tmp_path / "run.yaml"
+    (data / "mine.json").write_text("[]")
+    config.write_text(f"model_name_or_path: m\ndataset: mine,mien2\ndataset_dir: {data}\ntemplate: qwenn\n"
+                      "use_dora: true\n")
+    assert cli.main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: 3 problems in the configuration:\n")
+    assert "  - not implemented yet: use_dora (set to True; remove it or set it back to False)\n" in err
+    assert "  - template: unknown template 'qwenn'; closest: qwen, qwen3" in err
+    assert "  - dataset: dataset 'mien2' is not defined in " in err

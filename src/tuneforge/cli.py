@@ -113,11 +113,24 @@ def _require(cfg, command: str, *keys: str) -> None:
         raise ConfigError([f"{key} is not set; `tuneforge {command}` needs it." for key in missing], cfg.source)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _preflight(cfg, *, training: bool) -> None:
+    """Every remaining configuration problem at once, before any data or weights load."""
     from .config import check_implemented
+    from .data.preflight import preflight_problems
 
+    problems = preflight_problems(cfg)
+    if training:
+        try:
+            check_implemented(cfg)
+        except ConfigError as err:
+            problems = err.problems + problems
+    if problems:
+        raise ConfigError(problems, cfg.source)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    check_implemented(cfg)
+    _preflight(cfg, training=True)
     return run_training(cfg)
 
 
@@ -141,6 +154,7 @@ def run_training(cfg) -> int:
 def _cmd_data_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _require(cfg, "data check", "model_name_or_path", "dataset")
+    _preflight(cfg, training=False)
     from .data.pipeline import run_data_check
 
     return run_data_check(cfg)

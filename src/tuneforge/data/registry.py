@@ -133,8 +133,10 @@ def get_dataset_attrs(names: list[str] | str | None, dataset_dir: str | dict) ->
         except DataError as error:
             problems.append(str(error))
     if problems:
-        raise DataError(problems[0] if len(problems) == 1 else
-                        f"{len(problems)} problems with the datasets:\n" + "\n".join(f"  - {p}" for p in problems))
+        error = DataError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} problems with the datasets:\n" + "\n".join(f"  - {p}" for p in problems))
+        error.problems = problems  # one entry per dataset, for callers that merge problem lists
+        raise error
     return attrs
 
 

@@ -101,6 +101,16 @@ def template_names() -> list[str]:
     return sorted(TEMPLATES)
 
 
+def name_problems(template: str | None, tool_format: str | None) -> list[str]:
+    """Problems with the template / tool_format names, for the up-front check before anything loads."""
+    problems = []
+    if template is not None and template not in TEMPLATES:
+        problems.append(str(_unknown("template", template, TEMPLATES)))
+    if tool_format is not None and tool_format not in FORMATS:
+        problems.append(str(_unknown("tool_format", tool_format, FORMATS)))
+    return problems
+
+
 def _unknown(kind: str, value: str, known) -> ConfigError:
     close = difflib.get_close_matches(value, list(known), n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else ""
