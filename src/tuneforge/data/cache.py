@@ -148,6 +148,7 @@ def key_for_config(cfg, stage: str, tokenizer, template, options, root: Path) ->
     # The worker count moves batch boundaries, and so pt blocks, packed rows and kto pairs.
     data_params.update(stage=stage, num_proc=workers if workers and workers > 1 else None, options=repr(options))
     template_params = {"repr": repr(template), "efficient_eos": bool(template.efficient_eos),
+                       "media": repr(getattr(template, "media_plugin", None)),  # image token counts
                        "today": tool_formats.today()}  # the llama3 tool prompt carries the date
     return compute_cache_key([Path(attr.path) for attr in attrs], attrs, tokenizer, template_params, data_params, root)
 

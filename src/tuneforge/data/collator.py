@@ -10,7 +10,9 @@
 - `PairwiseCollator` (rm, dpo): the chosen rows, then the rejected rows, padded as one batch of 2n rows.
 - `KTOCollator` (kto): the rows and their KL rows padded separately, plus `kto_tags`.
 
-Media columns (images/videos/audios, None for text rows) are dropped; multimodal batches are refused.
+Media columns (images/videos/audios, None for text rows) never reach the model as such. With a
+`media_plugin` (data/media, vision-language runs) an SFT batch with images gets the plugin's pixel inputs
+(pixel_values, image_grid_thw for Qwen2-VL); without one, batches holding media are refused.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class SFTCollator:
     block_diag_attn: bool = False
     attn_implementation: str = "eager"
     compute_dtype: torch.dtype = torch.float32
+    media_plugin: Any = None  # data/media plugin of a vision-language run; None = text only
 
     def _pad(self, rows: list[list[int]], value: int) -> torch.Tensor:
         length = _padded_length(max(len(row) for row in rows), self.pad_to_multiple_of)
@@ -69,7 +72,7 @@ class SFTCollator:
 
     def pad_features(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         for feature in features:
-            if any(feature.get(name) for name in MEDIA_COLUMNS):
+            if self.media_plugin is None and any(feature.get(name) for name in MEDIA_COLUMNS):
                 raise DataError("this batch holds images/videos/audios; multimodal training is not supported "
                                 "yet. Use a text-only dataset.")
         batch = {}
@@ -93,6 +96,9 @@ class SFTCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.pad_features(features)
+        if self.media_plugin is not None:
+            batch.update(self.media_plugin.batch_inputs([feature.get("images") for feature in features],
+                                                        batch["input_ids"]))
         if self.block_diag_attn:
             if self.attn_implementation == "flash_attention_2":
                 # flash-attention separates packed examples by their restarting position_ids.

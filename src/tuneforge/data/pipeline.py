@@ -196,6 +196,7 @@ def save_tokenized(splits: dict[str, Any], path: str) -> None:
 def load_tokenizer_and_template(cfg):
     """The run's tokenizer, fixed by its template, and the template."""
     from ..model.tokenizer import load_tokenizer
+    from .media import attach_media_plugin
     from .templates import get_template
 
     tokenizer = load_tokenizer(cfg)
@@ -204,6 +205,7 @@ def load_tokenizer_and_template(cfg):
         default_system=_opt(cfg, "default_system"), enable_thinking=getattr(cfg, "enable_thinking", True),
         preserve_thinking=bool(_opt(cfg, "preserve_thinking", False)),
         train_on_prompt=bool(_opt(cfg, "train_on_prompt", False)))
+    attach_media_plugin(template, cfg, tokenizer)  # images -> vision tokens and pixels (VL templates)
     return tokenizer, template
 
 

@@ -30,6 +30,7 @@ def run_sft(cfg: Any) -> dict[str, float]:
             block_diag_attn=bool(getattr(cfg, "neat_packing", False)),
             attn_implementation=model.config._attn_implementation,
             compute_dtype=compute_dtype_of(cfg),
+            media_plugin=getattr(template, "media_plugin", None),  # pixel inputs for image rows
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset)
 

@@ -27,10 +27,9 @@ declare("use_asft_loss", "bool", False, "Use the ASFT loss for SFT.", G, **LATER
 declare("asft_alpha", "float", 0.1, "Power of the adaptive weight in the ASFT loss.", G, **LATER)
 declare("use_eaft_loss", "bool", False, "Use the EAFT loss for SFT.", G, **LATER)
 declare("eaft_alpha", "float", 1.0, "Power of the adaptive weight in the EAFT loss.", G, **LATER)
-declare("freeze_vision_tower", "bool", True, "Multimodal models: keep the vision tower frozen.", G, **LATER)
-declare("freeze_multi_modal_projector", "bool", True, "Multimodal models: keep the projector frozen.", G,
-        **LATER)
-declare("freeze_language_model", "bool", False, "Multimodal models: freeze the language model.", G, **LATER)
+declare("freeze_vision_tower", "bool", True, "Multimodal models: keep the vision tower frozen.", G)
+declare("freeze_multi_modal_projector", "bool", True, "Multimodal models: keep the projector frozen.", G)
+declare("freeze_language_model", "bool", False, "Multimodal models: freeze the language model.", G)
 declare("compute_accuracy", "bool", False, "Report token-level accuracy when evaluating.", G, **LATER)
 declare("disable_shuffling", "bool", False, "Keep the training set in its original order.", G, **LATER)
 declare("early_stopping_steps", "int", None, "Stop when `metric_for_best_model` has not improved for this "

@@ -65,8 +65,8 @@ declare("print_param_status", "bool", False, "Debugging: print dtype, device and
         "parameter.", G, **LATER)
 
 # --- multimodal processor ------------------------------------------------------------------------
-declare("image_max_pixels", "int", 768 * 768, "Images larger than this many pixels are downscaled.", G, **LATER)
-declare("image_min_pixels", "int", 32 * 32, "Images smaller than this many pixels are upscaled.", G, **LATER)
+declare("image_max_pixels", "int", 768 * 768, "Images larger than this many pixels are downscaled.", G)
+declare("image_min_pixels", "int", 32 * 32, "Images smaller than this many pixels are upscaled.", G)
 declare("image_do_pan_and_scan", "bool", False, "Pan-and-scan image cropping (gemma3).", G, **LATER)
 declare("crop_to_patches", "bool", False, "Crop images into patches (internvl).", G, **LATER)
 declare("video_max_pixels", "int", 256 * 256, "Video frames larger than this many pixels are downscaled.",

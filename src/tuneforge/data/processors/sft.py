@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 
+from ..media import expand_media
 from .common import IGNORE_INDEX, ProcessingOptions, infer_seqlen, int_sequence, media_features, media_or_none
 
 
@@ -102,13 +103,21 @@ class SupervisedProcessor:
         keep = [i for i, (prompt, response) in enumerate(zip(batch["prompt"], batch["response"]))
                 if is_valid_sft_row(prompt, response)]
         self.dropped += len(batch["prompt"]) - len(keep)
-        rows = [(batch["prompt"][i] + batch["response"][i], batch["system"][i], batch["tools"][i]) for i in keep]
+        rows = [(self._messages(batch, i), batch["system"][i], batch["tools"][i]) for i in keep]
         discarding_history_cot = self.options.mask_history and not getattr(self.template, "preserve_thinking", False)
         encoded = encode_multiturn_rows(self.template, self.tokenizer, rows, discarding_history_cot)
         efficient_eos = bool(self.template.efficient_eos)
         eos_id = self.tokenizer.eos_token_id
         return [(*build_supervised_example(pairs, self.options, efficient_eos, eos_id), i)
                 for pairs, i in zip(encoded, keep)]
+
+    def _messages(self, batch: dict[str, list], i: int) -> list[dict]:
+        """Row i's messages, with image placeholders expanded into the model's vision tokens (data/media)."""
+        messages = batch["prompt"][i] + batch["response"][i]
+        if batch["images"][i] or batch["videos"][i] or batch["audios"][i]:
+            messages = expand_media(self.template, messages, batch["images"][i], batch["videos"][i],
+                                    batch["audios"][i])
+        return messages
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out = {"input_ids": [], "attention_mask": [], "labels": [], "images": [], "videos": [], "audios": []}
