@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -11,7 +12,9 @@ class Config:
     Built by `tuneforge.config.make_config` / `load_config`, never by hand, so defaults, computed defaults
     and validation always apply. Holds every declared parameter and every transformers training argument
     (`cfg.learning_rate`, `cfg.seed`, ...) plus `cfg.training_args`, the transformers
-    Seq2SeqTrainingArguments built from them.
+    Seq2SeqTrainingArguments built from them. A run that only preprocesses builds them on first access
+    (`build_training_args`), so it never imports torch/peft for them; building raises the ConfigError that
+    load_config would have raised.
     """
 
     def __init__(
@@ -20,13 +23,23 @@ class Config:
         training_args: Any = None,
         source: str | None = None,
         explicit: dict[str, Any] | None = None,
+        build_training_args: Callable[[], Any] | None = None,
     ):
         object.__setattr__(self, "_values", dict(values))
-        # The HF Seq2SeqTrainingArguments built from the pass-through keys (None until needed).
-        object.__setattr__(self, "training_args", training_args)
+        # The HF Seq2SeqTrainingArguments built from the pass-through keys, or the function that builds
+        # them on first access (then dropped).
+        object.__setattr__(self, "_training_args", training_args)
+        object.__setattr__(self, "_build_training_args", build_training_args)
         object.__setattr__(self, "source", source)
         # The keys the user set (file, overrides or dict), with their validated values.
         object.__setattr__(self, "explicit", dict(explicit or {}))
+
+    @property
+    def training_args(self) -> Any:
+        if self._build_training_args is not None:
+            object.__setattr__(self, "_training_args", self._build_training_args())
+            object.__setattr__(self, "_build_training_args", None)
+        return self._training_args
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # keeps copy/pickle from looking up dunders in the values
@@ -47,7 +60,8 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some values changed (no re-validation: for code that knows what it sets)."""
-        return Config({**self._values, **changes}, self.training_args, self.source, self.explicit)
+        return Config({**self._values, **changes}, self._training_args, self.source, self.explicit,
+                      self._build_training_args)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._values)

@@ -2,8 +2,9 @@
 
 Steps: read the file and overrides -> check every key is known and every value fits its declaration
 -> fill defaults and LLaMA-Factory's computed defaults -> cross-field rules -> map transformers-4 keys
--> build the real transformers training arguments -> resolve resuming. Any problem found on the way is
-collected; one ConfigError lists them all before anything (model, data) is loaded.
+-> build the real transformers training arguments (on first use for a run that only preprocesses)
+-> resolve resuming. Any problem found on the way is collected; one ConfigError lists them all before
+anything (model, data) is loaded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import copy
 import difflib
 import functools
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -103,16 +105,35 @@ def _resolve(raw: dict[str, Any], origin: dict[str, str], source: str | None) ->
     values.update(mapped)
     problems += resolve_resume(values)
 
-    training_args = None
+    training_args, build_later = None, None
     if hf_values_ok:
         kwargs = {key: values[key] for key in hf if key in explicit or key in mapped or key in _LF_TRAINING_KEYS}
         kwargs["resume_from_checkpoint"] = values["resume_from_checkpoint"]
-        training_args, problem = build_training_args(kwargs)
-        if problem:
-            problems.append(problem)
+        if problems or not preprocess_only_run(values):
+            training_args, problem = build_training_args(kwargs)
+            if problem:
+                problems.append(problem)
+        else:
+            build_later = functools.partial(_build_or_raise, kwargs, source)
     if problems:
         raise ConfigError(problems, source=source)
-    return Config(values, training_args, source, explicit)
+    return Config(values, training_args, source, explicit, build_later)
+
+
+def preprocess_only_run(values: dict[str, Any]) -> bool:
+    """A `tokenized_path` that does not exist yet: the run tokenizes, saves there and stops (LLaMA-Factory's
+    rule). It never trains, so its transformers training arguments are built only if something asks
+    (`cfg.training_args`): building them imports torch and peft, which preprocessing does not need. Their
+    types were still checked above; transformers' own cross-field checks run in the later training run."""
+    path = values.get("tokenized_path")
+    return bool(path) and not os.path.exists(path)
+
+
+def _build_or_raise(kwargs: dict[str, Any], source: str | None) -> Any:
+    training_args, problem = build_training_args(kwargs)
+    if problem:
+        raise ConfigError([problem], source=source)
+    return training_args
 
 
 # Training arguments LLaMA-Factory always sets itself (see _apply_computed_defaults).
