@@ -12,6 +12,7 @@ from tuneforge import cli
 from tuneforge.config import all_params
 from tuneforge.infer import ChatEngine
 from tuneforge.testing.tiny_model import build_tiny_model
+from shared_paths import LF_EXAMPLES
 
 pytest.importorskip("tuneforge.data.loader", reason="the dataset pipeline (issue 2) is not in this tree yet")
 
@@ -76,7 +77,7 @@ def test_tuneforge_chat_with_the_adapter(trained, capsys, monkeypatch):
     assert capsys.readouterr().out == ANSWER + "\n"
 
 
-LF_INFERENCE_EXAMPLE = Path("/work/shared/examples/llamafactory/inference/qwen3_lora_sft.yaml")
+LF_INFERENCE_EXAMPLE = LF_EXAMPLES / "inference" / "qwen3_lora_sft.yaml"
 
 
 @pytest.mark.skipif(not LF_INFERENCE_EXAMPLE.is_file(), reason="LLaMA-Factory examples not present")

@@ -8,10 +8,11 @@ import pytest
 
 from tuneforge.config import check_implemented, load_config, make_config
 from tuneforge.errors import ConfigError
+from shared_paths import LF_EXAMPLES
 
 REPO = Path(__file__).resolve().parents[1]
 OUR_EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-LF_EXAMPLES_DIR = Path("/work/shared/examples/llamafactory")
+LF_EXAMPLES_DIR = LF_EXAMPLES
 LF_EXAMPLES = sorted(LF_EXAMPLES_DIR.rglob("*.yaml")) if LF_EXAMPLES_DIR.is_dir() else []
 
 

@@ -9,10 +9,11 @@ import pytest
 from tuneforge.data.checks import RowProblem, RowReport
 from tuneforge.data.loader import load_and_merge
 from tuneforge.errors import ConfigError, DataError
+from shared_paths import LF_DEMO_DATA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 INFO = f"{FIXTURES}/dataset_info.json"
-LF_DEMO = Path("/work/shared/data/llamafactory-demo")
+LF_DEMO = LF_DEMO_DATA
 
 
 @pytest.fixture

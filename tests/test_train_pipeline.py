@@ -1,21 +1,19 @@
 """End to end through the real data pipeline: tuneforge's bundled demo data and LLaMA-Factory's example YAMLs
-on a local tiny model (the LF files are used only where /work/shared is present)."""
+on a local tiny model (the LF files are used only where ../shared is present)."""
 
 import json
 import os
 from pathlib import Path
 
 import pytest
+from shared_paths import LF_DEMO_DATA as LF_DATA
+from shared_paths import LF_EXAMPLES
 
-pytest.importorskip("tuneforge.data.loader", reason="the dataset loader (issue 2) is not in this tree yet")
-
-from tuneforge.config import load_config, make_config  # noqa: E402
-from tuneforge.testing.tiny_model import build_tiny_model  # noqa: E402
-from tuneforge.train import run_train  # noqa: E402
+from tuneforge.config import load_config, make_config
+from tuneforge.testing.tiny_model import build_tiny_model
+from tuneforge.train import run_train
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "src" / "tuneforge" / "demo" / "data"
-LF_EXAMPLES = Path("/work/shared/examples/llamafactory")
-LF_DATA = Path("/work/shared/data/llamafactory-demo")
 
 
 @pytest.fixture(scope="module")
