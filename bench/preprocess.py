@@ -25,7 +25,7 @@ created on first use (torch 2.13 CPU, LLaMA-Factory's pinned stack, llamafactory
 stand-in `torchaudio` module, which its imports need but preprocessing never uses).
 
 Inputs are generated under bench/.work/ once: the rows repeat LLaMA-Factory's alpaca demo rows (from
-$LF_DEMO_DIR or /work/shared/data/llamafactory-demo when present, else tuneforge's bundled demo), each
+$LF_DEMO_DIR or ../shared/data/llamafactory-demo when present, else tuneforge's bundled demo), each
 made unique by numbering its instruction and answer; the tokenizer is trained with tuneforge's tiny-tokenizer builder on the
 demo texts (plus generated words when the demo folder is absent).
 
@@ -47,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / ".work"
-DEMO_DIRS = [os.environ.get("LF_DEMO_DIR", ""), "/work/shared/data/llamafactory-demo"]
+DEMO_DIRS = [os.environ.get("LF_DEMO_DIR", ""), str(ROOT.parent / "shared" / "data" / "llamafactory-demo")]
 DATASET_NAME = "alpaca_bench"
 LF_PINS = ["transformers==4.57.1", "datasets==4.0.0", "peft==0.18.1", "trl==0.24.0", "accelerate==1.11.0"]
 LF_OTHER_DEPS = ["tokenizers<=0.22.1,>=0.19.0", "sentencepiece", "tiktoken", "gradio", "matplotlib", "einops",
