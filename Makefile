@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-train clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
 
+# Benchmarks against LLaMA-Factory 0.9.5 (not tests; each makes its own LF venv unless LF_VENV is set).
 bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
+
+bench-train: $(STAMP)
+	$(BIN)/python bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

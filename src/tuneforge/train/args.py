@@ -9,28 +9,14 @@ has its gradient checkpointing).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
-import os
 from typing import Any
 
 from ..errors import ConfigError
 from ..model.loader import resolve_compute_dtype, training_device
+from .callbacks import check_report_to
 
 logger = logging.getLogger(__name__)
-
-# report_to value -> the package that must be importable for it.
-LOGGER_PACKAGES = {
-    "tensorboard": ("tensorboard", "tensorboardX"),
-    "wandb": ("wandb",),
-    "mlflow": ("mlflow",),
-    "swanlab": ("swanlab",),
-    "trackio": ("trackio",),
-    "comet_ml": ("comet_ml",),
-    "clearml": ("clearml",),
-    "neptune": ("neptune",),
-    "dvclive": ("dvclive",),
-}
 
 
 def build_training_args(cfg: Any) -> Any:
@@ -55,7 +41,7 @@ def build_training_args(cfg: Any) -> Any:
         "label_names": base.label_names or ["labels"],
         # load_model already enabled non-reentrant checkpointing; the Trainer must not redo it.
         "gradient_checkpointing": False,
-        "report_to": _check_report_to(cfg, base.report_to),
+        "report_to": check_report_to(base.report_to, getattr(cfg, "output_dir", None) or base.output_dir),
         "generation_max_length": base.generation_max_length or getattr(cfg, "cutoff_len", None),
     }
     if getattr(cfg, "eval_num_beams", None):
@@ -97,23 +83,3 @@ def _user_value(cfg: Any, key: str) -> Any:
     if value is None:
         value = getattr(cfg.training_args, key, None)
     return value
-
-
-def _check_report_to(cfg: Any, report_to: Any) -> list[str]:
-    """Loggers must be installed; MLflow defaults to a file store inside the run directory."""
-    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
-    if names in (["none"], []):
-        return []
-    if names == ["all"]:
-        return names
-    for name in names:
-        packages = LOGGER_PACKAGES.get(name)
-        if packages is None:
-            continue  # an integration we do not know: transformers validates the name itself
-        if not any(importlib.util.find_spec(package) for package in packages):
-            raise ConfigError(f"report_to: {name} is not installed (pip install {packages[0]}); "
-                              "remove it from report_to or install it")
-    if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
-        output_dir = os.path.abspath(getattr(cfg, "output_dir", None) or cfg.training_args.output_dir)
-        os.environ["MLFLOW_TRACKING_URI"] = "file:" + os.path.join(output_dir, "mlruns")
-    return names

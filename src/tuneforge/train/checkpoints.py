@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from typing import Any
 
 from ..errors import ConfigError
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 STAGING_DIR = ".staging"
 TRAINER_STATE = "trainer_state.json"  # written last by the Trainer: its presence marks a complete checkpoint
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+# Test hook, never set in normal runs: "N" makes the run stop for good just before it publishes checkpoint-N
+# (every file written in staging, nothing renamed yet), after creating `.staging/paused-before-checkpoint-N`,
+# so a crash-safety test can SIGKILL it at exactly that point instead of guessing with timers.
+PAUSE_BEFORE_PUBLISH_ENV = "TUNEFORGE_TEST_PAUSE_BEFORE_PUBLISH"
 # Files that mean "a final model was saved here" (LLaMA-Factory refuses to train over them silently).
 FINAL_MODEL_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
                      "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -113,6 +118,7 @@ def clear_staging(output_dir: str) -> None:
 def publish_checkpoint(staged_path: str, output_dir: str) -> str:
     """Move a fully written checkpoint from staging into output_dir (atomic rename); return its path."""
     final = os.path.join(output_dir, os.path.basename(staged_path))
+    _pause_if_a_crash_test_asks(staged_path)
     _fsync_tree(staged_path)
     replaced = None
     if os.path.isdir(final):  # the same step saved twice: move the old copy aside, never delete first
@@ -127,6 +133,19 @@ def publish_checkpoint(staged_path: str, output_dir: str) -> str:
     except OSError:
         pass
     return final
+
+
+def _pause_if_a_crash_test_asks(staged_path: str) -> None:
+    wanted = os.environ.get(PAUSE_BEFORE_PUBLISH_ENV)
+    if not wanted or checkpoint_step(staged_path) != int(wanted):
+        return
+    marker = os.path.join(os.path.dirname(staged_path), f"paused-before-{os.path.basename(staged_path)}")
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write(str(os.getpid()))
+    logger.warning("%s=%s: paused before publishing %s; waiting to be killed", PAUSE_BEFORE_PUBLISH_ENV,
+                   wanted, staged_path)
+    while True:
+        time.sleep(60)
 
 
 def _fsync_tree(path: str) -> None:

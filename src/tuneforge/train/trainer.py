@@ -20,8 +20,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from ..errors import ConfigError
 from ..model.loader import resolve_compute_dtype, training_device, with_local_model
 from .args import build_training_args
-from .callbacks import RunLogCallback
+from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .padding_free import is_padding_free_batch, padding_free_collator
 from .plot import check_plotting_available, plot_loss
 
 
@@ -78,6 +79,13 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         rotate_checkpoints(output_dir=self.args.output_dir, save_total_limit=self.args.save_total_limit,
                            best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
+    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+        # Every token of a padding-free row is real; HF would count `input_ids != pad_token_id`, which drops
+        # real tokens wherever the pad token also ends a turn (eos used as pad).
+        if is_padding_free_batch(inputs):
+            inputs = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
+        super()._track_num_input_tokens(inputs)
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_train_sampler(train_dataset)
@@ -107,11 +115,12 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any, dataset: Any,
                   **kwargs: Any) -> TuneforgeTrainer:
-    """The shared trainer with our run-directory callback in place of HF's console printers."""
+    """The shared trainer with our run-directory callback in place of HF's console printers, and
+    padding-free batches where they give the padded batches' results (see padding_free.py)."""
     trainer = TuneforgeTrainer(
         model=model,
         args=args,
-        data_collator=collator,
+        data_collator=padding_free_collator(model, collator, cfg, args),
         train_dataset=dataset.train_dataset,
         eval_dataset=dataset.eval_dataset,
         processing_class=tokenizer,  # saved next to every checkpoint and the final model
@@ -120,6 +129,7 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RunLogCallback(args.output_dir, show_progress=not args.disable_tqdm))
+    use_maintained_logger_callbacks(trainer)
     return trainer
 
 
