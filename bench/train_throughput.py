@@ -12,7 +12,7 @@ gradient checkpointing on (both sides' default). LoRA: rank 8 on all linear laye
 Both sides run the SAME LLaMA-Factory YAML (only output_dir differs) through their own CLI, each in its own
 subprocess, one after the other, with the same OMP/MKL thread count:
     tuneforge:      <this python> -m tuneforge train run.yaml
-    LLaMA-Factory:  $LF_VENV/bin/llamafactory-cli train run.yaml     (LF_VENV defaults to /tmp/lfvenv)
+    LLaMA-Factory:  $LF_VENV/bin/llamafactory-cli train run.yaml     (LF_VENV defaults to bench/.lfvenv)
 Measured per run: train tokens/s = non-padding input tokens the Trainer saw (include_num_input_tokens_seen:
 non_padding, so each side counts its own tokenization) / train_runtime (the Trainer's own timer: the
 training loop only, no imports, preprocessing or final save); peak RSS of the process (wait4's ru_maxrss);
@@ -107,7 +107,7 @@ def write_config(path: Path, model_dir: Path, data_dir: Path, output_dir: Path, 
 
 
 def lf_cli() -> Path:
-    cli = Path(os.environ.get("LF_VENV", "/tmp/lfvenv")) / "bin" / "llamafactory-cli"
+    cli = Path(os.environ.get("LF_VENV") or ROOT / "bench" / ".lfvenv") / "bin" / "llamafactory-cli"
     if not cli.exists():
         raise SystemExit(f"LLaMA-Factory not found at {cli}: set LF_VENV to a venv with llamafactory==0.9.5 "
                          "(bench/preprocess.py builds one in bench/.lfvenv), or pass --skip-lf")
