@@ -153,7 +153,7 @@ def test_render_examples_marks_trained_spans(make_cfg):
 
 
 def test_load_tokenizer_errors(make_cfg, tmp_path):
-    from tuneforge.model.tokenizer import load_tokenizer
+    from tuneforge.data.tokenizer import load_tokenizer
 
     with pytest.raises(ConfigError, match="'org/not-here' is not a local folder and the hub is offline"):
         load_tokenizer(make_cfg(model_name_or_path="org/not-here"))
@@ -166,7 +166,7 @@ def test_load_tokenizer_errors(make_cfg, tmp_path):
 
 
 def test_load_tokenizer_raises_model_max_length(make_cfg):
-    from tuneforge.model.tokenizer import load_tokenizer
+    from tuneforge.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(make_cfg(cutoff_len=2_000_000))
     assert tokenizer.model_max_length == 2_000_000 and tokenizer.padding_side == "right"

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import tuneforge.train.pt as pt_recipe
 import tuneforge.train.sft as sft_recipe
-from tuneforge.model.tokenizer import load_tokenizer
+from tuneforge.data.tokenizer import load_tokenizer
 from tuneforge.testing.tiny_model import build_tiny_model, tiny_config, tiny_dataset
 
 # method -> (extra config, learning rate). Freeze trains one layer: the last for sft, the first for pt.

@@ -195,7 +195,7 @@ def save_tokenized(splits: dict[str, Any], path: str) -> None:
 
 def load_tokenizer_and_template(cfg):
     """The run's tokenizer, fixed by its template, and the template."""
-    from ..model.tokenizer import load_tokenizer
+    from .tokenizer import load_tokenizer
     from .media import attach_media_plugin
     from .templates import get_template
 

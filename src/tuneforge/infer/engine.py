@@ -186,7 +186,7 @@ def load_for_inference(cfg: Any) -> tuple[Any, Any, Any]:
     """(model, tokenizer, template) for answering: adapters merged, eval mode, on the GPU when there is one."""
     from ..data.templates import get_template
     from ..model.loader import load_model, training_device, with_local_model
-    from ..model.tokenizer import load_tokenizer
+    from ..data.tokenizer import load_tokenizer
 
     cfg = with_local_model(cfg)  # a ModelScope id is fetched once; tokenizer and model load from disk
     tokenizer = load_tokenizer(cfg)

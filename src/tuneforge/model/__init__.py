@@ -1,1 +1,4 @@
-"""Model side: tokenizer loading (tokenizer.py), model loading (loader.py), vocabulary changes (vocab.py)."""
+"""Model side: model loading (loader.py), finetuning types (adapters/), vocabulary changes (vocab.py).
+
+The tokenizer is loaded by the data layer (data/tokenizer.py): data is tokenized before any weights load.
+"""

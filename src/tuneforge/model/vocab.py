@@ -1,6 +1,6 @@
 """Grow the embedding matrices to the tokenizer's vocabulary (`resize_vocab`, `add_tokens`, `add_special_tokens`).
 
-The tokenizer loader (model/tokenizer.py) adds the new tokens, because the data is tokenized with them
+The tokenizer loader (data/tokenizer.py) adds the new tokens, because the data is tokenized with them
 before the model loads; `resize_embeddings(model, tokenizer, cfg)` then gives them embedding rows.
 New rows start at the mean of the existing rows plus small Gaussian noise (LLaMA-Factory's default
 "noise_init"), so a new token begins as an "average" token instead of a random direction that would
