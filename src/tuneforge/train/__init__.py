@@ -1,4 +1,4 @@
-"""Training: one recipe per stage (pt.py, sft.py) on the shared trainer (trainer.py).
+"""Training: one recipe per stage (pt.py, sft.py, rm.py, dpo.py, kto.py) on the shared trainer (trainer.py).
 
     run_train(cfg) -> metrics      cfg: a Config from tuneforge.config, or a plain dict of values
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 # Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
-RECIPES = {"pt": ("pt", "run_pt"), "sft": ("sft", "run_sft")}
+RECIPES = {"pt": ("pt", "run_pt"), "sft": ("sft", "run_sft"), "rm": ("rm", "run_rm"), "dpo": ("dpo", "run_dpo"),
+           "kto": ("kto", "run_kto")}
 
 
 def run_train(cfg: Any) -> dict[str, float]:

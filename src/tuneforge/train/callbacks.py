@@ -81,7 +81,8 @@ class RunLogCallback(TrainerCallback):
             record["loss"] = round(float(logs["loss"]), 6)
             record["lr"] = float(f"{float(logs.get('learning_rate', 0.0)):.8g}")
         for key, value in logs.items():
-            if key.startswith("eval_") and isinstance(value, (int, float)):
+            # eval metrics, and the preference stages' training metrics (rewards/chosen, logps/rejected, ...)
+            if (key.startswith("eval_") or "/" in key) and isinstance(value, (int, float)):
                 record[key] = round(float(value), 6)
         if "grad_norm" in logs and logs["grad_norm"] is not None:
             record["grad_norm"] = round(float(logs["grad_norm"]), 6)

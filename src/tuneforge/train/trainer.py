@@ -114,10 +114,11 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any, dataset: Any,
-                  **kwargs: Any) -> TuneforgeTrainer:
-    """The shared trainer with our run-directory callback in place of HF's console printers, and
-    padding-free batches where they give the padded batches' results (see padding_free.py)."""
-    trainer = TuneforgeTrainer(
+                  trainer_class: type = None, **kwargs: Any) -> TuneforgeTrainer:
+    """The shared trainer (or a recipe's subclass of it) with our run-directory callback in place of HF's
+    console printers, and padding-free batches where they give the padded batches' results (see
+    padding_free.py)."""
+    trainer = (trainer_class or TuneforgeTrainer)(
         model=model,
         args=args,
         data_collator=padding_free_collator(model, collator, cfg, args),

@@ -1,0 +1,93 @@
+"""The shared trainer for rm / dpo / kto: our TuneforgeTrainer with a loss of its own and per-row metrics.
+
+Why not trl's DPOTrainer / KTOTrainer / RewardTrainer: they tokenize and collate their own way (and
+ORPO/SimPO live only in trl.experimental), while our data pipeline already produces LLaMA-Factory's
+pairwise/KTO batches; owning `compute_loss` (a few lines per stage, the formulas in
+preference_losses.py) keeps one pipeline, our atomic checkpoints and resume, and no trl dependency.
+
+Metrics (rewards/chosen, logps/rejected, ...) are accumulated as sums and counts over rows between two
+logging steps, so the logged value is the exact mean over the rows seen (KTO batches hold varying
+numbers of chosen and rejected rows). Training metrics are logged beside `loss`, evaluation ones with
+the `eval_` prefix beside `eval_loss`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+from .trainer import TuneforgeTrainer
+
+
+class PreferenceTrainer(TuneforgeTrainer):
+    """Subclasses implement `preference_loss(model, inputs) -> loss` and call `record(name, values)`."""
+
+    # Metric names in a fixed order, so that ranks can sum them elementwise under DDP.
+    METRICS: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Our loss is a mean over the batch: the Trainer scales it for gradient accumulation itself.
+        self.model_accepts_loss_kwargs = False
+        self._metric_sums: dict[str, dict[str, list[float]]] = {"train": defaultdict(lambda: [0.0, 0.0]),
+                                                                  "eval": defaultdict(lambda: [0.0, 0.0])}
+
+    # --- metrics ----------------------------------------------------------------------------------
+
+    def record(self, name: str, values: torch.Tensor) -> None:
+        """Add per-row values (or one scalar counted once) to the running sums of metric `name`."""
+        values = values.detach().float().reshape(-1)
+        if values.numel() == 0:
+            return
+        split = "train" if self.model.training else "eval"
+        entry = self._metric_sums[split][name]
+        entry[0] += float(values.sum())
+        entry[1] += values.numel()
+
+    def _pop_metrics(self, split: str) -> dict[str, float]:
+        sums = self._metric_sums[split]
+        names = list(self.METRICS) + sorted(set(sums) - set(self.METRICS))
+        totals = torch.tensor([sums[name] if name in sums else [0.0, 0.0] for name in names],
+                              dtype=torch.float64)
+        sums.clear()
+        if self.accelerator.num_processes > 1:
+            totals = self.accelerator.reduce(totals.to(self.accelerator.device), "sum").cpu()
+        return {name: float(total / count) for name, (total, count) in zip(names, totals.tolist()) if count > 0}
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        # Mutating `logs` in place also puts the eval metrics into what evaluate() returns.
+        if "loss" in logs:
+            logs.update(self._finish(self._pop_metrics("train")))
+        elif "eval_loss" in logs:
+            logs.update({f"eval_{name}": value for name, value in self._finish(self._pop_metrics("eval")).items()})
+        super().log(logs, *args, **kwargs)
+
+    def _finish(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Derived metrics; the margin is chosen - rejected of the two means (KTO has unpaired rows)."""
+        if "rewards/chosen" in metrics and "rewards/rejected" in metrics and "rewards/margins" not in metrics:
+            metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
+        return metrics
+
+    # --- loss -------------------------------------------------------------------------------------
+
+    def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        loss = self.preference_loss(model, inputs)
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None) -> tuple[Any, Any, Any]:
+        """Evaluation computes the stage's loss and records its metrics; no logits are gathered."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.preference_loss(model, inputs)
+        return loss.detach(), None, None
+
+
+def policy_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
