@@ -29,15 +29,15 @@ DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewa
 class DPOTrainer(PreferenceTrainer):
     METRICS = DPO_METRICS
 
-    def __init__(self, *args: Any, cfg: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, run_config: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.loss_type = cfg.pref_loss
-        self.beta = cfg.pref_beta
-        self.ftx = cfg.pref_ftx
-        self.bco_weight = cfg.pref_bco_weight
-        self.label_smoothing = cfg.dpo_label_smoothing
-        self.simpo_gamma = cfg.simpo_gamma
-        self.ld_alpha = cfg.ld_alpha
+        self.loss_type = run_config.pref_loss
+        self.beta = run_config.pref_beta
+        self.ftx = run_config.pref_ftx
+        self.bco_weight = run_config.pref_bco_weight
+        self.label_smoothing = run_config.dpo_label_smoothing
+        self.simpo_gamma = run_config.simpo_gamma
+        self.ld_alpha = run_config.ld_alpha
         self.bco_baseline = losses.RunningMean()
         self.ref_model = None
         if ref_model is not None:
@@ -115,7 +115,7 @@ def run_dpo(cfg: Any) -> dict[str, float]:
             compute_dtype=compute_dtype_of(cfg),
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset, trainer_class=DPOTrainer,
-                                cfg=cfg, ref_model=ref_model)
+                                run_config=cfg, ref_model=ref_model)
 
         metrics: dict[str, float] = {}
         if args.do_train:

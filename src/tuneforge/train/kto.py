@@ -29,12 +29,12 @@ KTO_METRICS = ("rewards/chosen", "rewards/rejected", "logps/chosen", "logps/reje
 class KTOTrainer(PreferenceTrainer):
     METRICS = KTO_METRICS
 
-    def __init__(self, *args: Any, cfg: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, run_config: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.beta = cfg.pref_beta
-        self.ftx = cfg.pref_ftx
-        self.chosen_weight = cfg.kto_chosen_weight
-        self.rejected_weight = cfg.kto_rejected_weight
+        self.beta = run_config.pref_beta
+        self.ftx = run_config.pref_ftx
+        self.chosen_weight = run_config.kto_chosen_weight
+        self.rejected_weight = run_config.kto_rejected_weight
         self.ref_model = None
         if ref_model is not None:
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
@@ -85,7 +85,7 @@ def run_kto(cfg: Any) -> dict[str, float]:
             compute_dtype=compute_dtype_of(cfg),
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset, trainer_class=KTOTrainer,
-                                cfg=cfg, ref_model=ref_model)
+                                run_config=cfg, ref_model=ref_model)
 
         metrics: dict[str, float] = {}
         if args.do_train:
