@@ -227,3 +227,22 @@ def test_scoring_a_model_without_value_head_says_what_to_do(model_dir):
     cfg = tiny_config(model_name_or_path=str(model_dir), finetuning_type="full")
     with pytest.raises(ConfigError, match="not a reward model"):
         load_value_head_model(cfg, load_tokenizer(cfg))
+
+
+def test_answer_logits_skip_prompt_positions_but_give_the_full_rows_logps(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.train.preference_losses import sequence_logps
+    from tuneforge.train.preference_trainer import answer_logits
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 0, 0], [11, 12, 13, 14, 15, 16, 17, 18]])
+    mask = (ids != 0).long()
+    labels = torch.tensor([[-100, -100, -100, -100, 9, 10, -100, -100], [-100] * 5 + [16, 17, 18]])
+    with torch.no_grad():
+        logits, cut_labels, cut_mask = answer_logits(model, ids, mask, labels)
+        full = model(input_ids=ids, attention_mask=mask).logits
+    assert logits.shape[1] == 5 and cut_labels.shape[1] == 5 and cut_mask.shape[1] == 5  # from position 3 on
+    expected, lengths = sequence_logps(full, labels)
+    actual, cut_lengths = sequence_logps(logits, cut_labels)
+    assert torch.allclose(actual, expected, atol=1e-5) and torch.equal(lengths, cut_lengths)

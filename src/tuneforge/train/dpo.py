@@ -17,7 +17,7 @@ from ..data.collator import PairwiseCollator
 from ..data.pipeline import get_dataset, load_tokenizer_and_template
 from ..model.loader import load_model
 from . import preference_losses as losses
-from .preference_trainer import PreferenceTrainer, policy_logits
+from .preference_trainer import PreferenceTrainer, answer_logits
 from .reference import load_reference_model, reference_context
 from .run_dir import RunDirectory
 from .trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
@@ -47,12 +47,11 @@ class DPOTrainer(PreferenceTrainer):
     def answer_logps(self, model: torch.nn.Module, inputs: dict[str, Any],
                      is_reference: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-answer log-probs, per-answer mean logits, answer lengths) for the 2n rows of the batch."""
-        logits = policy_logits(model, inputs["input_ids"], inputs["attention_mask"])
-        logps, lengths = losses.sequence_logps(logits, inputs["labels"],
-                                               ld_alpha=None if is_reference else self.ld_alpha)
+        logits, labels, mask = answer_logits(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        logps, lengths = losses.sequence_logps(logits, labels, ld_alpha=None if is_reference else self.ld_alpha)
         if self.loss_type in losses.LENGTH_AVERAGED_LOSSES:
             logps = logps / lengths
-        mask = inputs["attention_mask"].unsqueeze(-1)
+        mask = mask.unsqueeze(-1)  # mean logit over the positions scored (LLaMA-Factory: over all positions)
         mean_logits = (logits.detach().float() * mask).sum((1, 2)) / (mask.sum((1, 2)) * logits.size(-1))
         return logps, mean_logits, lengths
 

@@ -18,7 +18,7 @@ from ..data.collator import KTOCollator
 from ..data.pipeline import get_dataset, load_tokenizer_and_template
 from ..model.loader import load_model
 from . import preference_losses as losses
-from .preference_trainer import PreferenceTrainer, policy_logits
+from .preference_trainer import PreferenceTrainer, answer_logits
 from .reference import load_reference_model, reference_context
 from .run_dir import RunDirectory
 from .trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
@@ -42,8 +42,9 @@ class KTOTrainer(PreferenceTrainer):
 
     @staticmethod
     def _logps(model: torch.nn.Module, inputs: dict[str, Any], prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        logits = policy_logits(model, inputs[f"{prefix}input_ids"], inputs[f"{prefix}attention_mask"])
-        return losses.sequence_logps(logits, inputs[f"{prefix}labels"])
+        logits, labels, _ = answer_logits(model, inputs[f"{prefix}input_ids"], inputs[f"{prefix}attention_mask"],
+                                          inputs[f"{prefix}labels"])
+        return losses.sequence_logps(logits, labels)
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         tags = inputs["kto_tags"].bool()

@@ -13,11 +13,13 @@ the `eval_` prefix beside `eval_loss`.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from typing import Any
 
 import torch
 
+from ..data.schema import IGNORE_INDEX
 from .trainer import TuneforgeTrainer
 
 
@@ -89,5 +91,26 @@ class PreferenceTrainer(TuneforgeTrainer):
         return loss.detach(), None, None
 
 
-def policy_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+def answer_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits, labels, attention mask) from the position before the batch's earliest answer token on.
+
+    Only answer tokens enter the log-probs, so the LM head skips the prompt positions every row shares
+    (`logits_to_keep`, counted from the end of the right-padded rows): on short answers to long prompts
+    that is most of the LM head's work. The returned labels and mask are cut to the same positions, so
+    `sequence_logps(logits, labels)` pairs them as on the full rows.
+    """
+    answer = labels != IGNORE_INDEX
+    first = int(answer.int().argmax(-1)[answer.any(-1)].min()) if answer.any() else 1
+    start = max(first - 1, 0)
+    kwargs = {"logits_to_keep": input_ids.size(1) - start} if start and _accepts_logits_to_keep(model) else {}
+    if not kwargs:
+        start = 0
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+    return logits, labels[:, start:], attention_mask[:, start:]
+
+
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    model = getattr(model, "module", model)  # DDP wrapper
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
+    return "logits_to_keep" in inspect.signature(base.forward).parameters

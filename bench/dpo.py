@@ -1,0 +1,117 @@
+"""DPO LoRA benchmark: tuneforge vs LLaMA-Factory 0.9.5, steps/s and peak RSS side by side (not a test).
+
+    python bench/dpo.py [--max-samples 60] [--threads 1] [--repeats 1] [--skip-lf] [--preset cpu-tiny]
+
+The workload: train_throughput.py's model (cpu-tiny: Qwen2-like, 4 layers x 256, random weights, small
+BPE), LLaMA-Factory's dpo_en_demo rows (sharegpt preference pairs, from $LF_DEMO_DIR or
+../shared/data/llamafactory-demo), template qwen, cutoff_len 512, batch 2 pairs, one epoch over the first
+--max-samples rows, fp32, gradient checkpointing on, LoRA rank 8 on all linear layers, pref_loss sigmoid,
+pref_beta 0.1; the reference is the adapter-off policy on both sides.
+
+Both sides run the SAME LLaMA-Factory YAML through their own CLI, one after the other in fresh
+subprocesses, with train_throughput.py's runner (LF_VENV as there; bench/preprocess.py builds that venv,
+whose trl 0.24 LLaMA-Factory's DPO trainer needs). Measured per run: steps/s = optimizer steps /
+train_runtime (the Trainer's own timer, training loop only), train tokens/s (non-padding input tokens of
+the chosen and rejected rows), peak RSS of the process, wall time of the command.
+
+Results: a table on stdout and bench/.work/dpo/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_throughput as tt  # noqa: E402  (the shared runner: workload model, subprocess, measurements)
+
+WORK = tt.ROOT / "bench" / ".work" / "dpo"
+DATASET = "dpo_en_demo"
+
+
+def prepare_data() -> Path:
+    for folder in tt.DEMO_DIRS:
+        source = Path(folder) / f"{DATASET}.json" if folder else None
+        if source and source.is_file():
+            info = json.loads((source.parent / "dataset_info.json").read_text())[DATASET]
+            data_dir = WORK / "data"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            (data_dir / f"{DATASET}.json").write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+            (data_dir / "dataset_info.json").write_text(json.dumps({DATASET: info}))
+            return data_dir
+    raise SystemExit(f"{DATASET}.json not found: set LF_DEMO_DIR to LLaMA-Factory's data folder")
+
+
+def write_config(path: Path, model_dir: Path, data_dir: Path, output_dir: Path, max_samples: int) -> None:
+    values = {
+        "model_name_or_path": str(model_dir), "stage": "dpo", "do_train": True, "finetuning_type": "lora",
+        "lora_rank": 8, "lora_target": "all", "pref_beta": 0.1, "pref_loss": "sigmoid",
+        "dataset": DATASET, "dataset_dir": str(data_dir), "template": "qwen", "cutoff_len": 512,
+        "max_samples": max_samples, "overwrite_cache": True, "preprocessing_num_workers": 1,
+        "dataloader_num_workers": 0, "output_dir": str(output_dir), "overwrite_output_dir": True,
+        "logging_steps": 5, "save_steps": 100000, "plot_loss": False, "report_to": "none",
+        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 5.0e-5,
+        "num_train_epochs": 1.0, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "bf16": False, "seed": 42,
+        "include_num_input_tokens_seen": "non_padding",
+    }
+    path.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in values.items()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max-samples", type=int, default=60, help="preference pairs trained (one epoch, batch 2)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the sides this many times; keep the best")
+    parser.add_argument("--preset", choices=sorted(tt.PRESETS), default="cpu-tiny")
+    parser.add_argument("--skip-lf", action="store_true", help="measure tuneforge only")
+    args = parser.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    tt.WORK.mkdir(parents=True, exist_ok=True)
+    model_dir, _ = tt.prepare_workload(args.preset)
+    data_dir = prepare_data()
+    sides = {"tuneforge": ("ours", [sys.executable, "-m", "tuneforge", "train"])}
+    if not args.skip_lf:
+        sides["LLaMA-Factory"] = ("lf", [str(tt.lf_cli()), "train"])
+
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for repeat in range(args.repeats):
+        for side in list(sides) if repeat % 2 == 0 else list(reversed(sides)):
+            slug, command = sides[side]
+            output_dir = WORK / f"out_{slug}"
+            config = WORK / f"{slug}.yaml"
+            write_config(config, model_dir, data_dir, output_dir, args.max_samples)
+            result = tt.run_side(side, command + [str(config)], {}, output_dir, args.threads, WORK / f"{slug}.log")
+            result["steps_per_s"] = result["steps"] / result["train_runtime_s"]
+            runs[side].append(result)
+            print(f"{side:14s} run {repeat + 1}: {result['steps_per_s']:.3f} steps/s, {result['tokens_per_s']:.0f} "
+                  f"train tokens/s ({result['steps']} steps in {result['train_runtime_s']:.1f} s), peak RSS "
+                  f"{result['peak_rss_mb']:.0f} MB, wall {result['wall_s']:.1f} s, train_loss "
+                  f"{result['train_loss']:.4f}", flush=True)
+
+    best = {side: max(results, key=lambda r: r["steps_per_s"]) for side, results in runs.items()}
+    report: dict = {"preset": args.preset, "threads": args.threads, "max_samples": args.max_samples,
+                    "best": {side: {k: v for k, v in r.items() if k != "losses"} for side, r in best.items()}}
+    print(f"\n| side | steps/s | train tokens/s | peak RSS MB | train_loss | (DPO LoRA, {args.preset}, threads "
+          f"{args.threads}, best of {args.repeats}) |")
+    print("|---|---|---|---|---|---|")
+    for side, result in best.items():
+        print(f"| {side} | {result['steps_per_s']:.3f} | {result['tokens_per_s']:.0f} | {result['peak_rss_mb']:.0f} | "
+              f"{result['train_loss']:.4f} | |")
+    if "LLaMA-Factory" in best:
+        ours, theirs = best["tuneforge"], best["LLaMA-Factory"]
+        report["steps_per_s_ratio"] = ours["steps_per_s"] / theirs["steps_per_s"]
+        report["peak_rss_ratio"] = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
+        report["same_tokens"] = ours["tokens"] == theirs["tokens"]
+        report["loss_curves"] = tt.compare_losses(ours["losses"], theirs["losses"])
+        print(f"| tuneforge / LLaMA-Factory | **{report['steps_per_s_ratio']:.2f}x** | | "
+              f"{report['peak_rss_ratio']:.2f}x | | same tokens: {report['same_tokens']} |")
+    (WORK / "results.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
