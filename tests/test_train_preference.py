@@ -246,3 +246,21 @@ def test_answer_logits_skip_prompt_positions_but_give_the_full_rows_logps(model_
     expected, lengths = sequence_logps(full, labels)
     actual, cut_lengths = sequence_logps(logits, cut_labels)
     assert torch.allclose(actual, expected, atol=1e-5) and torch.equal(lengths, cut_lengths)
+
+
+def test_reward_model_resumes_with_its_value_head(model_dir, tmp_path, monkeypatch):
+    run_stage("rm", model_dir, tmp_path, finetuning_type="lora", max_steps=4, save_steps=2, logging_steps=2)
+    saved = load_file(os.path.join(tmp_path, "checkpoint-4", VALUE_HEAD_FILE))["v_head.summary.weight"]
+    restored = {}
+    original = rm_recipe.load_value_head
+
+    def spy(model, path, required=True):
+        found = original(model, path, required)
+        restored[str(path)] = model.v_head.summary.weight.detach().clone()
+        return found
+
+    monkeypatch.setattr(rm_recipe, "load_value_head", spy)
+    _, trainer = run_stage("rm", model_dir, tmp_path, finetuning_type="lora", max_steps=6, save_steps=2,
+                           logging_steps=2)
+    assert trainer.state.global_step == 6
+    assert torch.equal(restored[os.path.join(str(tmp_path), "checkpoint-4")], saved)
