@@ -176,11 +176,17 @@ def test_every_reference_loss_trains(model_dir, tmp_path, values):
         assert records[-1]["rewards/margins"] == pytest.approx(0.5, abs=0.15)
 
 
-def test_explicit_ref_model_is_loaded_for_lora(model_dir, tmp_path):
+def test_explicit_ref_model_with_adapters_is_loaded_merged(model_dir, tmp_path, dpo_lora):
+    adapter_dir, _, trained = dpo_lora
     _, trainer = run_stage("dpo", model_dir, tmp_path, finetuning_type="lora", ref_model=str(model_dir),
-                           max_steps=1, logging_steps=1)
-    assert trainer.ref_model is not None
-    assert sum(p.numel() for p in trainer.ref_model.parameters() if p.requires_grad) == 0
+                           ref_model_adapters=str(adapter_dir), max_steps=1, logging_steps=1)
+    ref = trainer.ref_model
+    assert ref is not None and sum(p.numel() for p in ref.parameters() if p.requires_grad) == 0
+    assert not any("lora_" in name for name, _ in ref.named_parameters())  # the adapter is merged in
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    policy = trained.accelerator.unwrap_model(trained.model).eval()
+    with torch.no_grad():
+        assert torch.allclose(ref(input_ids=ids).logits, policy(input_ids=ids).logits, atol=1e-4)
 
 
 def test_kto_separates_chosen_from_rejected(model_dir, tmp_path):
