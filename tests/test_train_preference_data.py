@@ -74,3 +74,27 @@ def test_alpaca_preference_and_kto_data_train(model_dir, alpaca_dir, tmp_path, s
     records = _records(tmp_path)
     assert records[-1]["loss"] < records[0]["loss"], records
     assert metrics["train_loss"] > 0
+
+
+@pytest.mark.parametrize("values, problem", [
+    ({"stage": "sft", "pref_beta": 0.2}, "pref_beta only applies to stage dpo or kto (stage is 'sft'); remove it."),
+    ({"stage": "kto", "pref_loss": "ipo"}, "pref_loss only applies to stage dpo (stage is 'kto'); remove it."),
+    ({"stage": "dpo", "kto_chosen_weight": 2.0},
+     "kto_chosen_weight only applies to stage kto (stage is 'dpo'); remove it."),
+    ({"stage": "dpo", "pref_loss": "orpo", "ref_model": "m"}, "pref_loss 'orpo' uses no reference model; remove "
+                                                              "ref_model."),
+    ({"stage": "dpo", "simpo_gamma": 1.0}, "simpo_gamma only applies to pref_loss simpo (it is 'sigmoid'); remove it."),
+    ({"stage": "dpo", "ref_model_adapters": "a"}, "ref_model_adapters needs ref_model (the model those adapters "
+                                                  "belong to)."),
+])
+def test_preference_keys_the_stage_would_ignore_are_refused(values, problem):
+    from tuneforge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        make_config({"do_train": True, "dataset": "d", **values})
+    assert problem in info.value.problems
+
+
+def test_preference_keys_of_the_stage_are_accepted():
+    make_config({"do_train": True, "dataset": "d", "stage": "kto", "pref_beta": 0.2, "kto_chosen_weight": 2.0})
+    make_config({"do_train": True, "dataset": "d", "stage": "dpo", "pref_loss": "simpo", "simpo_gamma": 1.0})

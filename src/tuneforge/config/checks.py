@@ -22,7 +22,33 @@ def check_all(v: dict[str, Any]) -> list[str]:
     for rule in (_data_rules, _method_rules, _model_rules, _deepspeed_rules):
         problems += rule(v)
     if is_training_run(v):
-        problems += _training_run_rules(v)
+        problems += _training_run_rules(v) + _preference_rules(v)
+    return problems
+
+
+# Preference keys and the stages that read them; set elsewhere they would be silently ignored.
+PREFERENCE_KEYS = {
+    "pref_beta": ("dpo", "kto"), "pref_ftx": ("dpo", "kto"), "pref_loss": ("dpo",), "dpo_label_smoothing": ("dpo",),
+    "pref_bco_weight": ("dpo",), "simpo_gamma": ("dpo",), "ld_alpha": ("dpo",), "kto_chosen_weight": ("kto",),
+    "kto_rejected_weight": ("kto",), "ref_model": ("dpo", "kto", "ppo"), "ref_model_adapters": ("dpo", "kto", "ppo"),
+}
+
+
+def _preference_rules(v: dict[str, Any]) -> list[str]:
+    from .schema import all_params
+
+    params = all_params()
+    stage = v["stage"]
+    problems = []
+    for key, stages in PREFERENCE_KEYS.items():
+        if stage not in stages and v.get(key) != params[key].default:
+            problems.append(f"{key} only applies to stage {' or '.join(stages)} (stage is {stage!r}); remove it.")
+    if stage == "dpo" and v["pref_loss"] in ("orpo", "simpo") and v["ref_model"] is not None:
+        problems.append(f"pref_loss {v['pref_loss']!r} uses no reference model; remove ref_model.")
+    if stage == "dpo" and v["pref_loss"] != "simpo" and v["simpo_gamma"] != params["simpo_gamma"].default:
+        problems.append(f"simpo_gamma only applies to pref_loss simpo (it is {v['pref_loss']!r}); remove it.")
+    if v["ref_model_adapters"] is not None and v["ref_model"] is None:
+        problems.append("ref_model_adapters needs ref_model (the model those adapters belong to).")
     return problems
 
 
