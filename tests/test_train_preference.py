@@ -87,8 +87,10 @@ def run_stage(stage, model_dir, output_dir, with_eval=False, **values):
 
     settings = dict(model_name_or_path=str(model_dir), output_dir=str(output_dir), stage=stage, do_train=True,
                     dataset="toy_rows", per_device_train_batch_size=8, max_steps=20, logging_steps=5,
-                    save_steps=100, report_to="none", seed=42, learning_rate=1e-2, pref_beta=0.5,
+                    save_steps=100, report_to="none", seed=42, learning_rate=1e-2,
                     disable_gradient_checkpointing=True)
+    if stage != "rm":
+        settings["pref_beta"] = 0.5
     settings.update(values)
     if with_eval:
         settings.update(do_eval=True, eval_dataset="toy_rows", per_device_eval_batch_size=8)
@@ -166,7 +168,8 @@ def test_dpo_methods_and_reference_free_losses(model_dir, tmp_path, method, loss
         assert "sft_loss" in trainer.state.log_history[0] and "odds_ratio_loss" in trainer.state.log_history[0]
 
 
-@pytest.mark.parametrize("values", [{"pref_loss": "hinge"}, {"pref_loss": "ipo"}, {"pref_loss": "kto_pair"},
+@pytest.mark.parametrize("values", [{"pref_loss": "hinge"}, {"pref_loss": "ipo"},
+                                    {"pref_loss": "kto_pair", "pref_bco_weight": 0.5},
                                     {"pref_bco_weight": 0.5}, {"dpo_label_smoothing": 0.1}, {"ld_alpha": 0.5}])
 def test_every_reference_loss_trains(model_dir, tmp_path, values):
     run_stage("dpo", model_dir, tmp_path, finetuning_type="lora", max_steps=6, logging_steps=3, **values)

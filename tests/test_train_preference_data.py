@@ -83,6 +83,8 @@ def test_alpaca_preference_and_kto_data_train(model_dir, alpaca_dir, tmp_path, s
      "kto_chosen_weight only applies to stage kto (stage is 'dpo'); remove it."),
     ({"stage": "dpo", "pref_loss": "orpo", "ref_model": "m"}, "pref_loss 'orpo' uses no reference model; remove "
                                                               "ref_model."),
+    ({"stage": "dpo", "pref_loss": "simpo", "pref_bco_weight": 0.5}, "pref_bco_weight needs a reference model, "
+     "which pref_loss 'simpo' does not use; remove pref_bco_weight or choose sigmoid, hinge, ipo or kto_pair."),
     ({"stage": "dpo", "simpo_gamma": 1.0}, "simpo_gamma only applies to pref_loss simpo (it is 'sigmoid'); remove it."),
     ({"stage": "dpo", "ref_model_adapters": "a"}, "ref_model_adapters needs ref_model (the model those adapters "
                                                   "belong to)."),

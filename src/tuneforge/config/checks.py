@@ -43,8 +43,12 @@ def _preference_rules(v: dict[str, Any]) -> list[str]:
     for key, stages in PREFERENCE_KEYS.items():
         if stage not in stages and v.get(key) != params[key].default:
             problems.append(f"{key} only applies to stage {' or '.join(stages)} (stage is {stage!r}); remove it.")
-    if stage == "dpo" and v["pref_loss"] in ("orpo", "simpo") and v["ref_model"] is not None:
-        problems.append(f"pref_loss {v['pref_loss']!r} uses no reference model; remove ref_model.")
+    if stage == "dpo" and v["pref_loss"] in ("orpo", "simpo"):
+        if v["ref_model"] is not None:
+            problems.append(f"pref_loss {v['pref_loss']!r} uses no reference model; remove ref_model.")
+        if v["pref_bco_weight"] > 1e-6:
+            problems.append(f"pref_bco_weight needs a reference model, which pref_loss {v['pref_loss']!r} does "
+                            "not use; remove pref_bco_weight or choose sigmoid, hinge, ipo or kto_pair.")
     if stage == "dpo" and v["pref_loss"] != "simpo" and v["simpo_gamma"] != params["simpo_gamma"].default:
         problems.append(f"simpo_gamma only applies to pref_loss simpo (it is {v['pref_loss']!r}); remove it.")
     if v["ref_model_adapters"] is not None and v["ref_model"] is None:

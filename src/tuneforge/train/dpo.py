@@ -51,8 +51,9 @@ class DPOTrainer(PreferenceTrainer):
         logps, lengths = losses.sequence_logps(logits, labels, ld_alpha=None if is_reference else self.ld_alpha)
         if self.loss_type in losses.LENGTH_AVERAGED_LOSSES:
             logps = logps / lengths
-        mask = mask.unsqueeze(-1)  # mean logit over the positions scored (LLaMA-Factory: over all positions)
-        mean_logits = (logits.detach().float() * mask).sum((1, 2)) / (mask.sum((1, 2)) * logits.size(-1))
+        # Mean logit over the positions scored (LLaMA-Factory: over all positions); vocab summed first, so
+        # no second logits-sized tensor is made.
+        mean_logits = (logits.detach().sum(-1) * mask).sum(-1) / (mask.sum(-1) * logits.size(-1))
         return logps, mean_logits, lengths
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
@@ -70,13 +71,12 @@ class DPOTrainer(PreferenceTrainer):
             ref_chosen, ref_rejected = self.reference_logps(model, inputs)
             per_pair, chosen_rewards, rejected_rewards = losses.dpo_losses(
                 chosen, rejected, ref_chosen, ref_rejected, self.loss_type, self.beta, self.label_smoothing)
-            if self.bco_weight > 1e-6:
-                batch_reward = torch.cat((chosen_rewards, rejected_rewards)).mean()
-                self.bco_baseline.update(float(batch_reward))
-                bco = losses.bco_losses(chosen, rejected, ref_chosen, ref_rejected, self.beta,
-                                        self.bco_baseline.mean)
-                per_pair = (per_pair + self.bco_weight * bco) / (1 + self.bco_weight)
         loss = per_pair.mean()
+        if self.loss_type not in losses.REFERENCE_FREE_LOSSES and self.bco_weight > 1e-6:
+            self.bco_baseline.update(float(torch.cat((chosen_rewards, rejected_rewards)).mean()))
+            bco = losses.bco_losses(chosen, rejected, ref_chosen, ref_rejected, self.beta, self.bco_baseline.mean)
+            # Means mixed (not per pair): kto_pair has one loss per answer, BCO one per pair.
+            loss = (loss + self.bco_weight * bco.mean()) / (1 + self.bco_weight)
         if self.ftx > 1e-6:  # the SFT loss of the chosen answers, per token
             chosen_lengths = lengths.chunk(2)[0]
             chosen_avg = chosen if self.loss_type in losses.LENGTH_AVERAGED_LOSSES else chosen / chosen_lengths
