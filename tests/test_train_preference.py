@@ -172,7 +172,7 @@ def test_dpo_methods_and_reference_free_losses(model_dir, tmp_path, method, loss
                                     {"pref_loss": "kto_pair", "pref_bco_weight": 0.5},
                                     {"pref_bco_weight": 0.5}, {"dpo_label_smoothing": 0.1}, {"ld_alpha": 0.5}])
 def test_every_reference_loss_trains(model_dir, tmp_path, values):
-    run_stage("dpo", model_dir, tmp_path, finetuning_type="lora", max_steps=6, logging_steps=3, **values)
+    run_stage("dpo", model_dir, tmp_path, finetuning_type="lora", max_steps=4, logging_steps=2, **values)
     records = [record for record in _log(tmp_path) if "loss" in record]
     assert records[-1]["loss"] < records[0]["loss"], records
     if values.get("pref_loss") == "ipo":  # IPO regresses the margin to 1 / (2 beta), i.e. a reward margin of 0.5
@@ -206,7 +206,7 @@ def test_kto_separates_chosen_from_rejected(model_dir, tmp_path):
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_reward_model_ranks_every_pair_and_loads_back_for_scoring(model_dir, tmp_path, method):
     metrics, trainer = run_stage("rm", model_dir, tmp_path, finetuning_type=method, with_eval=True,
-                                 learning_rate=1e-2 if method == "lora" else 2e-3, max_steps=30)
+                                 learning_rate=1e-2 if method == "lora" else 2e-3, max_steps=20)
     assert metrics["eval_accuracy"] == 1.0
     head = load_file(os.path.join(tmp_path, VALUE_HEAD_FILE))
     assert set(head) == {"v_head.summary.weight", "v_head.summary.bias"}
