@@ -193,8 +193,10 @@ def test_explicit_ref_model_with_adapters_is_loaded_merged(model_dir, tmp_path, 
 
 
 def test_kto_separates_chosen_from_rejected(model_dir, tmp_path):
-    _, trainer = run_stage("kto", model_dir, tmp_path, finetuning_type="freeze", freeze_trainable_layers=1,
-                           kto_chosen_weight=1.0, kto_rejected_weight=1.0, max_steps=24, logging_steps=6)
+    metrics, trainer = run_stage("kto", model_dir, tmp_path, finetuning_type="freeze", freeze_trainable_layers=1,
+                                 kto_chosen_weight=1.0, kto_rejected_weight=1.0, max_steps=24, logging_steps=6,
+                                 with_eval=True)
+    assert metrics["eval_rewards/chosen"] > 0 > metrics["eval_rewards/rejected"], metrics
     records = [record for record in _log(tmp_path) if "loss" in record]
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen"} <= set(records[0])
     assert "kl" in trainer.state.log_history[0]
