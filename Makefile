@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-train clean
+.PHONY: setup demo test bench bench-train bench-dpo clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	$(BIN)/python bench/train_throughput.py
+
+bench-dpo: $(STAMP)
+	$(BIN)/python bench/dpo.py --repeats 2
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
