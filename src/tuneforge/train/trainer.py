@@ -32,11 +32,15 @@ def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
         raise ConfigError("deepspeed: DeepSpeed launching arrives with the scale-out issue; remove deepspeed "
                           "to train on one device")
     args = build_training_args(cfg)
-    if getattr(args, "do_predict", False):
-        raise ConfigError("do_predict: prediction arrives with the evaluation issue; remove do_predict "
-                          "(do_eval with val_size or eval_dataset reports the eval loss)")
-    if not (args.do_train or args.do_eval):
-        raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval: true to evaluate)")
+    if not (args.do_train or args.do_eval or args.do_predict):
+        raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval / do_predict: true)")
+    if args.do_predict and getattr(cfg, "stage", "sft") != "sft":
+        raise ConfigError(f"do_predict: prediction (generate + BLEU/ROUGE) is for stage sft, not "
+                          f"{cfg.stage}; use do_eval for the eval loss")
+    if args.predict_with_generate:
+        from .text_metrics import check_metric_libraries
+
+        check_metric_libraries()  # before the weights load: scoring needs jieba, nltk, rouge-chinese
     if getattr(cfg, "plot_loss", False) and args.do_train:
         check_plotting_available()
     resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
