@@ -1,0 +1,184 @@
+"""`tuneforge export`: two stacked LoRA adapters merged into the base give the logits of base + adapters in plain
+transformers; shards, .bin legacy files, tokenizer (chat template), Modelfile and GGUF all load back; bad
+configs stop before any weights load."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tuneforge import cli
+from tuneforge.errors import ConfigError, UserError
+from tuneforge.export import run_export
+from tuneforge.export.gguf_file import reorder_for_ggml_rope, write_gguf
+from tuneforge.export.hub import push_to_hub
+from tuneforge.export.save import save_weights
+from tuneforge.testing.tiny_model import build_tiny_model
+
+IDS = torch.tensor([[5, 17, 42, 99, 7, 3]])
+
+
+def _random_adapter(model_dir, out_dir, seed):
+    """A LoRA adapter with random (non-zero) B matrices, so merging it changes the logits."""
+    from peft import LoraConfig, get_peft_model
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                 init_lora_weights=False))
+    peft_model.save_pretrained(out_dir)
+
+
+def _logits(model):
+    with torch.no_grad():
+        return model(input_ids=IDS).logits
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("export")
+    build_tiny_model(folder / "llama")
+    build_tiny_model(folder / "qwen2", arch="qwen2", tie_word_embeddings=True)
+    _random_adapter(folder / "llama", folder / "adapter1", seed=1)
+    _random_adapter(folder / "llama", folder / "adapter2", seed=2)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tiny):
+    """`tuneforge export cfg.yaml` with two adapters and an f32 GGUF."""
+    cfg = {"model_name_or_path": str(tiny / "llama"), "template": "qwen", "finetuning_type": "lora",
+           "adapter_name_or_path": f"{tiny / 'adapter1'},{tiny / 'adapter2'}", "export_dir": str(tiny / "out"),
+           "export_size": 1, "export_device": "cpu", "export_legacy_format": False, "export_gguf": "f32"}
+    path = tiny / "export.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["export", str(path)]) == 0
+    return tiny / "out"
+
+
+def test_merged_model_gives_base_plus_adapters_logits(tiny, exported):
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(tiny / "llama")
+    reference = PeftModel.from_pretrained(base, tiny / "adapter1").merge_and_unload()
+    reference = PeftModel.from_pretrained(reference, tiny / "adapter2")  # the last one applied unmerged
+    merged = AutoModelForCausalLM.from_pretrained(exported)
+    assert not torch.allclose(_logits(merged), _logits(AutoModelForCausalLM.from_pretrained(tiny / "llama")))
+    torch.testing.assert_close(_logits(merged), _logits(reference), atol=1e-5, rtol=1e-5)
+    assert sorted(p.name for p in exported.glob("*.safetensors")) == ["model.safetensors"]
+
+
+def test_tokenizer_keeps_the_chat_template_and_modelfile_uses_it(exported):
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    assert text == ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+                    "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert tokenizer.padding_side == "left"
+    modelfile = (exported / "Modelfile").read_text()
+    assert "FROM ./model-f32.gguf\n" in modelfile  # Ollama imports the GGUF written beside it
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert "{{ .Content }}<|im_end|>" in modelfile
+
+
+def test_gguf_holds_the_merged_weights_and_the_vocabulary(exported):
+    from gguf import GGUFReader
+
+    reader = GGUFReader(exported / "model-f32.gguf")
+    field = reader.fields["general.architecture"]
+    assert bytes(field.parts[field.data[0]]).decode() == "llama"
+    merged = AutoModelForCausalLM.from_pretrained(exported)
+    tensors = {tensor.name: tensor for tensor in reader.tensors}
+    assert len(tensors) == 2 * 9 + 3  # 9 per block, token_embd + output_norm + output (not tied)
+    q = torch.from_numpy(np.array(tensors["blk.1.attn_q.weight"].data))
+    expected_q = reorder_for_ggml_rope(merged.model.layers[1].self_attn.q_proj.weight, 4)
+    torch.testing.assert_close(q, expected_q.detach(), atol=0, rtol=0)
+    k = torch.from_numpy(np.array(tensors["blk.0.attn_k.weight"].data))
+    torch.testing.assert_close(k, reorder_for_ggml_rope(merged.model.layers[0].self_attn.k_proj.weight, 2).detach())
+    down = torch.from_numpy(np.array(tensors["blk.0.ffn_down.weight"].data))
+    torch.testing.assert_close(down, merged.model.layers[0].mlp.down_proj.weight.detach(), atol=0, rtol=0)
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    tokens_field = reader.fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(tokens_field.parts[i]).decode() for i in tokens_field.data]
+    assert tokens == tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    eos = reader.fields["tokenizer.ggml.eos_token_id"]
+    assert int(eos.parts[eos.data[0]][0]) == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    template = reader.fields["tokenizer.chat_template"]
+    assert bytes(template.parts[template.data[0]]).decode() == tokenizer.chat_template
+
+
+def test_rope_reorder_interleaves_the_two_halves_of_each_head():
+    rows = torch.arange(8.0).reshape(8, 1)  # 2 heads x 4 rows: halves [0,1 | 2,3] and [4,5 | 6,7]
+    assert reorder_for_ggml_rope(rows, 2).flatten().tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+
+
+def test_qwen2_gguf_f16_and_q8_0_with_biases_and_tied_head(tiny, tmp_path):
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    model = AutoModelForCausalLM.from_pretrained(tiny / "qwen2")
+    AutoTokenizer.from_pretrained(tiny / "qwen2").save_pretrained(tmp_path)
+    for kind, weight_type in (("f16", GGMLQuantizationType.F16), ("q8_0", GGMLQuantizationType.Q8_0)):
+        reader = GGUFReader(write_gguf(model, str(tmp_path), kind))
+        tensors = {tensor.name: tensor for tensor in reader.tensors}
+        assert "output.weight" not in tensors  # tied: llama.cpp reuses token_embd
+        assert tensors["blk.0.attn_q.bias"].tensor_type == GGMLQuantizationType.F32
+        assert tensors["blk.0.attn_q.weight"].tensor_type == weight_type
+        if kind == "f16":  # qwen2 keeps HF's row order (NeoX RoPE in GGML)
+            q = np.array(tensors["blk.0.attn_q.weight"].data, dtype=np.float32)
+            np.testing.assert_allclose(q, model.model.layers[0].self_attn.q_proj.weight.detach().numpy(),
+                                       atol=2e-3, rtol=1e-3)
+            bias = np.array(tensors["blk.0.attn_q.bias"].data)
+            np.testing.assert_array_equal(bias, model.model.layers[0].self_attn.q_proj.bias.detach().numpy())
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_small_shards_and_legacy_bin_files_load_back(tiny, tmp_path, legacy):
+    model = AutoModelForCausalLM.from_pretrained(tiny / "llama")
+    files = save_weights(model, str(tmp_path), "150KB", legacy_format=legacy)
+    assert len(files) > 2 and all(name.endswith(".bin" if legacy else ".safetensors") for name in files)
+    index = json.loads((tmp_path / ("pytorch_model.bin.index.json" if legacy else "model.safetensors.index.json"))
+                       .read_text())
+    assert set(index["weight_map"].values()) == set(files)
+    torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(tmp_path)), _logits(model))
+
+
+def test_bad_export_configs_fail_before_loading(tiny, tmp_path):
+    base = {"model_name_or_path": str(tiny / "llama"), "template": "qwen", "export_dir": str(tmp_path / "x")}
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
+        run_export({**base, "export_hub_model_id": "me/model"})
+    with pytest.raises(ConfigError) as error:
+        run_export({**base, "export_quantization_bit": 4, "export_quantization_dataset": "calib.txt",
+                    "adapter_name_or_path": str(tiny / "adapter1")})
+    assert "merge the adapters first" in str(error.value)
+    if importlib.util.find_spec("gptqmodel") is None:
+        assert "gptqmodel" in str(error.value)  # the missing package is named
+    with pytest.raises(ConfigError, match="export_dir is not set"):
+        run_export({"model_name_or_path": str(tiny / "llama")})
+    assert not (tmp_path / "x").exists()
+
+
+def test_push_uploads_the_folder_and_reports_failures(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, exist_ok):
+            calls.append(("create", repo_id, exist_ok))
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            calls.append(("upload", folder_path, repo_id))
+            return "https://hub/commit/1"
+
+    assert push_to_hub(str(tmp_path), "me/model", api=FakeApi()) == "https://hub/commit/1"
+    assert calls == [("create", "me/model", True), ("upload", str(tmp_path), "me/model")]
+
+    class DownApi(FakeApi):
+        def create_repo(self, repo_id, exist_ok):
+            raise ConnectionError("no route to host")
+
+    with pytest.raises(UserError, match="no route to host.*upload it later"):
+        push_to_hub(str(tmp_path), "me/model", api=DownApi())
