@@ -182,3 +182,24 @@ def test_push_uploads_the_folder_and_reports_failures(tmp_path, monkeypatch):
 
     with pytest.raises(UserError, match="no route to host.*upload it later"):
         push_to_hub(str(tmp_path), "me/model", api=DownApi())
+
+
+def test_gptq_calibration_windows_follow_llamafactory(tiny, tmp_path):
+    from tuneforge.errors import DataError
+    from tuneforge.export.gptq import calibration_samples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny / "llama")
+    rows = ["short", "a much longer row of calibration text that has plenty of tokens in it for the window",
+            "another fairly long row, which also holds more than eight tokens of text"]
+    data = tmp_path / "calib.jsonl"
+    data.write_text("\n".join(json.dumps({"text": row}) for row in rows))
+    samples = calibration_samples(tokenizer, str(data), nsamples=5, maxlen=8, seed=0)
+    encoded = [tokenizer(row, add_special_tokens=False)["input_ids"] for row in rows[1:]]
+    assert len(samples) == 5
+    for sample in samples:
+        ids = sample["input_ids"]
+        assert len(ids) == 8 and sample["attention_mask"] == [1] * 8
+        assert any(ids == row[i:i + 8] for row in encoded for i in range(len(row) - 7))  # a window of a long row
+    assert calibration_samples(tokenizer, str(data), nsamples=5, maxlen=8, seed=0) == samples  # seeded
+    with pytest.raises(DataError, match="lower export_quantization_maxlen"):
+        calibration_samples(tokenizer, str(data), nsamples=1, maxlen=500)
