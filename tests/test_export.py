@@ -18,6 +18,7 @@ from tuneforge.export.gguf_file import reorder_for_ggml_rope, write_gguf
 from tuneforge.export.hub import push_to_hub
 from tuneforge.export.save import save_weights
 from tuneforge.testing.tiny_model import build_tiny_model
+from shared_paths import LF_EXAMPLES
 
 IDS = torch.tensor([[5, 17, 42, 99, 7, 3]])
 
@@ -203,3 +204,22 @@ def test_gptq_calibration_windows_follow_llamafactory(tiny, tmp_path):
     assert calibration_samples(tokenizer, str(data), nsamples=5, maxlen=8, seed=0) == samples  # seeded
     with pytest.raises(DataError, match="lower export_quantization_maxlen"):
         calibration_samples(tokenizer, str(data), nsamples=1, maxlen=500)
+
+
+@pytest.mark.skipif(not LF_EXAMPLES.is_dir(), reason="LLaMA-Factory examples not present")
+def test_llamafactory_merge_example_runs_unchanged(tiny, tmp_path):
+    from tuneforge.config import load_config
+
+    cfg = load_config(str(LF_EXAMPLES / "merge_lora" / "qwen3_lora_sft.yaml"),
+                      [f"model_name_or_path={tiny / 'llama'}", f"adapter_name_or_path={tiny / 'adapter1'}",
+                       f"export_dir={tmp_path / 'merged'}"])
+    run_export(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    assert text.startswith("<|im_start|>user\nHi<|im_end|>\n")  # qwen3_nothink: no default system prompt
+    assert (tmp_path / "merged" / "Modelfile").read_text().startswith("# Ollama Modelfile")
+    from peft import PeftModel
+
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny / "llama"), tiny / "adapter1")
+    torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(tmp_path / "merged")),
+                               _logits(reference), atol=1e-5, rtol=1e-5)

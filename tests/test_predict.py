@@ -78,7 +78,8 @@ def _lines(output_dir):
 
 def test_batched_prediction_writes_predictions_and_their_scores(setup, tmp_path):
     metrics = _predict(setup, tmp_path / "batched", per_device_eval_batch_size=4)
-    one_by_one = _predict(setup, tmp_path / "single", per_device_eval_batch_size=1)
+    # do_eval with predict_with_generate scores the same generations under eval_* (no predictions file).
+    one_by_one = _predict(setup, tmp_path / "single", per_device_eval_batch_size=1, do_eval=True)
 
     lines = _lines(tmp_path / "batched")
     # Dataset order kept; as in LLaMA-Factory the label is the template's answer slot ("\n" after <|im_end|>).
@@ -94,6 +95,7 @@ def test_batched_prediction_writes_predictions_and_their_scores(setup, tmp_path)
     for key, value in expected.items():
         assert metrics[f"predict_{key}"] == pytest.approx(value)
         assert one_by_one[f"predict_{key}"] == pytest.approx(value)
+        assert one_by_one[f"eval_{key}"] == pytest.approx(value)
     saved = json.loads((tmp_path / "batched" / "predict_results.json").read_text())
     assert saved["predict_bleu-4"] == pytest.approx(expected["bleu-4"])
 
