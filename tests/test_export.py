@@ -223,3 +223,56 @@ def test_llamafactory_merge_example_runs_unchanged(tiny, tmp_path):
     reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny / "llama"), tiny / "adapter1")
     torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(tmp_path / "merged")),
                                _logits(reference), atol=1e-5, rtol=1e-5)
+
+
+def _ggml_llama_logits(path, ids):
+    """A llama forward pass from the GGUF file alone, with GGML's rotary convention (adjacent pairs
+    rotate, LLAMA_ROPE_TYPE_NORM): it reproduces the HF logits only if the q/k rows were reordered right."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    w = {t.name: np.array(t.data, dtype=np.float64) for t in reader.tensors}
+
+    def scalar(key):
+        field = reader.fields[key]
+        return field.parts[field.data[0]][0].item()
+
+    heads, kv_heads = scalar("llama.attention.head_count"), scalar("llama.attention.head_count_kv")
+    eps, base = scalar("llama.attention.layer_norm_rms_epsilon"), scalar("llama.rope.freq_base")
+    x = w["token_embd.weight"][ids]
+    n, hidden = x.shape
+    d = hidden // heads
+    angles = np.arange(n)[:, None] * base ** (-np.arange(0, d, 2) / d)[None, :]  # (n, d/2)
+    cos, sin = np.cos(angles), np.sin(angles)
+
+    def norm(v, weight):
+        return v / np.sqrt((v * v).mean(-1, keepdims=True) + eps) * weight
+
+    def rope(v):  # v: (n, h, d); rotate (v[2i], v[2i+1])
+        even, odd = v[..., 0::2], v[..., 1::2]
+        out = np.empty_like(v)
+        out[..., 0::2] = even * cos[:, None] - odd * sin[:, None]
+        out[..., 1::2] = even * sin[:, None] + odd * cos[:, None]
+        return out
+
+    for layer in range(scalar("llama.block_count")):
+        p = f"blk.{layer}."
+        h = norm(x, w[p + "attn_norm.weight"])
+        q = rope((h @ w[p + "attn_q.weight"].T).reshape(n, heads, d))
+        k = rope((h @ w[p + "attn_k.weight"].T).reshape(n, kv_heads, d)).repeat(heads // kv_heads, axis=1)
+        v = (h @ w[p + "attn_v.weight"].T).reshape(n, kv_heads, d).repeat(heads // kv_heads, axis=1)
+        scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(d) + np.triu(np.full((n, n), -np.inf), 1)
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        x = x + np.einsum("hqk,khd->qhd", probs, v).reshape(n, hidden) @ w[p + "attn_output.weight"].T
+        h = norm(x, w[p + "ffn_norm.weight"])
+        gate = h @ w[p + "ffn_gate.weight"].T
+        x = x + ((gate / (1 + np.exp(-gate))) * (h @ w[p + "ffn_up.weight"].T)) @ w[p + "ffn_down.weight"].T
+    return norm(x, w["output_norm.weight"]) @ w["output.weight"].T
+
+
+def test_gguf_forward_pass_in_ggml_convention_gives_the_merged_logits(exported):
+    merged = AutoModelForCausalLM.from_pretrained(exported)
+    expected = _logits(merged)[0].double().numpy()
+    np.testing.assert_allclose(_ggml_llama_logits(exported / "model-f32.gguf", IDS[0].numpy()), expected,
+                               atol=1e-4, rtol=1e-4)
