@@ -276,3 +276,20 @@ def test_gguf_forward_pass_in_ggml_convention_gives_the_merged_logits(exported):
     expected = _logits(merged)[0].double().numpy()
     np.testing.assert_allclose(_ggml_llama_logits(exported / "model-f32.gguf", IDS[0].numpy()), expected,
                                atol=1e-4, rtol=1e-4)
+
+
+def test_vision_language_export_keeps_the_image_processor(tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForImageTextToText
+
+    from tuneforge.testing.tiny_vl_model import build_tiny_qwen2_vl
+
+    build_tiny_qwen2_vl(tmp_path / "vl")
+    run_export({"model_name_or_path": str(tmp_path / "vl"), "template": "qwen2_vl",
+                "export_dir": str(tmp_path / "out")})
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "out")
+    assert processor.patch_size == 14 and processor.merge_size == 2
+    original = AutoModelForImageTextToText.from_pretrained(tmp_path / "vl")
+    exported = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
+    ids = torch.tensor([[5, 17, 42]])
+    with torch.no_grad():
+        torch.testing.assert_close(exported(input_ids=ids).logits, original(input_ids=ids).logits)

@@ -43,7 +43,7 @@ def run_export(cfg: Any) -> str:
     from .gguf_file import check_gguf_export, write_gguf
     from .hub import push_to_hub
     from .merge import load_merged_model
-    from .save import save_modelfile, save_tokenizer, save_weights
+    from .save import save_image_processor, save_modelfile, save_tokenizer, save_weights
 
     if isinstance(cfg, dict):
         from ..config import make_config
@@ -71,6 +71,7 @@ def run_export(cfg: Any) -> str:
     files = save_weights(model, export_dir, f"{cfg.export_size}GB", bool(cfg.export_legacy_format))
     logger.info("Weights saved to %s (%d file(s))", export_dir, len(files))
     save_tokenizer(tokenizer, export_dir)
+    save_image_processor(template, export_dir)
     gguf_name = "."
     if gguf_kind:
         gguf_name = os.path.basename(write_gguf(model, export_dir, gguf_kind))

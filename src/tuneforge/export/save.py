@@ -69,6 +69,16 @@ def save_tokenizer(tokenizer: Any, export_dir: str) -> None:
     save_tokenizer_with_chat_template(tokenizer, export_dir)
 
 
+def save_image_processor(template: Any, export_dir: str) -> bool:
+    """A vision-language model's image processor beside the weights (preprocessor_config.json), so the
+    export loads with AutoProcessor / AutoImageProcessor like the original; False for text-only models."""
+    processor = getattr(getattr(template, "media_plugin", None), "image_processor", None)
+    if processor is None:
+        return False
+    processor.save_pretrained(export_dir)
+    return True
+
+
 def save_modelfile(template: Any, tokenizer: Any, export_dir: str, weights_from: str = ".") -> str:
     """An Ollama Modelfile; `weights_from` is what FROM names (the folder, or a GGUF file in it)."""
     text = template.to_ollama_modelfile(tokenizer)
