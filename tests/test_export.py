@@ -119,6 +119,7 @@ def test_rope_reorder_interleaves_the_two_halves_of_each_head():
 
 def test_qwen2_gguf_f16_and_q8_0_with_biases_and_tied_head(tiny, tmp_path):
     from gguf import GGMLQuantizationType, GGUFReader
+    from gguf.quants import dequantize
 
     model = AutoModelForCausalLM.from_pretrained(tiny / "qwen2")
     AutoTokenizer.from_pretrained(tiny / "qwen2").save_pretrained(tmp_path)
@@ -128,12 +129,15 @@ def test_qwen2_gguf_f16_and_q8_0_with_biases_and_tied_head(tiny, tmp_path):
         assert "output.weight" not in tensors  # tied: llama.cpp reuses token_embd
         assert tensors["blk.0.attn_q.bias"].tensor_type == GGMLQuantizationType.F32
         assert tensors["blk.0.attn_q.weight"].tensor_type == weight_type
-        if kind == "f16":  # qwen2 keeps HF's row order (NeoX RoPE in GGML)
-            q = np.array(tensors["blk.0.attn_q.weight"].data, dtype=np.float32)
-            np.testing.assert_allclose(q, model.model.layers[0].self_attn.q_proj.weight.detach().numpy(),
-                                       atol=2e-3, rtol=1e-3)
-            bias = np.array(tensors["blk.0.attn_q.bias"].data)
-            np.testing.assert_array_equal(bias, model.model.layers[0].self_attn.q_proj.bias.detach().numpy())
+        # qwen2 keeps HF's row order (NeoX RoPE in GGML); q8_0 keeps each weight to within a block's step.
+        q = np.array(tensors["blk.0.attn_q.weight"].data)
+        if kind == "q8_0":
+            q = dequantize(q, weight_type)
+        weight = model.model.layers[0].self_attn.q_proj.weight.detach().numpy()
+        tolerance = 2e-3 if kind == "f16" else np.abs(weight).max() / 127  # q8_0: one step of the coarsest block
+        np.testing.assert_allclose(q.astype(np.float32).reshape(weight.shape), weight, atol=tolerance, rtol=1e-3)
+        bias = np.array(tensors["blk.0.attn_q.bias"].data)
+        np.testing.assert_array_equal(bias, model.model.layers[0].self_attn.q_proj.bias.detach().numpy())
 
 
 @pytest.mark.parametrize("legacy", [False, True])
