@@ -103,3 +103,8 @@ def test_batched_prediction_writes_predictions_and_their_scores(setup, tmp_path)
 def test_do_predict_is_refused_outside_sft(setup, tmp_path):
     with pytest.raises(ConfigError, match="stage sft"):
         _predict(setup, tmp_path, stage="pt", predict_with_generate=False)
+
+
+def test_generation_during_training_is_refused_up_front(setup, tmp_path):
+    with pytest.raises(ConfigError, match="set eval_strategy: no"):
+        _predict(setup, tmp_path, do_train=True, dataset="qa", eval_strategy="steps", eval_steps=1)

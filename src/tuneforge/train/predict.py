@@ -25,10 +25,25 @@ from typing import Any
 
 import torch
 
-from .text_metrics import similarity_scores
+from ..errors import ConfigError
+from .text_metrics import check_metric_libraries, similarity_scores
 
 logger = logging.getLogger(__name__)
 PREDICTIONS_FILE = "generated_predictions.jsonl"
+
+
+def check_prediction(cfg: Any, args: Any) -> None:
+    """Refuse prediction settings this recipe cannot honour, before any data or weights load."""
+    if args.do_predict and getattr(cfg, "stage", "sft") != "sft":
+        raise ConfigError(f"do_predict: prediction (generate + BLEU/ROUGE) is for stage sft, not {cfg.stage}; "
+                          "use do_eval for the eval loss")
+    if not args.predict_with_generate:
+        return
+    if args.do_train and str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "no":
+        raise ConfigError("predict_with_generate scores generated answers once, after training (do_eval / "
+                          "do_predict); generating during training (eval_strategy) is not supported yet: set "
+                          "eval_strategy: no")
+    check_metric_libraries()  # scoring needs jieba, nltk and rouge-chinese
 
 
 def generation_kwargs(cfg: Any, tokenizer: Any, template: Any) -> tuple[dict[str, Any], bool]:

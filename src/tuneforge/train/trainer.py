@@ -24,6 +24,7 @@ from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
 from .padding_free import is_padding_free_batch, padding_free_collator
 from .plot import check_plotting_available, plot_loss
+from .predict import check_prediction
 
 
 def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
@@ -34,13 +35,7 @@ def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
     args = build_training_args(cfg)
     if not (args.do_train or args.do_eval or args.do_predict):
         raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval / do_predict: true)")
-    if args.do_predict and getattr(cfg, "stage", "sft") != "sft":
-        raise ConfigError(f"do_predict: prediction (generate + BLEU/ROUGE) is for stage sft, not "
-                          f"{cfg.stage}; use do_eval for the eval loss")
-    if args.predict_with_generate:
-        from .text_metrics import check_metric_libraries
-
-        check_metric_libraries()  # before the weights load: scoring needs jieba, nltk, rouge-chinese
+    check_prediction(cfg, args)  # do_predict / predict_with_generate (train/predict.py)
     if getattr(cfg, "plot_loss", False) and args.do_train:
         check_plotting_available()
     resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
