@@ -61,6 +61,7 @@ def run_ppo(cfg: Any) -> dict[str, float]:
     with RunDirectory(cfg, args.output_dir, None, training=True):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="ppo").train_dataset
+        check_text_only(dataset)
         policy = load_model(cfg, tokenizer, is_trainable=True)
         device = next(policy.parameters()).device
         value_head = new_value_head(policy).to(device)
@@ -99,6 +100,14 @@ def run_ppo(cfg: Any) -> dict[str, float]:
 
             plot_loss(args.output_dir, keys=("loss", "reward"))
     return metrics
+
+
+def check_text_only(dataset: Any) -> None:
+    """Rollouts generate from token ids alone; image/video/audio prompts would lose their pixels."""
+    for column in ("images", "videos", "audios"):
+        if column in dataset.column_names and any(value for value in dataset[column]):
+            raise ConfigError(f"dataset: stage ppo trains on text prompts only, and this dataset has {column}; "
+                              "remove the media columns from its dataset_info.json entry or use stage sft/dpo")
 
 
 def ppo_settings(cfg: Any, args: Any, num_prompts: int) -> PPOSettings:
