@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 # Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
-RECIPES = {"pt": ("pt", "run_pt"), "sft": ("sft", "run_sft")}
+RECIPES = {"pt": ("pt", "run_pt"), "sft": ("sft", "run_sft"), "ppo": ("ppo", "run_ppo")}
 
 
 def run_train(cfg: Any) -> dict[str, float]:
