@@ -91,6 +91,9 @@ def _method_rules(v: dict[str, Any]) -> list[str]:
     if v["pissa_init"] and (stage in ("ppo", "kto") or uses_ref_model):
         problems.append(f"pissa_init cannot be used with stage {stage}"
                         f"{' and a reference model' if uses_ref_model else ''}.")
+    if v["pissa_convert"] and not v["pissa_init"]:
+        problems.append("pissa_convert converts a PiSSA adapter: set pissa_init: true as well (or remove "
+                        "pissa_convert).")
     if ftype != "lora":
         for key in LORA_ONLY:
             if v[key] not in (None, False):
