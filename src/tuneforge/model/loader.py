@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from .adapters import apply_finetuning, count_parameters
+from .rope import configure_rope
 from .vocab import resize_embeddings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.
     """Return the model ready for training (or, with is_trainable=False, frozen in eval mode)."""
     path = resolve_model_path(cfg)
     config = load_model_config(cfg, path)
+    configure_rope(config, cfg, is_trainable)
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)
     attention = resolve_attention(cfg, device, compute_dtype)
