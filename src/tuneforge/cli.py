@@ -3,6 +3,7 @@
     tuneforge train CFG [key=value ...]        validate, then train (for now: preprocess to tokenized_path)
     tuneforge data check CFG [key=value ...]   validate the datasets and print their report
     tuneforge chat CFG [key=value ...] [--message TEXT]   chat with the model (interactive, or one answer)
+    tuneforge expand --model_name_or_path M --output_dir D --num_expand N   LLaMA Pro block expansion
     tuneforge version
     tuneforge api | export | eval | webui        (arrive with later issues)
 
@@ -66,6 +67,12 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", metavar="TEXT", help="answer this one message on stdout and exit "
                       "(without it, a non-terminal stdin is read as the message)")
     chat.set_defaults(handler=_cmd_chat)
+
+    from .model import llama_pro  # light: heavy imports happen inside expand_model
+
+    expand = commands.add_parser("expand", help="LLaMA Pro: insert identity blocks into a model "
+                                 "(then train them with use_llama_pro)")
+    llama_pro.build_parser(expand).set_defaults(handler=llama_pro.run)
 
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
     version.set_defaults(handler=_cmd_version)
