@@ -139,3 +139,9 @@ def test_additional_target_is_trained_and_saved(model_dir, tokenizer, tmp_path, 
     assert {"base_model.model.model.embed_tokens.weight", "base_model.model.model.norm.weight"} <= set(saved)
     base = AutoModelForCausalLM.from_pretrained(str(model_dir))
     assert not torch.equal(saved["base_model.model.model.norm.weight"], base.model.norm.weight)
+
+
+def test_dora_on_a_non_bnb_quantized_model_is_refused():
+    with pytest.raises(ConfigError, match="use_dora works on bitsandbytes-quantized models only"):
+        tiny_config(model_name_or_path="x", finetuning_type="lora", use_dora=True, quantization_bit=4,
+                    quantization_method="hqq")

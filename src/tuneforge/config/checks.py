@@ -116,6 +116,9 @@ def _model_rules(v: dict[str, Any]) -> list[str]:
         if v["finetuning_type"] not in ("lora", "oft"):
             problems.append("quantization_bit only works with finetuning_type lora or oft "
                             f"(it is {v['finetuning_type']!r}).")
+        if v["use_dora"] and v["quantization_method"] != "bnb":
+            problems.append(f"use_dora works on bitsandbytes-quantized models only (quantization_method is "
+                            f"{v['quantization_method']!r}); use quantization_method bnb or plain LoRA.")
         if v["pissa_init"]:
             problems.append("pissa_init cannot initialise a quantized model; initialise PiSSA on the full "
                             "model first, then quantize.")
