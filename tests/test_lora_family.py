@@ -111,12 +111,12 @@ def test_pissa_convert_needs_pissa_init():
         tiny_config(model_name_or_path="x", finetuning_type="lora", pissa_convert=True)
 
 
-def test_pissa_convert_saves_a_plain_lora_adapter_of_the_trained_model(model_dir, tmp_path, input_ids):
+def test_pissa_convert_saves_a_plain_lora_adapter_of_the_trained_model(model_dir, tokenizer, tmp_path, input_ids):
     from peft import PeftModel
 
     output_dir = tmp_path / "pissa_run"
     _, trainer = run_recipe("sft", model_dir, output_dir, finetuning_type="lora", lora_rank=4, pissa_init=True,
-                            pissa_convert=True, pissa_iter=-1, learning_rate=1e-2, max_steps=4, save_steps=100)
+                            pissa_convert=True, pissa_iter=4, learning_rate=1e-2, max_steps=4, save_steps=100)
     trained = _logits(trainer.model, input_ids)
     converted = output_dir / "pissa_converted"
     config = __import__("json").load(open(converted / "adapter_config.json"))
@@ -126,6 +126,9 @@ def test_pissa_convert_saves_a_plain_lora_adapter_of_the_trained_model(model_dir
     reloaded = PeftModel.from_pretrained(base, str(converted))
     assert torch.allclose(_logits(reloaded, input_ids), trained, atol=1e-4)
     assert not torch.allclose(original, trained, atol=1e-3)  # training did move the model
+    # the unconverted fast-SVD adapter would rebuild other residual weights on reload: refused, pointing here
+    with pytest.raises(ConfigError, match=f"randomised SVD .*load the plain LoRA adapter '{converted}'"):
+        _load(model_dir, tokenizer, tmp_path, adapter_name_or_path=str(output_dir))
 
 
 def test_additional_target_is_trained_and_saved(model_dir, tokenizer, tmp_path, input_ids):

@@ -163,7 +163,31 @@ def _check_adapter(path: str) -> str:
                           "point it at a directory saved by a LoRA run (its output_dir or a checkpoint-N)")
     if not os.path.isdir(path) and path.startswith((".", "/", "~")):
         raise ConfigError(f"adapter_name_or_path: directory {path!r} does not exist")
+    _check_not_randomised_pissa(path)
     return path
+
+
+def _check_not_randomised_pissa(path: str) -> None:
+    """A PiSSA adapter made with the fast (randomised) SVD cannot be reloaded: peft re-runs that SVD on the
+    base model to rebuild the residual weights, and a new random draw gives other residuals (measured: logits
+    off by ~7 on a tiny model). Exact-SVD PiSSA adapters ("pissa") reload exactly."""
+    import json
+
+    config_file = os.path.join(path, "adapter_config.json")
+    if not os.path.isfile(config_file):
+        return
+    with open(config_file, encoding="utf-8") as handle:
+        init = str(json.load(handle).get("init_lora_weights", ""))
+    if not init.startswith("pissa_niter"):
+        return
+    # pissa_convert writes output_dir/pissa_converted; `path` is output_dir or one of its checkpoints.
+    candidates = [os.path.join(path, "pissa_converted"),
+                  os.path.join(os.path.dirname(os.path.normpath(path)), "pissa_converted")]
+    converted = next((candidate for candidate in candidates if os.path.isdir(candidate)), None)
+    fix = (f"load the plain LoRA adapter {converted!r} instead" if converted
+           else "train with pissa_convert: true and load output_dir/pissa_converted (or use pissa_iter: -1)")
+    raise ConfigError(f"adapter_name_or_path: {path!r} is a PiSSA adapter initialised with a randomised SVD "
+                      f"({init}); reloading it would rebuild different base weights. {fix}")
 
 
 def _adapter_kwargs(cfg: Any) -> dict[str, Any]:
