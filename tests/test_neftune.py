@@ -50,8 +50,9 @@ def test_training_noise_is_uniform_in_alpha_over_sqrt_length_times_hidden(captur
     assert len(training) == 2
     for record in training:
         noise = record["noisy"] - record["clean"]
-        _, length, hidden = noise.shape
-        assert length % 8 == 0 and hidden == 64  # padded rows (pad_to_multiple_of 8), not padding-free
+        rows, length, hidden = noise.shape
+        # the 8 rows padded to a multiple of 8, not one padding-free row: L is the padded row length
+        assert (rows, length % 8, hidden) == (8, 0, 64)
         bound = ALPHA / (length * hidden) ** 0.5
         assert noise.abs().max() <= bound * (1 + 1e-5)
         assert noise.abs().max() >= 0.98 * bound  # thousands of uniform draws reach the edge
