@@ -1,8 +1,8 @@
 """The LoRA family: DoRA magnitudes train, rsLoRA scales by alpha/sqrt(r), PiSSA starts at the original
 model and its converted adapter loads as plain LoRA, additional_target modules are trained and saved."""
 
+import json
 import math
-import os
 
 import pytest
 import torch
@@ -119,7 +119,7 @@ def test_pissa_convert_saves_a_plain_lora_adapter_of_the_trained_model(model_dir
                             pissa_convert=True, pissa_iter=4, learning_rate=1e-2, max_steps=4, save_steps=100)
     trained = _logits(trainer.model, input_ids)
     converted = output_dir / "pissa_converted"
-    config = __import__("json").load(open(converted / "adapter_config.json"))
+    config = json.load(open(converted / "adapter_config.json"))
     assert (config["init_lora_weights"], config["r"], config["lora_alpha"]) == (True, 8, 16)  # rank doubles
     base = AutoModelForCausalLM.from_pretrained(str(model_dir))
     original = _logits(base, input_ids)
