@@ -106,9 +106,13 @@ def test_pissa_iter_must_be_positive_or_minus_one(model_dir, tokenizer, tmp_path
         _load(model_dir, tokenizer, tmp_path, pissa_init=True, pissa_iter=0)
 
 
-def test_pissa_convert_needs_pissa_init():
+def test_pissa_convert_needs_pissa_init_and_no_dora():
     with pytest.raises(ConfigError, match="pissa_convert converts a PiSSA adapter: set pissa_init"):
         tiny_config(model_name_or_path="x", finetuning_type="lora", pissa_convert=True)
+    # measured: a converted DoRA + PiSSA adapter was off by 0.43 in the logits
+    with pytest.raises(ConfigError, match="pissa_convert cannot convert a DoRA adapter"):
+        tiny_config(model_name_or_path="x", finetuning_type="lora", pissa_init=True, pissa_convert=True,
+                    use_dora=True)
 
 
 def test_pissa_convert_saves_a_plain_lora_adapter_of_the_trained_model(model_dir, tokenizer, tmp_path, input_ids):

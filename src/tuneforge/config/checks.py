@@ -91,6 +91,10 @@ def _method_rules(v: dict[str, Any]) -> list[str]:
     if v["pissa_init"] and (stage in ("ppo", "kto") or uses_ref_model):
         problems.append(f"pissa_init cannot be used with stage {stage}"
                         f"{' and a reference model' if uses_ref_model else ''}.")
+    if v["pissa_convert"] and v["use_dora"]:
+        # peft rewrites A and B but not DoRA's magnitudes: the converted adapter would give other outputs.
+        problems.append("pissa_convert cannot convert a DoRA adapter (the magnitude vectors do not carry over); "
+                        "remove use_dora or pissa_convert.")
     if v["pissa_convert"] and not v["pissa_init"]:
         problems.append("pissa_convert converts a PiSSA adapter: set pissa_init: true as well (or remove "
                         "pissa_convert).")
