@@ -84,3 +84,7 @@ def test_lora_adapts_only_the_inserted_blocks(expanded, tmp_path):
                        for module in ("self_attn.q_proj", "mlp.down_proj")}
     with pytest.raises(ConfigError, match="4 layers are not divisible by freeze_trainable_layers 3"):
         load_model(cfg.replace(freeze_trainable_layers=3), tokenizer, is_trainable=True)
+    # `tuneforge expand` recorded the inserted layers, so a count that divides but does not match is caught
+    with pytest.raises(ConfigError, match=r"expanded with num_expand 2 \(inserted layers \[1, 3\]\), but "
+                                          r"freeze_trainable_layers 1 would train layers \[3\]"):
+        load_model(cfg.replace(freeze_trainable_layers=1, finetuning_type="freeze"), tokenizer, is_trainable=True)

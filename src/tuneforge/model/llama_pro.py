@@ -7,7 +7,8 @@ so the expanded model computes exactly what the original did until training move
 
 With `use_llama_pro: true`, freeze tuning trains (and LoRA adapts) only the inserted blocks; with
 `freeze_trainable_layers` = num_expand these are the layers stride-1, 2*stride-1, ... where
-stride = total layers / num_expand.
+stride = total layers / num_expand. `tuneforge expand` also records the inserted layers in config.json
+(`llama_pro_inserted_layers`), so a freeze_trainable_layers that would pick other layers is refused.
 
     tuneforge expand --model_name_or_path ./base --output_dir ./base_pro --num_expand 8
     python -m tuneforge.model.llama_pro (same flags)
@@ -28,13 +29,17 @@ logger = logging.getLogger(__name__)
 
 # Output projections zeroed in each inserted block (LLaMA-Factory's choice; llama/mistral/qwen2/yi names).
 ZEROED_PROJECTIONS = ("o_proj", "down_proj")
+# Config key where `tuneforge expand` records the inserted layers, so training can check
+# freeze_trainable_layers against them (models expanded by LLaMA-Factory's script have no record).
+RECORD_KEY = "llama_pro_inserted_layers"
 
 
 # --- training the expanded blocks ----------------------------------------------------------------
 
 
-def expanded_layer_ids(num_layers: int, num_expanded: int) -> list[int]:
-    """Indices of the inserted blocks in an expanded model of `num_layers` layers."""
+def expanded_layer_ids(num_layers: int, num_expanded: int, recorded: list[int] | None = None) -> list[int]:
+    """Indices of the inserted blocks in an expanded model of `num_layers` layers (checked against the
+    `recorded` ones when the model carries a record)."""
     if num_expanded <= 0:
         raise ConfigError(f"use_llama_pro: freeze_trainable_layers must be the number of inserted blocks (a "
                           f"positive number), got {num_expanded}")
@@ -43,16 +48,26 @@ def expanded_layer_ids(num_layers: int, num_expanded: int) -> list[int]:
                           f"freeze_trainable_layers {num_expanded}; set freeze_trainable_layers to the "
                           "num_expand the model was expanded with")
     stride = num_layers // num_expanded
-    return list(range(stride - 1, num_layers, stride))
+    ids = list(range(stride - 1, num_layers, stride))
+    if recorded is not None and list(recorded) != ids:
+        raise ConfigError(f"use_llama_pro: this model was expanded with num_expand {len(recorded)} (inserted "
+                          f"layers {list(recorded)}), but freeze_trainable_layers {num_expanded} would train layers "
+                          f"{ids}; set freeze_trainable_layers: {len(recorded)}")
+    return ids
+
+
+def recorded_layers(model: Any) -> list[int] | None:
+    config = getattr(model.config, "text_config", None) or model.config
+    return getattr(config, RECORD_KEY, None)
 
 
 def expanded_block_modules(model: Any, targets: list[str], num_expanded: int) -> list[str]:
     """Full names of the `targets` modules that sit inside the inserted blocks (LoRA + LLaMA Pro)."""
-    ids = {f".{index}." for index in expanded_layer_ids(_num_layers(model), num_expanded)}
+    layer_ids = expanded_layer_ids(_num_layers(model), num_expanded, recorded_layers(model))
+    ids = {f".{index}." for index in layer_ids}
     names = [name for name, _ in model.named_modules()
              if name.split(".")[-1] in targets and any(index in name for index in ids)]
-    logger.info("LLaMA Pro: LoRA on the expanded blocks %s",
-                expanded_layer_ids(_num_layers(model), num_expanded))
+    logger.info("LLaMA Pro: LoRA on the expanded blocks %s", layer_ids)
     return names
 
 
@@ -145,6 +160,8 @@ def _replace_layers(model: Any, old: Any, expanded: list[Any]) -> None:
 def _expand_config(config: Any, sources: list[int]) -> None:
     text_config = getattr(config, "text_config", None) or config
     text_config.num_hidden_layers = len(sources)
+    inserted = [index for index in range(1, len(sources)) if sources[index] == sources[index - 1]]
+    setattr(text_config, RECORD_KEY, inserted)
     for key in ("layer_types", "mlp_layer_types"):
         values = getattr(text_config, key, None)
         if isinstance(values, list):
