@@ -152,3 +152,21 @@ def test_dora_on_a_non_bnb_quantized_model_is_refused():
     with pytest.raises(ConfigError, match="use_dora works on bitsandbytes-quantized models only"):
         tiny_config(model_name_or_path="x", finetuning_type="lora", use_dora=True, quantization_bit=4,
                     quantization_method="hqq")
+
+
+def test_pissa_convert_after_a_resume_uses_the_first_runs_initial_adapter(model_dir, tmp_path, input_ids):
+    from peft import PeftModel
+
+    output_dir = tmp_path / "pissa_resume"
+    settings = dict(finetuning_type="lora", lora_rank=4, pissa_init=True, pissa_convert=True, pissa_iter=4,
+                    learning_rate=1e-2, save_steps=2)
+    run_recipe("sft", model_dir, output_dir, max_steps=2, **settings)
+    initial = load_file(str(output_dir / "pissa_init" / "adapter_model.safetensors"))
+    _, trainer = run_recipe("sft", model_dir, output_dir, max_steps=4, **settings)  # resumes from checkpoint-2
+    assert trainer.state.global_step == 4
+    resumed_initial = load_file(str(output_dir / "pissa_init" / "adapter_model.safetensors"))
+    assert all(torch.equal(initial[name], resumed_initial[name]) for name in initial)
+    # the same seed redraws the same fast SVD, so the resumed model's residual base is the first run's
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(model_dir)),
+                                         str(output_dir / "pissa_converted"))
+    assert torch.allclose(_logits(reloaded, input_ids), _logits(trainer.model, input_ids), atol=1e-4)

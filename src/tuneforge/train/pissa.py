@@ -9,8 +9,10 @@ training begins (output_dir/pissa_init) and writes the converted adapter when it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from transformers import TrainerCallback
@@ -23,10 +25,11 @@ CONVERTED_DIR = "pissa_converted"
 
 class PissaConvertCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        init_dir = os.path.join(args.output_dir, INIT_DIR)
-        # A resumed run keeps the adapter saved when the run first began: that is the A0, B0 of its base.
-        if not args.should_save or not _is_peft(model) or os.path.isdir(init_dir):
+        # A resumed run (global_step > 0: its weights are trained ones) keeps the adapter saved when the run
+        # first began, the A0, B0 of its residual base; a fresh start replaces any earlier one.
+        if not args.should_save or not _is_peft(model) or state.global_step > 0:
             return
+        init_dir = os.path.join(args.output_dir, INIT_DIR)
         with _plain_lora_config(model):  # so that loading it back does not run a second SVD
             model.save_pretrained(init_dir)
         logger.info("Initial PiSSA adapter saved in %s", init_dir)
@@ -36,6 +39,10 @@ class PissaConvertCallback(TrainerCallback):
             return
         init_dir = os.path.join(args.output_dir, INIT_DIR)
         converted_dir = os.path.join(args.output_dir, CONVERTED_DIR)
+        if not os.path.isfile(os.path.join(init_dir, "adapter_config.json")):
+            logger.warning("pissa_convert: no initial adapter in %s (the run was resumed from a checkpoint made "
+                           "without pissa_convert); the PiSSA adapter is NOT converted", init_dir)
+            return
         # peft loads the initial adapter beside the trained one ("default"), subtracts it and deletes it
         # again; the trained adapter is not touched.
         model.save_pretrained(converted_dir, path_initial_model_for_weight_conversion=init_dir)
@@ -47,15 +54,13 @@ def _is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and "default" in getattr(model, "peft_config", {})
 
 
-class _plain_lora_config:
+@contextlib.contextmanager
+def _plain_lora_config(model: Any) -> Iterator[None]:
     """Temporarily mark the adapter config as plain LoRA init (init_lora_weights: true)."""
-
-    def __init__(self, model: Any):
-        self.config = model.peft_config["default"]
-
-    def __enter__(self) -> None:
-        self.saved = self.config.init_lora_weights
-        self.config.init_lora_weights = True
-
-    def __exit__(self, *exc: Any) -> None:
-        self.config.init_lora_weights = self.saved
+    config = model.peft_config["default"]
+    saved = config.init_lora_weights
+    config.init_lora_weights = True
+    try:
+        yield
+    finally:
+        config.init_lora_weights = saved
