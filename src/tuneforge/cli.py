@@ -5,6 +5,7 @@
     tuneforge chat CFG [key=value ...] [--message TEXT]   chat with the model (interactive, or one answer)
     tuneforge export CFG [key=value ...]       merge adapters; write shards, tokenizer, Modelfile (+ GGUF / GPTQ)
     tuneforge eval CFG [key=value ...]         multiple-choice benchmark (MMLU / CMMLU / C-Eval layout)
+    tuneforge expand --model_name_or_path M --output_dir D --num_expand N   LLaMA Pro block expansion
     tuneforge version
     tuneforge api | webui                        (arrive with later issues)
 
@@ -77,6 +78,11 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="score a model on a multiple-choice benchmark (task, task_dir)")
     _add_config_arguments(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
+    from .model import llama_pro  # light: heavy imports happen inside expand_model
+
+    expand = commands.add_parser("expand", help="LLaMA Pro: insert identity blocks into a model "
+                                 "(then train them with use_llama_pro)")
+    llama_pro.build_parser(expand).set_defaults(handler=llama_pro.run)
 
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
     version.set_defaults(handler=_cmd_version)

@@ -91,6 +91,13 @@ def _method_rules(v: dict[str, Any]) -> list[str]:
     if v["pissa_init"] and (stage in ("ppo", "kto") or uses_ref_model):
         problems.append(f"pissa_init cannot be used with stage {stage}"
                         f"{' and a reference model' if uses_ref_model else ''}.")
+    if v["pissa_convert"] and v["use_dora"]:
+        # peft rewrites A and B but not DoRA's magnitudes: the converted adapter would give other outputs.
+        problems.append("pissa_convert cannot convert a DoRA adapter (the magnitude vectors do not carry over); "
+                        "remove use_dora or pissa_convert.")
+    if v["pissa_convert"] and not v["pissa_init"]:
+        problems.append("pissa_convert converts a PiSSA adapter: set pissa_init: true as well (or remove "
+                        "pissa_convert).")
     if ftype != "lora":
         for key in LORA_ONLY:
             if v[key] not in (None, False):
@@ -113,6 +120,9 @@ def _model_rules(v: dict[str, Any]) -> list[str]:
         if v["finetuning_type"] not in ("lora", "oft"):
             problems.append("quantization_bit only works with finetuning_type lora or oft "
                             f"(it is {v['finetuning_type']!r}).")
+        if v["use_dora"] and v["quantization_method"] != "bnb":
+            problems.append(f"use_dora works on bitsandbytes-quantized models only (quantization_method is "
+                            f"{v['quantization_method']!r}); use quantization_method bnb or plain LoRA.")
         if v["pissa_init"]:
             problems.append("pissa_init cannot initialise a quantized model; initialise PiSSA on the full "
                             "model first, then quantize.")

@@ -19,6 +19,8 @@ import torch
 
 from ..errors import ConfigError
 from .adapters import apply_finetuning, count_parameters
+from .rope import configure_rope
+from .shift_attn import check_shift_attn, enable_shift_attn
 from .vocab import resize_embeddings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.
     """Return the model ready for training (or, with is_trainable=False, frozen in eval mode)."""
     path = resolve_model_path(cfg)
     config = load_model_config(cfg, path)
+    configure_rope(config, cfg, is_trainable)
+    check_shift_attn(config, cfg, is_trainable)
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)
     attention = resolve_attention(cfg, device, compute_dtype)
@@ -45,6 +49,7 @@ def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.
         model = model_class.from_pretrained(path, config=config, dtype=compute_dtype,
                                             attn_implementation=attention, **_hub_kwargs(cfg))
     logger.info("Attention implementation: %s", model.config._attn_implementation)
+    enable_shift_attn(model, cfg, is_trainable)
 
     resize_embeddings(model, tokenizer, cfg)
 

@@ -23,6 +23,7 @@ from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
 from .padding_free import is_padding_free_batch, padding_free_collator
+from .pissa import PissaConvertCallback
 from .plot import check_plotting_available, plot_loss
 from .predict import check_prediction
 
@@ -129,6 +130,8 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RunLogCallback(args.output_dir, show_progress=not args.disable_tqdm))
     use_maintained_logger_callbacks(trainer)
+    if getattr(cfg, "pissa_convert", False):
+        trainer.add_callback(PissaConvertCallback())
     return trainer
 
 
