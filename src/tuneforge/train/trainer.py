@@ -22,6 +22,7 @@ from ..model.loader import resolve_compute_dtype, training_device, with_local_mo
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .optimizers import adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer
 from .padding_free import is_padding_free_batch, padding_free_collator
 from .plot import check_plotting_available, plot_loss
 
@@ -39,6 +40,7 @@ def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
         raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval: true to evaluate)")
     if getattr(cfg, "plot_loss", False) and args.do_train:
         check_plotting_available()
+    check_optimizer_setup(cfg, args)
     resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
     cfg = with_local_model(cfg)
     set_seed(args.seed)  # before the model loads: LoRA initialisation draws from the global RNG
@@ -53,6 +55,13 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose checkpoints appear atomically and whose length grouping is resumable."""
 
     _staging = False
+    run_config: Any = None  # the run's Config: GaLore / APOLLO / BAdam / LoRA+ settings (see optimizers.py)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None and self.run_config is not None:
+            self.optimizer = create_custom_optimizer(self.model if model is None else model, self.args,
+                                                     self.run_config)
+        return super().create_optimizer(model)
 
     def _get_output_dir(self, trial: Any) -> str:
         # While a checkpoint is written, the Trainer's "run dir" is the staging folder (see _save_checkpoint).
@@ -126,6 +135,8 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
         processing_class=tokenizer,  # saved next to every checkpoint and the final model
         **kwargs,
     )
+    trainer.run_config = cfg
+    adapt_trainer_to_optimizer(trainer, cfg)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RunLogCallback(args.output_dir, show_progress=not args.disable_tqdm))
