@@ -138,7 +138,9 @@ class LayerBlockOptimizer(BlockOptimizer):
         state = self.base_optimizer.state_dict()
         state["badam"] = {"active_block": self.active_block, "global_step": self.global_step,
                           "next_block": self.current_block_idx,
-                          "block_order": list(getattr(self, "block_order", []))}
+                          "block_order": list(getattr(self, "block_order", [])),
+                          # the scheduler sets these (ours, not the base optimizer's); a resume needs them back
+                          "lr": [group["lr"] for group in self.param_groups]}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -151,4 +153,6 @@ class LayerBlockOptimizer(BlockOptimizer):
                 self.block_order = position["block_order"] + [position["next_block"]]
             self.switch_trainable_params()
             self.global_step = position["global_step"]
+            for group, lr in zip(self.param_groups, position["lr"]):
+                group["lr"] = lr
         self.base_optimizer.load_state_dict(state_dict)
