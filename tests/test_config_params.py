@@ -108,7 +108,7 @@ def test_data_params_are_implemented_and_later_features_are_not():
     for name in ("model_name_or_path", "stage", "trust_remote_code", "cache_dir", "use_fast_tokenizer",
                  "lora_rank", "finetuning_type", "do_sample", "flash_attn", "plot_loss"):
         assert params[name].implemented, name
-    for name in ("quantization_bit", "use_dora", "pref_beta", "use_galore", "export_dir",
+    for name in ("quantization_bit", "use_dora", "pref_beta", "export_dir",
                  "infer_backend", "task", "rope_scaling", "fp8"):
         assert not params[name].implemented, name
 

@@ -13,6 +13,7 @@ declare("apollo_scale", "float", 32.0, "Scale applied to the update.", G)
 declare("apollo_proj", "str", "random", "How the low-rank projection is built.", G, choices=("svd", "random"))
 declare("apollo_proj_type", "str", "std", "Projection type.", G, choices=("std", "right", "left"))
 declare("apollo_scale_type", "str", "channel", "Scaling granularity.", G, choices=("channel", "tensor"))
-declare("apollo_layerwise", "bool", False, "Update layer by layer to save more memory (single device only).",
+declare("apollo_layerwise", "bool", False, "Update each weight inside backward to save more memory (single "
+        "device, no gradient accumulation).",
         G)
 declare("apollo_scale_front", "bool", False, "Apply the norm-growth limiter before gradient scaling.", G)
