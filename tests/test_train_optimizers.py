@@ -1,5 +1,5 @@
-"""Optimizers: GaLore / APOLLO low-rank state, BAdam block switching, LoRA+ learning rates, 8-bit AdamW and
-Adafactor through the real trainer, and the combinations refused up front."""
+"""Optimizers: GaLore / APOLLO low-rank state, BAdam block switching, LoRA+ learning rates, 8-bit AdamW
+through the real trainer, resuming with these optimizers, and the combinations refused up front."""
 
 import json
 import os
@@ -141,9 +141,17 @@ def test_badam_layer_trains_one_block_and_switches_at_the_interval(model_dir):
     assert _changed(before, model) == layer1 and _trainable_layers(model) == {"0"}  # wrapped around
 
 
-def test_badam_switch_modes_and_resumed_position(model_dir):
+def test_badam_switch_modes_and_resumed_position(model_dir, capsys):
     _, _, _, descending = _setup(model_dir, finetuning_type="full", use_badam=True, badam_switch_mode="descending")
     assert descending.active_block == 1
+    model, _, _, shuffled = _setup(model_dir, finetuning_type="full", use_badam=True, badam_switch_mode="random",
+                                   badam_switch_interval=1)
+    seen = [shuffled.active_block]
+    for _ in range(3):
+        _train_steps(model, shuffled, 1)
+        seen.append(shuffled.active_block)
+    assert sorted(seen[:2]) == sorted(seen[2:]) == [0, 1]  # each block once per round
+    assert capsys.readouterr().out == ""  # badam_verbose 0
     model, _, _, fixed = _setup(model_dir, finetuning_type="full", use_badam=True, badam_switch_mode="fixed",
                                 badam_start_block=1, badam_switch_interval=1)
     _train_steps(model, fixed, 2)
@@ -209,12 +217,12 @@ def test_adamw_8bit_keeps_uint8_moments(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("values", [
-    {"optim": "adafactor", "learning_rate": 1e-2},
     {"use_galore": True, "galore_rank": 8, "galore_layerwise": True, "galore_scale": 1.0, "learning_rate": 1e-2},
     {"use_badam": True, "badam_mode": "ratio", "badam_update_ratio": 0.5, "learning_rate": 1e-2},
-], ids=["adafactor", "galore_layerwise", "badam_ratio"])
+], ids=["galore_layerwise", "badam_ratio"])
 def test_loss_falls_through_the_trainer(model_dir, tmp_path, values):
-    """(GaLore and layer-wise BAdam train through the trainer in the resume test below.)"""
+    """(GaLore and layer-wise BAdam train through the trainer in the resume test below; Adafactor in
+    test_train_options.py.)"""
     run_recipe("sft", model_dir, tmp_path, finetuning_type="full", max_steps=16, save_steps=100, **values)
     losses = _losses(tmp_path)
     assert losses[-1] < 0.6 * losses[0], losses
@@ -286,3 +294,15 @@ def test_resume_continues_the_same_trajectory(model_dir, tmp_path, values):
     log = dict(enumerate(_losses(resumed), start=4))
     for step in (4, 5, 6):
         assert log[step] == pytest.approx(expected[step], abs=1e-5), step
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_galore_8bit_without_cuda_is_refused_before_weights_load(model_dir):
+    from tuneforge.train.optimizers import check_optimizer_setup
+
+    cfg = tiny_config(model_name_or_path=str(model_dir), finetuning_type="full", use_galore=True,
+                      optim="adamw_8bit", report_to="none", output_dir="unused", use_cpu=True)
+    with pytest.raises(ConfigError, match=r"use_galore with optim adamw_8bit needs a CUDA GPU \(galore-torch's "
+                                          r"8-bit AdamW calls torch.cuda.synchronize\(\) at every step\); on cpu "
+                                          r"use optim adamw_torch or adafactor"):
+        check_optimizer_setup(cfg, cfg.training_args)

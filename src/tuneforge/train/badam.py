@@ -20,6 +20,8 @@ Where we differ from LF's use of the package, and why:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 import sys
@@ -112,8 +114,18 @@ class LayerBlockOptimizer(BlockOptimizer):
     active_block = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        quiet = contextlib.redirect_stdout(io.StringIO()) if kwargs.get("verbose", 0) < 1 else contextlib.nullcontext()
+        with quiet:  # badam prints its random block order whatever the verbosity
+            super().__init__(*args, **kwargs)
         self.__dict__.pop("state_dict", None)  # badam aliases the base optimizer's; ours adds the position
+
+    def _update_active_block_idx(self) -> None:
+        if self.switch_mode != "random":
+            return super()._update_active_block_idx()
+        if not self.block_order:  # every block once per round, in a fresh random order each round
+            self.block_order = torch.randperm(self.block_num).tolist()
+        self.current_block_idx = self.block_order.pop()
+        return None
 
     def step(self, *args: Any, **kwargs: Any) -> None:
         # badam 1.4 tests `(global_step + 1) % every` after counting the step, so its first block trains one

@@ -40,6 +40,7 @@ BNB_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit")
 def check_optimizer_setup(cfg: Any, args: Any) -> None:
     """Problems that need the training arguments of this launch (installed packages, world size);
     raised before any weights load. The config-only rules are in config/optimizer_checks.py."""
+    optim = getattr(args.optim, "value", args.optim)  # an OptimizerNames member once TrainingArguments has it
     needs = []
     if getattr(cfg, "use_galore", False):
         needs.append(("use_galore", "galore_torch"))
@@ -47,10 +48,14 @@ def check_optimizer_setup(cfg: Any, args: Any) -> None:
         needs.append(("use_apollo", "apollo_torch"))
     if getattr(cfg, "use_badam", False):
         needs.append(("use_badam", "badam"))
-    if args.optim in BNB_OPTIMS:
-        needs.append((f"optim: {args.optim}", "bitsandbytes"))
+    if optim in BNB_OPTIMS:
+        needs.append((f"optim: {optim}", "bitsandbytes"))
     problems = [f"{key} needs the {PACKAGES[module].split('==')[0]} package: pip install {PACKAGES[module]}"
                 for key, module in needs if importlib.util.find_spec(module) is None]
+    if getattr(cfg, "use_galore", False) and optim in BNB_OPTIMS and args.device.type != "cuda":
+        problems.append(f"use_galore with optim {optim} needs a CUDA GPU (galore-torch's 8-bit AdamW calls "
+                        f"torch.cuda.synchronize() at every step); on {args.device.type} use optim adamw_torch or "
+                        "adafactor.")
     if args.world_size > 1:
         for method in ("galore", "apollo"):
             if getattr(cfg, f"use_{method}", False) and getattr(cfg, f"{method}_layerwise", False):
