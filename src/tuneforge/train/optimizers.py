@@ -163,7 +163,21 @@ def create_low_rank_optimizer(model: torch.nn.Module, args: Any, cfg: Any, metho
 
     for param in per_parameter:
         param.register_post_accumulate_grad_hook(step_this_parameter)
-    return LayerWiseDummyOptimizer(optimizer_dict=per_parameter, lr=args.learning_rate)
+    return LayerwiseStandIn(optimizer_dict=per_parameter, lr=args.learning_rate, method=method)
+
+
+class LayerwiseStandIn(LayerWiseDummyOptimizer):
+    """transformers' no-op stand-in for per-parameter optimizers, which says what a resume cannot restore."""
+
+    def __init__(self, optimizer_dict: dict, lr: float, method: str) -> None:
+        super().__init__(optimizer_dict=optimizer_dict, lr=lr)
+        self.method = method
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        logger.warning("%s_layerwise: the resumed run continues from the checkpoint's weights, but each weight's "
+                       "optimizer moments and learning-rate schedule start over (transformers keeps the "
+                       "per-parameter ones out of the checkpoint).", self.method)
+        super().load_state_dict(state_dict)
 
 
 def _rank_settings(cfg: Any, method: str) -> dict[str, Any]:
