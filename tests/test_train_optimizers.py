@@ -85,7 +85,7 @@ def test_galore_keeps_low_rank_moments_for_target_weights_only(model_dir):
     assert norm_group["weight_decay"] == 0.0
 
 
-def test_galore_layerwise_steps_each_weight_inside_backward(model_dir):
+def test_galore_layerwise_steps_each_weight_inside_backward(model_dir, caplog):
     model, _, _, optimizer = _setup(model_dir, finetuning_type="full", use_galore=True, galore_rank=4,
                                     galore_layerwise=True)
     assert isinstance(optimizer, LayerWiseDummyOptimizer)
@@ -95,6 +95,10 @@ def test_galore_layerwise_steps_each_weight_inside_backward(model_dir):
     assert all(param.grad is None for param in model.parameters())
     q_proj = dict(model.named_parameters())["model.layers.0.self_attn.q_proj.weight"]
     assert optimizer.optimizer_dict[q_proj].state[q_proj]["exp_avg"].shape == (64, 4)
+    with caplog.at_level("WARNING", logger="tuneforge.train.optimizers"):
+        optimizer.load_state_dict(optimizer.state_dict())  # what a resume does
+    assert "galore_layerwise: the resumed run continues from the checkpoint's weights, but each weight's " \
+           "optimizer moments and learning-rate schedule start over" in caplog.text
 
 
 def test_galore_target_must_name_a_linear_layer(model_dir):
