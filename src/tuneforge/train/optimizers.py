@@ -7,8 +7,8 @@ others follow LLaMA-Factory 0.9.5's grouping:
     param group carries rank, update_proj_gap, scale, proj_type); the other trainable parameters sit in a
     decay and a no-decay group. `*_layerwise`: one optimizer per parameter, stepped from a
     post-accumulate-grad hook as soon as its gradient is ready, so no full set of gradients is ever held;
-    transformers' LayerWiseDummyOptimizer stands in for the Trainer, and its get_scheduler gives each
-    per-parameter optimizer its own schedule.
+    no-op stand-ins face the Trainer as its optimizer and scheduler, and carry the per-parameter optimizer
+    and schedule states into checkpoints, so a resume continues exactly.
   - LoRA+: peft's create_loraplus_optimizer (B matrices at ratio x lr, LoRA embedding layers at
     loraplus_lr_embedding).
 Why not transformers' own `optim: galore_adamw / apollo_adamw`: they lump every non-target parameter
@@ -23,7 +23,7 @@ import logging
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, get_scheduler
 from transformers.trainer_pt_utils import LayerWiseDummyOptimizer
 
 from ..errors import ConfigError
@@ -163,21 +163,64 @@ def create_low_rank_optimizer(model: torch.nn.Module, args: Any, cfg: Any, metho
 
     for param in per_parameter:
         param.register_post_accumulate_grad_hook(step_this_parameter)
-    return LayerwiseStandIn(optimizer_dict=per_parameter, lr=args.learning_rate, method=method)
+    return LayerwiseStandIn(optimizer_dict=per_parameter, lr=args.learning_rate)
 
 
 class LayerwiseStandIn(LayerWiseDummyOptimizer):
-    """transformers' no-op stand-in for per-parameter optimizers, which says what a resume cannot restore."""
+    """transformers' no-op stand-in for the per-parameter optimizers, whose states it saves and restores
+    (transformers' own saves nothing, so a resumed layer-wise run restarted every moment)."""
 
-    def __init__(self, optimizer_dict: dict, lr: float, method: str) -> None:
-        super().__init__(optimizer_dict=optimizer_dict, lr=lr)
-        self.method = method
+    def state_dict(self) -> dict[str, Any]:
+        return {"per_parameter": [optimizer.state_dict() for optimizer in self.optimizer_dict.values()]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        logger.warning("%s_layerwise: the resumed run continues from the checkpoint's weights, but each weight's "
-                       "optimizer moments and learning-rate schedule start over (transformers keeps the "
-                       "per-parameter ones out of the checkpoint).", self.method)
-        super().load_state_dict(state_dict)
+        for optimizer, saved in zip(self.optimizer_dict.values(), state_dict["per_parameter"], strict=True):
+            optimizer.load_state_dict(saved)
+
+
+def create_custom_scheduler(args: Any, optimizer: Any, num_training_steps: int) -> Any:
+    """Layer-wise GaLore/APOLLO: one schedule per weight, stepped right after its update (as transformers'
+    get_scheduler does for its stand-in), held where a checkpoint reaches them; None for other optimizers.
+    transformers 5 makes the scheduler after accelerate wrapped the optimizer, so its own get_scheduler no
+    longer recognises the stand-in and the per-weight learning rates would never follow the schedule."""
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wrapper
+    if not isinstance(optimizer, LayerwiseStandIn):
+        return None
+    schedulers = {param: get_scheduler(args.lr_scheduler_type, optimizer=inner,
+                                       num_warmup_steps=args.get_warmup_steps(num_training_steps),
+                                       num_training_steps=num_training_steps,
+                                       scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+                  for param, inner in optimizer.optimizer_dict.items()}
+
+    def step_this_schedule(param: torch.nn.Parameter) -> None:
+        schedulers[param].step()
+
+    for param in schedulers:
+        param.register_post_accumulate_grad_hook(step_this_schedule)
+    return LayerwiseSchedules(list(schedulers.values()))
+
+
+class LayerwiseSchedules:
+    """Faces the Trainer as its lr scheduler: each weight's schedule steps in that weight's hook, so step() has
+    nothing left to do; reports the (common) learning rate and saves / restores every schedule.
+    (transformers' LayerWiseDummyScheduler cannot be built on torch 2.13: it reports more learning rates than
+    its dummy optimizer has param groups.)"""
+
+    def __init__(self, schedulers: list) -> None:
+        self.schedulers = schedulers
+
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def get_last_lr(self) -> list[float]:
+        return self.schedulers[0].get_last_lr()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"per_parameter": [scheduler.state_dict() for scheduler in self.schedulers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for scheduler, saved in zip(self.schedulers, state_dict["per_parameter"], strict=True):
+            scheduler.load_state_dict(saved)
 
 
 def _rank_settings(cfg: Any, method: str) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from ..model.loader import resolve_compute_dtype, training_device, with_local_mo
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
-from .optimizers import adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer
+from .optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
+                         create_custom_scheduler)
 from .padding_free import is_padding_free_batch, padding_free_collator
 from .plot import check_plotting_available, plot_loss
 
@@ -62,6 +63,12 @@ class TuneforgeTrainer(Seq2SeqTrainer):
             self.optimizer = create_custom_optimizer(self.model if model is None else model, self.args,
                                                      self.run_config)
         return super().create_optimizer(model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        if self.lr_scheduler is None:
+            self.lr_scheduler = create_custom_scheduler(self.args, optimizer or self.optimizer, num_training_steps)
+            self._created_lr_scheduler = self.lr_scheduler is not None  # rebuilt on the next train(), as HF's
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _get_output_dir(self, trial: Any) -> str:
         # While a checkpoint is written, the Trainer's "run dir" is the staging folder (see _save_checkpoint).
