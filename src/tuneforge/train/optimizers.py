@@ -89,7 +89,7 @@ def create_custom_optimizer(model: torch.nn.Module, args: Any, cfg: Any) -> torc
 
 def decay_parameter_names(model: torch.nn.Module) -> set[str]:
     """Names HF's Trainer applies weight decay to (not biases, not norms)."""
-    return set(Trainer.get_decay_parameter_names(None, model))
+    return set(Trainer.get_decay_parameter_names(None, model))  # a method that never reads self
 
 
 def split_by_decay(model: torch.nn.Module, skip: set[int]) -> tuple[list, list]:
