@@ -113,7 +113,7 @@ def test_data_params_are_implemented_and_later_features_are_not():
                  "lora_rank", "finetuning_type", "do_sample", "flash_attn", "plot_loss", "use_dora", "rope_scaling",
                  "shift_attn", "use_llama_pro", "pissa_init"):
         assert params[name].implemented, name
-    for name in ("quantization_bit", "pref_beta", "use_galore", "infer_backend", "fp8"):
+    for name in ("quantization_bit", "pref_beta", "infer_backend", "fp8"):
         assert not params[name].implemented, name
 
 

@@ -12,6 +12,8 @@ import logging
 import os
 from typing import Any
 
+from .optimizer_checks import optimizer_rules
+
 logger = logging.getLogger(__name__)
 
 LORA_ONLY = ("loraplus_lr_ratio", "use_rslora", "use_dora", "pissa_init")
@@ -19,7 +21,7 @@ LORA_ONLY = ("loraplus_lr_ratio", "use_rslora", "use_dora", "pissa_init")
 
 def check_all(v: dict[str, Any]) -> list[str]:
     problems: list[str] = []
-    for rule in (_data_rules, _method_rules, _model_rules, _deepspeed_rules):
+    for rule in (_data_rules, _method_rules, _model_rules, _deepspeed_rules, optimizer_rules):
         problems += rule(v)
     if is_training_run(v):
         problems += _training_run_rules(v)

@@ -22,6 +22,8 @@ from ..model.loader import resolve_compute_dtype, training_device, with_local_mo
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
+                         create_custom_scheduler)
 from .padding_free import is_padding_free_batch, padding_free_collator
 from .pissa import PissaConvertCallback
 from .plot import check_plotting_available, plot_loss
@@ -39,6 +41,7 @@ def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
     check_prediction(cfg, args)  # do_predict / predict_with_generate (train/predict.py)
     if getattr(cfg, "plot_loss", False) and args.do_train:
         check_plotting_available()
+    check_optimizer_setup(cfg, args)
     resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
     cfg = with_local_model(cfg)
     set_seed(args.seed)  # before the model loads: LoRA initialisation draws from the global RNG
@@ -53,6 +56,19 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose checkpoints appear atomically and whose length grouping is resumable."""
 
     _staging = False
+    run_config: Any = None  # the run's Config: GaLore / APOLLO / BAdam / LoRA+ settings (see optimizers.py)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None and self.run_config is not None:
+            self.optimizer = create_custom_optimizer(self.model if model is None else model, self.args,
+                                                     self.run_config)
+        return super().create_optimizer(model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        if self.lr_scheduler is None:
+            self.lr_scheduler = create_custom_scheduler(self.args, optimizer or self.optimizer, num_training_steps)
+            self._created_lr_scheduler = self.lr_scheduler is not None  # rebuilt on the next train(), as HF's
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _get_output_dir(self, trial: Any) -> str:
         # While a checkpoint is written, the Trainer's "run dir" is the staging folder (see _save_checkpoint).
@@ -126,6 +142,8 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
         processing_class=tokenizer,  # saved next to every checkpoint and the final model
         **kwargs,
     )
+    trainer.run_config = cfg
+    adapt_trainer_to_optimizer(trainer, cfg)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RunLogCallback(args.output_dir, show_progress=not args.disable_tqdm))

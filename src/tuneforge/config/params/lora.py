@@ -16,8 +16,8 @@ declare("lora_target", "list", "all", "Modules that get LoRA adapters (comma-sep
 declare("additional_target", "list", None, "Modules besides the adapters that are trained and saved in full "
         "(comma-separated, e.g. embed_tokens,lm_head).", G)
 declare("loraplus_lr_ratio", "float", None, "LoRA+: learning-rate ratio of the B matrices to the A "
-        "matrices.", G, **LATER)
-declare("loraplus_lr_embedding", "float", 1e-6, "LoRA+: learning rate of LoRA embedding layers.", G, **LATER)
+        "matrices.", G)
+declare("loraplus_lr_embedding", "float", 1e-6, "LoRA+: learning rate of LoRA embedding layers.", G)
 declare("use_rslora", "bool", False, "rsLoRA: scale by alpha / sqrt(rank) instead of alpha / rank.", G)
 declare("use_dora", "bool", False, "DoRA: weight-decomposed LoRA (a trained magnitude vector per adapted "
         "layer).", G)
