@@ -3,8 +3,9 @@
     tuneforge train CFG [key=value ...]        validate, then train (for now: preprocess to tokenized_path)
     tuneforge data check CFG [key=value ...]   validate the datasets and print their report
     tuneforge chat CFG [key=value ...] [--message TEXT]   chat with the model (interactive, or one answer)
+    tuneforge api CFG [key=value ...]          serve the model over an OpenAI-compatible HTTP API
     tuneforge version
-    tuneforge api | export | eval | webui        (arrive with later issues)
+    tuneforge export | eval | webui              (arrive with later issues)
 
 Heavy libraries are imported inside the commands, so `tuneforge --help` and `version` answer at once.
 A mistake in the user's input (UserError) prints `error: <message>` and exits with 2, no traceback.
@@ -21,7 +22,7 @@ from pathlib import Path
 from .errors import ConfigError, UserError
 
 EXIT_USAGE = 2
-PLANNED_COMMANDS = ("api", "export", "eval", "webui")
+PLANNED_COMMANDS = ("export", "eval", "webui")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -66,6 +67,11 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", metavar="TEXT", help="answer this one message on stdout and exit "
                       "(without it, a non-terminal stdin is read as the message)")
     chat.set_defaults(handler=_cmd_chat)
+
+    api = commands.add_parser("api", help="serve the model of a config over an OpenAI-compatible HTTP API "
+                              "(env: API_HOST, API_PORT, API_KEY, API_MODEL_NAME, MAX_CONCURRENT)")
+    _add_config_arguments(api)
+    api.set_defaults(handler=_cmd_api)
 
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
     version.set_defaults(handler=_cmd_version)
@@ -169,6 +175,17 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from .chat import run_chat
 
     return run_chat(cfg, message=args.message)
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    from .config import check_implemented
+
+    cfg = _load(args)
+    check_implemented(cfg)
+    _require(cfg, "api", "model_name_or_path")
+    from .serve.server import run_api
+
+    return run_api(cfg)
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 PROMPT_ROLES = ("user", "observation")  # roles that may open a turn (and must end the conversation)
 ANSWER_ROLES = ("assistant", "function")
+INFER_DTYPES = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 @dataclass
@@ -249,9 +250,16 @@ def load_for_inference(cfg: Any) -> tuple[Any, Any, Any]:
                             default_system=getattr(cfg, "default_system", None),
                             enable_thinking=getattr(cfg, "enable_thinking", True))
     model = load_model(cfg, tokenizer, is_trainable=False)
+    dtype = INFER_DTYPES.get(getattr(cfg, "infer_dtype", "auto") or "auto")
+    if dtype is not None:
+        model.to(dtype)
     device = training_device(cfg)
     if device != "cpu":
         model.to(device)
+    from ..data.media import attach_media_plugin
+
+    if getattr(template, "media", None):  # a vision-language template: images in requests need its plugin
+        attach_media_plugin(template, cfg, tokenizer)
     logger.info("Chat model ready on %s", device)
     return model, tokenizer, template
 
