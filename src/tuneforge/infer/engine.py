@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -40,7 +40,8 @@ class Response:
     text: str
     prompt_length: int  # tokens in the prompt
     response_length: int  # tokens generated, the stop token included
-    finish_reason: str  # "stop": a stop token ended the answer; "length": the token limit did
+    finish_reason: str  # "stop": a stop token or stop string ended the answer; "length": the token limit did
+    answer_ids: list[int] = field(default_factory=list)  # the generated ids, without the final stop token
 
 
 class ChatEngine:
@@ -129,7 +130,7 @@ class ChatEngine:
                 if on_piece is not None and decoder.text:
                     on_piece(row, decoder.text)
         return [Response(text=decoder.text, prompt_length=len(prompt), response_length=len(decoder.token_ids),
-                         finish_reason="stop" if decoder.stopped else "length")
+                         finish_reason="stop" if decoder.stopped else "length", answer_ids=decoder.answer_ids)
                 for decoder, prompt in zip(decoders, prompts)]
 
     # ---- internals ---------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ async def _complete(app: FastAPI, engine: Any, request: ChatCompletionRequest, j
         job.cancelled.set()  # a client that left mid-answer frees its rows at the next token
     choices = []
     for index, response in enumerate(responses):
-        calls = _tool_calls(engine, response.text) if tools else None
+        calls = _tool_calls(engine, response) if tools else None
         if calls:
             message = {"role": "assistant", "content": None, "tool_calls": calls}
             finish_reason = "tool_calls"
@@ -174,7 +174,7 @@ async def _stream(app: FastAPI, engine: Any, request: ChatCompletionRequest, job
                 yield json.dumps(error_body(500, f"generation failed: {error}"))
                 return
             for index, response in enumerate(responses):
-                calls = _tool_calls(engine, response.text) if tools else None
+                calls = _tool_calls(engine, response) if tools else None
                 if calls:
                     deltas = [{**call, "index": position} for position, call in enumerate(calls)]
                     yield chunk(index, {"tool_calls": deltas}, "tool_calls")
@@ -190,8 +190,16 @@ async def _stream(app: FastAPI, engine: Any, request: ChatCompletionRequest, job
             job.cancelled.set()  # a client that left stops its rows at the next token
 
 
-def _tool_calls(engine: Any, text: str) -> list[dict] | None:
-    calls = engine.template.extract_tool(text)
+def _tool_calls(engine: Any, response: Any) -> list[dict] | None:
+    """The answer's tool calls in OpenAI's layout, or None when it calls none.
+
+    A tokenizer may mark the call words (<tool_call>, [TOOL_CALLS], ...) as special tokens, which
+    skip_special_tokens removes from the text; the ids are then decoded again with them kept."""
+    calls = engine.template.extract_tool(response.text)
+    if not isinstance(calls, list) and response.answer_ids:
+        raw = engine.tokenizer.decode(response.answer_ids, skip_special_tokens=False)
+        if raw != response.text:
+            calls = engine.template.extract_tool(raw)
     if not isinstance(calls, list) or not calls:
         return None
     return [{"id": f"call_{uuid.uuid4().hex}", "type": "function",

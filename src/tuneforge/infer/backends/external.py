@@ -80,8 +80,9 @@ class ExternalEngine(ChatEngine):
         for row, (prompt, (token_ids, text, stopped)) in enumerate(zip(prompts, results)):
             if on_piece is not None and text:
                 on_piece(row, text)
+            answer_ids = token_ids[:-1] if token_ids and token_ids[-1] in self.stop_token_ids else token_ids
             responses.append(Response(text=text, prompt_length=len(prompt), response_length=len(token_ids),
-                                      finish_reason="stop" if stopped else "length"))
+                                      finish_reason="stop" if stopped else "length", answer_ids=answer_ids))
         return responses
 
 
