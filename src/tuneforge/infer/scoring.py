@@ -59,6 +59,8 @@ class RewardScorer:
         self.model, self.tokenizer = model, tokenizer
         self.value_head = value_head  # (weight, bias), or None for a sequence-classification model
         self.tokenizer.padding_side = "right"
+        if self.tokenizer.pad_token is None:  # pad ids are masked out; any token will do
+            self.tokenizer.pad_token = self.tokenizer.eos_token
 
     @torch.inference_mode()
     def score(self, texts: list[str], max_length: int | None = None) -> list[float]:
