@@ -45,8 +45,9 @@ def generate_calls(engine, monkeypatch):
     original = engine.model.generate
 
     def spy(**kwargs):
-        calls.append(kwargs)
-        return original(**kwargs)
+        output = original(**kwargs)
+        calls.append({**kwargs, "new_tokens": output.shape[1] - kwargs["input_ids"].shape[1]})
+        return output
 
     monkeypatch.setattr(engine.model, "generate", spy)
     return calls
@@ -131,6 +132,17 @@ def test_a_tool_result_conversation_is_encoded_by_the_template(client, engine, g
     assert ('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
             '</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\nSunny, 21C\n</tool_response><|im_end|>\n'
             '<|im_start|>assistant\n') in prompt
+
+
+def test_a_client_that_leaves_a_stream_stops_its_generation(client, engine, monkeypatch, generate_calls):
+    scripted(engine, monkeypatch, "word " * 400)
+    stream = client.chat.completions.create(model=NAME, messages=HELLO, max_tokens=400, stream=True)
+    assert next(stream).choices[0].delta.role == "assistant" and next(stream).choices[0].delta.content
+    stream.close()
+    deadline = time.monotonic() + 60
+    while not generate_calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert generate_calls[0]["new_tokens"] < 200, "generation stopped when the client left"
 
 
 def test_a_wrong_or_missing_key_is_401(server):
