@@ -13,6 +13,7 @@ Texts are tokenized as they are (no chat template, no special tokens added), rig
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import torch
@@ -45,7 +46,8 @@ def find_value_head(directories: list[str]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def is_reward_model(cfg: Any) -> bool:
-    """Whether the config asks to serve scores rather than chat (LLaMA-Factory: any stage but sft)."""
+    """Whether the config asks to serve scores rather than chat: `stage: rm`. (LLaMA-Factory serves scores
+    for every stage but sft; a DPO / KTO / PPO output is a chat model, so here those chat.)"""
     return getattr(cfg, "stage", "sft") == "rm"
 
 
@@ -61,9 +63,15 @@ class RewardScorer:
         self.tokenizer.padding_side = "right"
         if self.tokenizer.pad_token is None:  # pad ids are masked out; any token will do
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # One call at a time: padding/truncation settings live in the shared Rust tokenizer.
+        self._lock = threading.Lock()
+
+    def score(self, texts: list[str], max_length: int | None = None) -> list[float]:
+        with self._lock:
+            return self._score(texts, max_length)
 
     @torch.inference_mode()
-    def score(self, texts: list[str], max_length: int | None = None) -> list[float]:
+    def _score(self, texts: list[str], max_length: int | None) -> list[float]:
         limit = max_length or getattr(self.model.config, "max_position_embeddings", 1024)
         device = next(self.model.parameters()).device
         inputs = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt",
