@@ -2,8 +2,8 @@
 
 A batched `generate` call hands out one new token per row per step (and pads rows that have finished).
 `RowDecoder` turns one row's tokens into text:
-  - the row ends at its first stop token (kept in the token count, never in the text, even with
-    skip_special_tokens false);
+  - the row ends at its first stop token (kept in the token count; in the text only with
+    skip_special_tokens false, as in LLaMA-Factory);
   - with stop strings (the API's `stop`), the text ends before the first one and the row ends there;
   - `push` returns only text that is final: a trailing partial UTF-8 character, or a tail that could still
     become a stop string, is held back until the next token decides it.
@@ -40,7 +40,7 @@ class RowDecoder:
         self.token_ids.append(token_id)
         if token_id in self.stop_token_ids:
             self.finished = self.stopped = True
-        full = self.tokenizer.decode(self.answer_ids, skip_special_tokens=self.skip_special_tokens)
+        full = self.tokenizer.decode(self.token_ids, skip_special_tokens=self.skip_special_tokens)
         cut = self._first_stop_string(full)
         if cut is not None:
             full = full[:cut]
@@ -56,7 +56,7 @@ class RowDecoder:
 
     @property
     def answer_ids(self) -> list[int]:
-        """The generated ids without the stop token that ended them (it is counted, never shown)."""
+        """The generated ids without the stop token that ended them."""
         if self.token_ids and self.token_ids[-1] in self.stop_token_ids:
             return self.token_ids[:-1]
         return self.token_ids
