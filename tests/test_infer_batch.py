@@ -131,7 +131,6 @@ def test_vllm_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch, tmp_pa
     calls = {}
     for name, module in _fake_vllm(calls).items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: object())
     engine = create_engine(dict(model_name_or_path=str(model_dir), template="qwen", infer_backend="vllm",
                                 adapter_name_or_path=str(tmp_path), vllm_maxlen=512, vllm_gpu_util=0.5,
                                 vllm_config={"seed": 3}, temperature=0.5, top_k=0, max_new_tokens=7))
@@ -145,6 +144,44 @@ def test_vllm_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch, tmp_pa
     assert lora_request == ("default", 1, str(tmp_path))
     assert (response.text, response.response_length, response.finish_reason) == ("Paris", 2, "stop")
     assert list(engine.stream_chat([{"role": "user", "content": "Hi"}])) == ["Paris"]
+
+
+def test_sglang_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch):
+    calls = {}
+    sglang = types.ModuleType("sglang")
+
+    class Engine:
+        def __init__(self, **kwargs):
+            calls["engine"] = kwargs
+
+        def generate(self, input_ids, sampling_params, lora_path=None):
+            calls["generate"] = (input_ids, sampling_params, lora_path)
+            return [{"text": "Rome", "output_ids": [9, 9, 9],
+                     "meta_info": {"finish_reason": {"type": "length"}}} for _ in input_ids]
+
+    sglang.Engine = Engine
+    monkeypatch.setitem(sys.modules, "sglang", sglang)
+    engine = create_engine(dict(model_name_or_path=str(model_dir), template="qwen", infer_backend="sglang",
+                                sglang_maxlen=1024, sglang_mem_fraction=0.6, sglang_tp_size=2, do_sample=False,
+                                max_new_tokens=3))
+    assert {key: calls["engine"][key] for key in ("context_length", "mem_fraction_static", "tp_size")} == dict(
+        context_length=1024, mem_fraction_static=0.6, tp_size=2)
+    prompts = [engine.build_prompt([{"role": "user", "content": q}]) for q in QUESTIONS[:2]]
+    responses = engine.generate_batch(prompts, stop=["."], presence_penalty=0.5)
+    input_ids, params, lora = calls["generate"]
+    assert input_ids == prompts and lora is None
+    assert {key: params[0][key] for key in ("temperature", "max_new_tokens", "stop", "presence_penalty")} == dict(
+        temperature=0.0, max_new_tokens=3, stop=["."], presence_penalty=0.5)
+    assert [(r.text, r.response_length, r.finish_reason) for r in responses] == [("Rome", 3, "length")] * 2
+    with pytest.raises(ConfigError, match="beam search is not served by infer_backend sglang"):
+        engine.generate_batch(prompts, num_beams=2)
+
+
+def test_infer_dtype_casts_the_model(model_dir):
+    engine = ChatEngine(dict(model_name_or_path=str(model_dir), template="qwen", infer_dtype="bfloat16",
+                             do_sample=False, max_new_tokens=3))
+    assert {parameter.dtype for parameter in engine.model.parameters()} == {torch.bfloat16}
+    assert engine.respond([{"role": "user", "content": "Hi"}]).response_length >= 1
 
 
 def test_check_backend_passes_for_huggingface():

@@ -112,6 +112,7 @@ class ChatEngine:
         answer. `images`: per prompt, the images its vision tokens stand for (build_prompt(images=...)).
         `on_piece(row, text)` receives each row's text as it becomes final (from the generating thread);
         `cancelled(row)` true ends that row early. Generate one prompt n times for n answers.
+        A total `max_length` (instead of max_new_tokens) counts the padded width, i.e. the longest prompt.
         """
         if not prompts:
             return []

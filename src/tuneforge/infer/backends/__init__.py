@@ -20,10 +20,17 @@ EXTERNAL = {"vllm": "vllm", "sglang": "sglang"}  # backend -> the package it nee
 def check_backend(cfg: Any) -> None:
     backend = getattr(cfg, "infer_backend", "huggingface") or "huggingface"
     package = EXTERNAL.get(backend)
-    if package is not None and importlib.util.find_spec(package) is None:
+    if package is not None and not _installed(package):
         raise ConfigError(f"infer_backend: {backend} needs the `{package}` package, which is not installed "
                           f"(it runs on CUDA GPUs only: `pip install {package}` on such a machine). "
                           "Use infer_backend: huggingface to run anywhere.")
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ValueError:  # already imported without a spec (e.g. a stand-in module): it is there
+        return True
 
 
 def create_engine(cfg: Any) -> Any:
