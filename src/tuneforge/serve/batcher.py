@@ -45,12 +45,14 @@ class Batcher:
         self.engine = engine
         self.max_batch_rows = max_batch_rows
         self.batch_sizes: list[int] = []  # requests per generate call, for tests and logs
+        self.submitted = 0  # requests received so far
         self._queue: queue.Queue = queue.Queue()
         self._pending: deque[Job] = deque()
         self._thread = threading.Thread(target=self._work, name="tuneforge-batcher", daemon=True)
         self._thread.start()
 
     def submit(self, job: Job) -> Future:
+        self.submitted += 1  # only the event loop's thread submits
         self._queue.put(job)
         return job.future
 
