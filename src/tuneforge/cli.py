@@ -183,6 +183,11 @@ def _cmd_api(args: argparse.Namespace) -> int:
     cfg = _load(args)
     check_implemented(cfg)
     _require(cfg, "api", "model_name_or_path")
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn", "sse_starlette") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"api: needs {', '.join(missing)}; install them with `pip install 'tuneforge[api]'`")
     from .serve.server import run_api
 
     return run_api(cfg)
