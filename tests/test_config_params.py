@@ -106,9 +106,9 @@ def test_data_params_are_implemented_and_later_features_are_not():
     params = all_params()
     assert all(p.implemented for p in params.values() if p.group == "data")
     for name in ("model_name_or_path", "stage", "trust_remote_code", "cache_dir", "use_fast_tokenizer",
-                 "lora_rank", "finetuning_type", "do_sample", "flash_attn", "plot_loss"):
+                 "lora_rank", "finetuning_type", "do_sample", "flash_attn", "plot_loss", "quantization_bit"):
         assert params[name].implemented, name
-    for name in ("quantization_bit", "use_dora", "pref_beta", "use_galore", "export_dir",
+    for name in ("use_dora", "pref_beta", "use_galore", "export_dir",
                  "infer_backend", "task", "rope_scaling", "fp8"):
         assert not params[name].implemented, name
 

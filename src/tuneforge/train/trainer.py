@@ -18,7 +18,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..errors import ConfigError
-from ..model.loader import resolve_compute_dtype, training_device, with_local_model
+from ..model.loader import preflight_model, resolve_compute_dtype, training_device, with_local_model
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
@@ -41,6 +41,7 @@ def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
         check_plotting_available()
     resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
     cfg = with_local_model(cfg)
+    preflight_model(cfg, is_trainable=args.do_train)
     set_seed(args.seed)  # before the model loads: LoRA initialisation draws from the global RNG
     return cfg, args, resume_from
 
