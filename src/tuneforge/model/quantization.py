@@ -179,11 +179,15 @@ def quantize_loaded_model(model: torch.nn.Module, plan: QuantizationPlan, device
     logger.info("HQQ: %d linear layers quantized to %d bit", len(quantized_linear_layers(model)), plan.bits)
 
 
-def quantized_linear_layers(model: torch.nn.Module) -> list[str]:
-    """Names of the quantized linear layers (bnb 4/8-bit, HQQ, or any *Quant*/*4bit*/*8bit* linear)."""
-    kinds = ("Linear4bit", "Linear8bitLt", "HQQLinear", "EetqLinear", "QuantLinear", "WQLinear")
-    return [name for name, module in model.named_modules()
-            if type(module).__name__ in kinds and "lora" not in name.split(".")[-1]]
+def quantized_linear_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The quantized linear layers themselves (bnb 4/8-bit, HQQ, EETQ, GPTQ/AWQ kernels), not peft's
+    LoRA wrappers around them (peft names some wrappers like the layer they wrap)."""
+    return [module for module in model.modules()
+            if type(module).__module__.split(".")[0] in _QUANTIZED_LIBRARIES and "Linear" in type(module).__name__
+            and not hasattr(module, "base_layer")]
+
+
+_QUANTIZED_LIBRARIES = ("bitsandbytes", "hqq", "eetq", "gptqmodel", "awq", "aqlm", "optimum")
 
 
 def _require(module: str, pip_name: str, key: str) -> None:
