@@ -22,6 +22,7 @@ from ..model.loader import preflight_model, resolve_compute_dtype, training_devi
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .memory_estimate import report_memory_estimate
 from .padding_free import is_padding_free_batch, padding_free_collator
 from .plot import check_plotting_available, plot_loss
 
@@ -136,6 +137,8 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
 
 def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None) -> dict[str, float]:
     """Train, save the final model/adapter + tokenizer, write metrics and the loss curve."""
+    if trainer.is_world_process_zero():
+        report_memory_estimate(trainer.model, cfg, trainer.args)
     result = trainer.train(resume_from_checkpoint=resume_from)
     # Checkpointing turned the KV cache off for training; the saved model should generate with it.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
