@@ -80,7 +80,7 @@ def liger_patch(cfg: Any, model_config: Any, device: str, is_trainable: bool) ->
     if device != "cuda":
         raise ConfigError("enable_liger_kernel needs a CUDA GPU (Liger's Triton kernels do not run on CPU); "
                           "remove enable_liger_kernel")
-    if importlib.util.find_spec("liger_kernel") is None:
+    if not installed("liger_kernel"):
         raise ConfigError("enable_liger_kernel needs the liger-kernel package: pip install liger-kernel")
     model_type = getattr(model_config, "model_type", None)
     liger = importlib.import_module("liger_kernel.transformers")
@@ -110,7 +110,7 @@ def check_unsloth(cfg: Any) -> bool:
     """True when the run asks for unsloth and it is installed; a ConfigError when it is not."""
     if not getattr(cfg, "use_unsloth", False):
         return False
-    if importlib.util.find_spec("unsloth") is None:
+    if not installed("unsloth"):
         raise ConfigError("use_unsloth needs the unsloth package (pip install unsloth, on a CUDA machine: its "
                           "requirements replace torch); remove use_unsloth to train with plain transformers/peft")
     if getattr(cfg, "finetuning_type", "lora") == "freeze":
@@ -127,7 +127,7 @@ def load_with_unsloth(cfg: Any, path: str, model_config: Any, compute_dtype: tor
         raise ConfigError(f"use_unsloth: unsloth cannot run on this machine ({error}); remove use_unsloth") from None
     kwargs = {
         "model_name": path,
-        "max_seq_length": getattr(cfg, "model_max_length", None) or getattr(cfg, "cutoff_len", None) or 4096,
+        "max_seq_length": getattr(cfg, "cutoff_len", None) or 4096,
         "dtype": compute_dtype,
         "load_in_4bit": getattr(cfg, "quantization_bit", None) == 4,
         "token": getattr(cfg, "hf_hub_token", None),
@@ -161,6 +161,11 @@ def unsloth_peft_model(model: Any, lora_config: Any, cfg: Any) -> Any:
         lora_dropout=lora_config.lora_dropout,
         use_rslora=lora_config.use_rslora,
         modules_to_save=lora_config.modules_to_save,
-        max_seq_length=getattr(cfg, "model_max_length", None) or getattr(cfg, "cutoff_len", None) or 4096,
+        max_seq_length=getattr(cfg, "cutoff_len", None) or 4096,
         use_gradient_checkpointing="unsloth",
     )
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it: liger and unsloth imports are heavy)."""
+    return importlib.util.find_spec(module) is not None
