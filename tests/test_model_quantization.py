@@ -9,10 +9,12 @@ import pytest
 import torch
 from test_train_recipes import _losses, run_recipe
 
+import tuneforge.train.trainer as trainer_module
 from tuneforge.errors import ConfigError
 from tuneforge.model.loader import preflight_model
 from tuneforge.model.quantization import quantized_linear_layers
 from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
+from tuneforge.train.memory_estimate import report_memory_estimate, weight_bytes
 
 LINEAR_LAYERS = 2 * 7  # q k v o gate up down in each of the tiny model's two layers
 QLORA_RUNS = {
@@ -29,6 +31,9 @@ def model_dir(tmp_path_factory):
     return path
 
 
+memory_estimates = {}  # run name -> the MemoryEstimate printed before its training
+
+
 @pytest.fixture(scope="module")
 def qlora_runs(model_dir, tmp_path_factory):
     cache = {}
@@ -36,9 +41,17 @@ def qlora_runs(model_dir, tmp_path_factory):
     def get(name):
         if name not in cache:
             output_dir = tmp_path_factory.mktemp(name)
-            _, trainer = run_recipe("sft", model_dir, output_dir, finetuning_type="lora", learning_rate=2e-2,
-                                    max_steps=20, **QLORA_RUNS[name])
+            estimates = []
+
+            def spy(model, cfg, args):
+                estimates.append(report_memory_estimate(model, cfg, args))
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(trainer_module, "report_memory_estimate", spy)
+                _, trainer = run_recipe("sft", model_dir, output_dir, finetuning_type="lora", learning_rate=2e-2,
+                                        max_steps=20, **QLORA_RUNS[name])
             cache[name] = output_dir, trainer.model
+            memory_estimates[name] = estimates[0]
         return cache[name]
 
     return get
@@ -83,6 +96,20 @@ def test_hqq_bit_width_reaches_the_layers(qlora_runs):
     assert {layer.meta["nbits"] for layer in quantized_linear_layers(model)} == {4}
 
 
+@pytest.mark.parametrize("name, low, high", [("bnb-int8", 0.25, 0.27), ("bnb-nf4", 0.125, 0.14),
+                                            ("hqq-4", 0.125, 0.16)])
+def test_memory_estimate_counts_the_quantized_weights(qlora_runs, model_dir, name, low, high):
+    """The printed estimate's weights: the linear layers shrink to ~bits/32 of fp32 (plus scales)."""
+    from transformers import AutoModelForCausalLM
+
+    _, model = qlora_runs(name)
+    fp32 = weight_bytes(AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    linear = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128) * 4  # fp32 bytes of the tiny model's linear layers
+    lora = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    quantized_linear = memory_estimates[name].weights - lora - (fp32 - linear)
+    assert low <= quantized_linear / linear <= high, quantized_linear / linear
+
+
 def _preflight(model_dir, **values):
     values.setdefault("finetuning_type", "lora")
     preflight_model(tiny_config(model_name_or_path=str(model_dir), **values))
@@ -97,6 +124,8 @@ def _preflight(model_dir, **values):
     (dict(quantization_method="gptq", quantization_bit=4), "quantization_method: 'gptq' cannot quantize while "
                                                            "loading; use bnb, hqq or eetq"),
     (dict(quantization_method="hqq", quantization_bit=4, use_dora=True), "use_dora does not work with hqq"),
+    (dict(quantization_method="bnb", quantization_bit=8, quantization_device_map="auto"),
+     "quantization_device_map: auto works only with 4-bit bnb quantization"),
 ])
 def test_what_cannot_run_is_refused_before_weights_load(model_dir, values, message):
     with pytest.raises(ConfigError, match=message):
