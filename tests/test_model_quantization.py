@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-import torch
 from test_train_recipes import _losses, run_recipe
 
 import tuneforge.train.trainer as trainer_module
