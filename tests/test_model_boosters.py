@@ -143,6 +143,17 @@ def test_unsloth_not_installed_is_refused(monkeypatch):
         check_unsloth(_cfg(use_unsloth=True))
 
 
+@pytest.mark.parametrize("values, message", [
+    (dict(finetuning_type="freeze"), "use_unsloth supports finetuning_type lora or full, not freeze"),
+    (dict(quantization_bit=8), "use_unsloth quantizes only with bnb 4-bit; got bnb 8-bit"),
+    (dict(quantization_bit=4, quantization_method="hqq"), "use_unsloth quantizes only with bnb 4-bit; got hqq 4-bit"),
+])
+def test_unsloth_combinations_it_cannot_honour(monkeypatch, values, message):
+    monkeypatch.setattr(boosters, "installed", lambda name: name == "unsloth")
+    with pytest.raises(ConfigError, match=message):
+        check_unsloth(_cfg(use_unsloth=True, **values))
+
+
 def test_unsloth_loads_through_fast_language_model(monkeypatch):
     seen = {}
 
@@ -174,3 +185,25 @@ def test_boosters_fail_before_the_data_is_read(tmp_path, tiny_tokenizer_dir):
         with pytest.raises(ConfigError, match=message):
             run_train({"model_name_or_path": str(tmp_path / "model"), "output_dir": str(tmp_path / "out"),
                        "do_train": True, "dataset": "no_such_dataset", key: value})
+
+
+def test_unsloth_builds_the_lora_adapter(monkeypatch):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tuneforge.model.adapters import apply_finetuning
+
+    seen = {}
+
+    class FastLanguageModel:
+        @staticmethod
+        def get_peft_model(model, **kwargs):
+            seen.update(kwargs)
+            return model
+
+    monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FastLanguageModel))
+    model = AutoModelForCausalLM.from_config(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                                         num_hidden_layers=1, num_attention_heads=2))
+    apply_finetuning(model, _cfg(use_unsloth=True, lora_rank=4, lora_dropout=0.1, cutoff_len=256), is_trainable=True)
+    assert seen["target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    assert (seen["r"], seen["lora_alpha"], seen["lora_dropout"], seen["max_seq_length"]) == (4, 8, 0.1, 256)
+    assert seen["use_gradient_checkpointing"] == "unsloth"

@@ -115,6 +115,11 @@ def check_unsloth(cfg: Any) -> bool:
                           "requirements replace torch); remove use_unsloth to train with plain transformers/peft")
     if getattr(cfg, "finetuning_type", "lora") == "freeze":
         raise ConfigError("use_unsloth supports finetuning_type lora or full, not freeze")
+    bits = getattr(cfg, "quantization_bit", None)
+    if bits is not None and (bits != 4 or getattr(cfg, "quantization_method", "bnb") != "bnb"):
+        # unsloth quantizes only to bnb 4-bit; anything else would silently train unquantized.
+        raise ConfigError(f"use_unsloth quantizes only with bnb 4-bit; got {cfg.quantization_method} "
+                          f"{bits}-bit: set quantization_bit: 4 with quantization_method: bnb, or remove use_unsloth")
     return True
 
 
