@@ -80,3 +80,28 @@ def test_description_names_every_part():
                           tokens=2048).describe()
     assert text == ("Estimated peak training memory per device: 1.01 GiB = weights 1.00 GiB, gradients 1.0 MiB, "
                     "optimizer 3.0 MiB, activations (2048 tokens/micro-batch) 5.0 MiB")
+
+
+def test_frozen_lower_layers_keep_no_activations():
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tuneforge.model.adapters import apply_finetuning
+    from tuneforge.testing.tiny_model import tiny_config
+    from tuneforge.train.memory_estimate import estimate_training_memory
+
+    def estimate(**values):
+        config = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                             num_attention_heads=2, num_key_value_heads=2)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+        cfg = tiny_config(model_name_or_path="unused", cutoff_len=16, **values)
+        model = apply_finetuning(model, cfg, is_trainable=True)
+        return estimate_training_memory(model, cfg, SimpleNamespace(per_device_train_batch_size=2,
+                                                                    optim="adamw_torch")).activations
+
+    full = estimate(finetuning_type="full")
+    one, two = (estimate(finetuning_type="freeze", freeze_trainable_layers=n) for n in (1, 2))
+    # Each frozen layer below the trainable ones removes one layer's worth of saved activations.
+    per_layer = (12 * 32 + 5 * 32 + 5 * 64 + 2) * 32 * 4  # 32 tokens, fp32
+    assert (full - two, two - one) == (2 * per_layer, per_layer)

@@ -163,7 +163,11 @@ def activation_bytes(model: torch.nn.Module, cfg: Any, tokens: int) -> int:
     per_layer = 12 * hidden + 5 * kv + 5 * inter
     per_layer += 2 * heads * seq if config._attn_implementation == "eager" else heads
     per_layer += _lora_extra(model, cfg)
-    if _checkpointing(model):
+    # Autograd records nothing below the lowest trainable layer (freeze tuning of the top layers).
+    layers = _layers_with_backward(model, layers)
+    if layers == 0:
+        saved = 0
+    elif _checkpointing(model):
         saved = layers * hidden + per_layer  # each layer's input + the one layer being recomputed
     else:
         saved = layers * per_layer
@@ -187,6 +191,22 @@ def _lora_extra(model: torch.nn.Module, cfg: Any) -> int:
         if float(getattr(cfg, "lora_dropout", 0.0) or 0.0) > 0:
             extra += lora_a["default"].in_features
     return extra // layers
+
+
+def _layers_with_backward(model: torch.nn.Module, layers: int) -> int:
+    """Decoder layers from the lowest one with a trainable parameter upwards (all when the embeddings train,
+    or when the layer stack cannot be found)."""
+    embeddings = model.get_input_embeddings()
+    if embeddings is None or any(param.requires_grad for param in embeddings.parameters()):
+        return layers
+    stacks = [module for module in model.modules()
+              if isinstance(module, torch.nn.ModuleList) and len(module) == layers]
+    if not stacks:
+        return layers
+    for index, layer in enumerate(stacks[0]):
+        if any(param.requires_grad for param in layer.parameters()):
+            return layers - index
+    return 0
 
 
 def _compute_element_size(model: torch.nn.Module) -> int:
