@@ -52,14 +52,6 @@ def main():
                            attn_implementation=model.config._attn_implementation)
     trainer = build_trainer(cfg, cfg.training_args, model, tokenizer, collator, data)
     estimate = estimate_training_memory(trainer.model, cfg, trainer.args)
-    if "--trace" in sys.argv:
-        from transformers import TrainerCallback
-
-        class Trace(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                print("step", state.global_step, (rss_kib("VmRSS") - baseline) // 1024, (rss_kib("VmHWM") - baseline) // 1024, file=sys.stderr)
-        trainer.add_callback(Trace())
-        print("built", (rss_kib("VmRSS") - baseline) // 1024, (rss_kib("VmHWM") - baseline) // 1024, file=sys.stderr)
     trainer.train()
     peak = rss_kib("VmHWM")
     print(json.dumps({"measured": (peak - baseline) * 1024, "estimated": estimate.total,
