@@ -111,9 +111,10 @@ def test_data_params_are_implemented_and_later_features_are_not():
     assert all(p.implemented for p in params.values() if p.group == "data")
     for name in ("model_name_or_path", "stage", "trust_remote_code", "cache_dir", "use_fast_tokenizer",
                  "lora_rank", "finetuning_type", "do_sample", "flash_attn", "plot_loss", "use_dora", "rope_scaling",
-                 "shift_attn", "use_llama_pro", "pissa_init", "infer_backend"):
+                 "shift_attn", "use_llama_pro", "pissa_init", "infer_backend",
+                 "quantization_bit"):
         assert params[name].implemented, name
-    for name in ("quantization_bit", "pref_beta", "fp8"):
+    for name in ("pref_beta", "fp8"):
         assert not params[name].implemented, name
 
 

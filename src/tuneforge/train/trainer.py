@@ -18,10 +18,11 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..errors import ConfigError
-from ..model.loader import resolve_compute_dtype, training_device, with_local_model
+from ..model.loader import preflight_model, resolve_compute_dtype, training_device, with_local_model
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .memory_estimate import report_memory_estimate
 from .optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                          create_custom_scheduler)
 from .padding_free import is_padding_free_batch, padding_free_collator
@@ -44,6 +45,7 @@ def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
     check_optimizer_setup(cfg, args)
     resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
     cfg = with_local_model(cfg)
+    preflight_model(cfg, is_trainable=args.do_train)
     set_seed(args.seed)  # before the model loads: LoRA initialisation draws from the global RNG
     return cfg, args, resume_from
 
@@ -155,6 +157,8 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
 
 def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None) -> dict[str, float]:
     """Train, save the final model/adapter + tokenizer, write metrics and the loss curve."""
+    if trainer.is_world_process_zero():
+        report_memory_estimate(trainer.model, cfg, trainer.args)
     result = trainer.train(resume_from_checkpoint=resume_from)
     # Checkpointing turned the KV cache off for training; the saved model should generate with it.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True

@@ -47,10 +47,12 @@ declare("shift_attn", "bool", False, "Shift short attention (S^2-Attn, from Long
         "models; inference uses full attention.", G)
 declare("mixture_of_depths", "str", None, "Convert the model to mixture-of-depths, or load such a model.", G,
         choices=("convert", "load"), **LATER)
-declare("use_unsloth", "bool", False, "Use unsloth's optimised LoRA training.", G, **LATER)
+declare("use_unsloth", "bool", False, "Use unsloth's optimised LoRA training (needs the unsloth package "
+        "and a GPU it supports).", G)
 declare("use_unsloth_gc", "bool", False, "Use unsloth's gradient checkpointing (unsloth itself not needed).",
         G, **LATER)
-declare("enable_liger_kernel", "bool", False, "Use the Liger fused kernels for training.", G, **LATER)
+declare("enable_liger_kernel", "bool", False, "Use the Liger fused kernels for training (CUDA only; needs "
+        "liger-kernel).", G)
 declare("moe_aux_loss_coef", "float", None, "Weight of the router auxiliary loss for mixture-of-experts "
         "models.", G, **LATER)
 declare("disable_gradient_checkpointing", "bool", False, "Turn off gradient checkpointing (on by default).",

@@ -68,6 +68,10 @@ def _new_adapter(model: Any, cfg: Any) -> Any:
         use_dora=bool(getattr(cfg, "use_dora", False)),
         init_lora_weights=_init_lora_weights(cfg),
     )
+    if getattr(cfg, "use_unsloth", False):
+        from ..boosters import unsloth_peft_model
+
+        return unsloth_peft_model(model, config, cfg)
     # peft keeps adapter weights in fp32 by default; pure_bf16 means no fp32 copy of anything.
     return get_peft_model(model, config, autocast_adapter_dtype=not getattr(cfg, "pure_bf16", False))
 
