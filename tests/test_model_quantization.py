@@ -122,7 +122,7 @@ def _preflight(model_dir, **values):
     (dict(quantization_method="eetq", quantization_bit=4), "quantization_bit: eetq quantizes to 8 bits, not 4"),
     (dict(quantization_method="gptq", quantization_bit=4), "quantization_method: 'gptq' cannot quantize while "
                                                            "loading; use bnb, hqq or eetq"),
-    (dict(quantization_method="hqq", quantization_bit=4, use_dora=True), "use_dora does not work with hqq"),
+    (dict(quantization_method="hqq", quantization_bit=4, use_dora=True), "use_dora works on bitsandbytes-quantized models only"),
     (dict(quantization_method="bnb", quantization_bit=8, quantization_device_map="auto"),
      "quantization_device_map: auto works only with 4-bit bnb quantization"),
 ])
