@@ -89,7 +89,10 @@ def test_system_n_and_sampling_arguments_reach_generate(client, engine, generate
     assert call["input_ids"].tolist() == [prompt] * 3
     assert {key: call[key] for key in ("do_sample", "temperature", "top_p", "max_new_tokens")} == dict(
         do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=5)
-    assert reply.usage.completion_tokens == 3 * 5
+    # Sampling may draw a stop token early; every answer cut by the limit has exactly 5 tokens.
+    cut = [choice.finish_reason for choice in reply.choices].count("length")
+    assert 5 * cut <= reply.usage.completion_tokens <= 3 * 5
+    assert cut < 3 or reply.usage.completion_tokens == 3 * 5
     client.chat.completions.create(model=NAME, messages=HELLO, presence_penalty=1.5)
     assert generate_calls[-1]["logits_processor"][0].penalty == 1.5
 
