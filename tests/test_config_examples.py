@@ -56,20 +56,16 @@ def test_lf_examples_validate_unchanged(path, lf_repo_root):
 
 
 @pytest.mark.skipif(not LF_EXAMPLES, reason="LLaMA-Factory examples not available")
-def test_lf_qlora_example_is_flagged_by_check_implemented(lf_repo_root):
+def test_lf_qlora_example_passes_check_implemented(lf_repo_root):
     path = LF_EXAMPLES_DIR / "train_qlora" / "qwen3_lora_sft_otfq.yaml"
     cfg = load_config(str(path))
-    assert cfg.quantization_bit == 4
-    with pytest.raises(ConfigError) as info:
-        check_implemented(cfg)
-    assert info.value.problems == [
-        "not implemented yet: quantization_bit (set to 4; remove it or set it back to None)",
-    ]
+    assert (cfg.quantization_bit, cfg.quantization_method, cfg.quantization_type) == (4, "bnb", "nf4")
+    check_implemented(cfg)
 
 
 def test_check_implemented_ignores_defaults_and_implemented_keys():
     check_implemented(make_config({"lora_rank": 8, "lora_target": "all", "finetuning_type": "lora",
                                    "dataset": "a", "template": "qwen", "stage": "pt", "learning_rate": 1e-3}))
-    with pytest.raises(ConfigError, match=r"^not implemented yet: use_dora \(set to True; remove it or set it back "
+    with pytest.raises(ConfigError, match=r"^not implemented yet: use_muon \(set to True; remove it or set it back "
                                           r"to False\)$"):
-        check_implemented(make_config({"use_dora": True}))
+        check_implemented(make_config({"use_muon": True}))

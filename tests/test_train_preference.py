@@ -192,6 +192,17 @@ def test_explicit_ref_model_with_adapters_is_loaded_merged(model_dir, tmp_path, 
         assert torch.allclose(ref(input_ids=ids).logits, policy(input_ids=ids).logits, atol=1e-4)
 
 
+def test_ref_model_quantization_bit_quantizes_the_reference_copy(model_dir, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    _, trainer = run_stage("dpo", model_dir, tmp_path, finetuning_type="full", ref_model_quantization_bit=8,
+                           max_steps=2, logging_steps=1, learning_rate=5e-3)
+    layers = [type(module).__name__ for module in trainer.ref_model.modules()]
+    assert "Linear8bitLt" in layers, sorted(set(layers))
+    records = [record for record in _log(tmp_path) if "loss" in record]
+    # At step 1 the policy is the starting model: only 8-bit rounding separates it from its reference copy.
+    assert abs(records[0]["rewards/chosen"]) < 0.1 and abs(records[0]["rewards/rejected"]) < 0.1, records[0]
+
+
 def test_kto_separates_chosen_from_rejected(model_dir, tmp_path):
     metrics, trainer = run_stage("kto", model_dir, tmp_path, finetuning_type="freeze", freeze_trainable_layers=1,
                                  kto_chosen_weight=1.0, kto_rejected_weight=1.0, max_steps=24, logging_steps=6,

@@ -86,6 +86,9 @@ def test_alpaca_preference_and_kto_data_train(model_dir, alpaca_dir, tmp_path, s
     ({"stage": "dpo", "pref_loss": "simpo", "pref_bco_weight": 0.5}, "pref_bco_weight needs a reference model, "
      "which pref_loss 'simpo' does not use; remove pref_bco_weight or choose sigmoid, hinge, ipo or kto_pair."),
     ({"stage": "dpo", "simpo_gamma": 1.0}, "simpo_gamma only applies to pref_loss simpo (it is 'sigmoid'); remove it."),
+    ({"stage": "kto", "ref_model_quantization_bit": 4}, "ref_model_quantization_bit: with LoRA and no ref_model the "
+     "reference is the policy with its adapter disabled, so there is no separate model to quantize; set ref_model "
+     "or remove ref_model_quantization_bit."),
     ({"stage": "dpo", "ref_model_adapters": "a"}, "ref_model_adapters needs ref_model (the model those adapters "
                                                   "belong to)."),
 ])

@@ -33,11 +33,11 @@ def run_chat(cfg: Any, message: str | None = None, stdin: TextIO | None = None, 
             raise UserError("chat: stdin is empty; pass the message with --message TEXT, pipe it in "
                             "(echo 'Hi' | tuneforge chat CFG), or run in a terminal for an interactive chat")
 
-    from .infer import ChatEngine
+    from .infer.backends import create_engine
 
     # The model loader prints its parameter count; keep stdout for the answer alone.
     with contextlib.redirect_stdout(sys.stderr):
-        engine = ChatEngine(cfg)
+        engine = create_engine(cfg)
     if message is not None:
         return answer_once(engine, message, stdout)
     _enable_line_editing()

@@ -3,8 +3,12 @@
     tuneforge train CFG [key=value ...]        validate, then train (for now: preprocess to tokenized_path)
     tuneforge data check CFG [key=value ...]   validate the datasets and print their report
     tuneforge chat CFG [key=value ...] [--message TEXT]   chat with the model (interactive, or one answer)
+    tuneforge export CFG [key=value ...]       merge adapters; write shards, tokenizer, Modelfile (+ GGUF / GPTQ)
+    tuneforge eval CFG [key=value ...]         multiple-choice benchmark (MMLU / CMMLU / C-Eval layout)
+    tuneforge expand --model_name_or_path M --output_dir D --num_expand N   LLaMA Pro block expansion
+    tuneforge api CFG [key=value ...]          serve the model over an OpenAI-compatible HTTP API
     tuneforge version
-    tuneforge api | export | eval | webui        (arrive with later issues)
+    tuneforge webui                              (arrives with a later issue)
 
 Heavy libraries are imported inside the commands, so `tuneforge --help` and `version` answer at once.
 A mistake in the user's input (UserError) prints `error: <message>` and exits with 2, no traceback.
@@ -21,7 +25,7 @@ from pathlib import Path
 from .errors import ConfigError, UserError
 
 EXIT_USAGE = 2
-PLANNED_COMMANDS = ("api", "export", "eval", "webui")
+PLANNED_COMMANDS = ("webui",)
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -66,6 +70,25 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", metavar="TEXT", help="answer this one message on stdout and exit "
                       "(without it, a non-terminal stdin is read as the message)")
     chat.set_defaults(handler=_cmd_chat)
+
+    export = commands.add_parser("export", help="merge the adapters of a config into the base model and write "
+                                 "it to export_dir (safetensors shards, tokenizer, Ollama Modelfile, GGUF)")
+    _add_config_arguments(export)
+    export.set_defaults(handler=_cmd_export)
+
+    evaluate = commands.add_parser("eval", help="score a model on a multiple-choice benchmark (task, task_dir)")
+    _add_config_arguments(evaluate)
+    evaluate.set_defaults(handler=_cmd_eval)
+    from .model import llama_pro  # light: heavy imports happen inside expand_model
+
+    expand = commands.add_parser("expand", help="LLaMA Pro: insert identity blocks into a model "
+                                 "(then train them with use_llama_pro)")
+    llama_pro.build_parser(expand).set_defaults(handler=llama_pro.run)
+
+    api = commands.add_parser("api", help="serve the model of a config over an OpenAI-compatible HTTP API "
+                              "(env: API_HOST, API_PORT, API_KEY, API_MODEL_NAME, MAX_CONCURRENT)")
+    _add_config_arguments(api)
+    api.set_defaults(handler=_cmd_api)
 
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
     version.set_defaults(handler=_cmd_version)
@@ -169,6 +192,44 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from .chat import run_chat
 
     return run_chat(cfg, message=args.message)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .config import check_implemented
+
+    cfg = _load(args)
+    check_implemented(cfg)
+    from .export import run_export
+
+    run_export(cfg)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .config import check_implemented
+
+    cfg = _load(args)
+    check_implemented(cfg)
+    from .evaluate import run_eval
+
+    run_eval(cfg)
+    return 0
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    from .config import check_implemented
+
+    cfg = _load(args)
+    check_implemented(cfg)
+    _require(cfg, "api", "model_name_or_path")
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn", "sse_starlette") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"api: needs {', '.join(missing)}; install them with `pip install 'tuneforge[api]'`")
+    from .serve.server import run_api
+
+    return run_api(cfg)
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ import logging
 import os
 from typing import Any
 
+from .optimizer_checks import optimizer_rules
+
 logger = logging.getLogger(__name__)
 
 LORA_ONLY = ("loraplus_lr_ratio", "use_rslora", "use_dora", "pissa_init")
@@ -19,7 +21,7 @@ LORA_ONLY = ("loraplus_lr_ratio", "use_rslora", "use_dora", "pissa_init")
 
 def check_all(v: dict[str, Any]) -> list[str]:
     problems: list[str] = []
-    for rule in (_data_rules, _method_rules, _model_rules, _deepspeed_rules):
+    for rule in (_data_rules, _method_rules, _model_rules, _deepspeed_rules, optimizer_rules):
         problems += rule(v)
     if is_training_run(v):
         problems += _training_run_rules(v) + _preference_rules(v)
@@ -31,6 +33,7 @@ PREFERENCE_KEYS = {
     "pref_beta": ("dpo", "kto"), "pref_ftx": ("dpo", "kto"), "pref_loss": ("dpo",), "dpo_label_smoothing": ("dpo",),
     "pref_bco_weight": ("dpo",), "simpo_gamma": ("dpo",), "ld_alpha": ("dpo",), "kto_chosen_weight": ("kto",),
     "kto_rejected_weight": ("kto",), "ref_model": ("dpo", "kto", "ppo"), "ref_model_adapters": ("dpo", "kto", "ppo"),
+    "ref_model_quantization_bit": ("dpo", "kto", "ppo"),
 }
 
 
@@ -53,6 +56,10 @@ def _preference_rules(v: dict[str, Any]) -> list[str]:
         problems.append(f"simpo_gamma only applies to pref_loss simpo (it is {v['pref_loss']!r}); remove it.")
     if v["ref_model_adapters"] is not None and v["ref_model"] is None:
         problems.append("ref_model_adapters needs ref_model (the model those adapters belong to).")
+    if v["ref_model_quantization_bit"] is not None and v["ref_model"] is None and v["finetuning_type"] == "lora":
+        problems.append("ref_model_quantization_bit: with LoRA and no ref_model the reference is the policy with "
+                        "its adapter disabled, so there is no separate model to quantize; set ref_model or remove "
+                        "ref_model_quantization_bit.")
     return problems
 
 
@@ -121,6 +128,13 @@ def _method_rules(v: dict[str, Any]) -> list[str]:
     if v["pissa_init"] and (stage in ("ppo", "kto") or uses_ref_model):
         problems.append(f"pissa_init cannot be used with stage {stage}"
                         f"{' and a reference model' if uses_ref_model else ''}.")
+    if v["pissa_convert"] and v["use_dora"]:
+        # peft rewrites A and B but not DoRA's magnitudes: the converted adapter would give other outputs.
+        problems.append("pissa_convert cannot convert a DoRA adapter (the magnitude vectors do not carry over); "
+                        "remove use_dora or pissa_convert.")
+    if v["pissa_convert"] and not v["pissa_init"]:
+        problems.append("pissa_convert converts a PiSSA adapter: set pissa_init: true as well (or remove "
+                        "pissa_convert).")
     if ftype != "lora":
         for key in LORA_ONLY:
             if v[key] not in (None, False):
@@ -143,6 +157,9 @@ def _model_rules(v: dict[str, Any]) -> list[str]:
         if v["finetuning_type"] not in ("lora", "oft"):
             problems.append("quantization_bit only works with finetuning_type lora or oft "
                             f"(it is {v['finetuning_type']!r}).")
+        if v["use_dora"] and v["quantization_method"] != "bnb":
+            problems.append(f"use_dora works on bitsandbytes-quantized models only (quantization_method is "
+                            f"{v['quantization_method']!r}); use quantization_method bnb or plain LoRA.")
         if v["pissa_init"]:
             problems.append("pissa_init cannot initialise a quantized model; initialise PiSSA on the full "
                             "model first, then quantize.")

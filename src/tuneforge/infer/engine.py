@@ -4,6 +4,7 @@
     engine.chat([{"role": "user", "content": "Hi"}])                        -> "Hello!"
     for piece in engine.stream_chat(messages): print(piece, end="")         # text as it is generated
     engine.respond(messages, max_new_tokens=64)    -> Response(text, prompt_length, response_length, finish_reason)
+    engine.generate_batch([ids_a, ids_b], stop=["\n\n"])   -> [Response, Response]  (one left-padded generate)
 
 The prompt is built by the run's chat template exactly as training builds it (`encode_oneturn` on the
 conversation plus an empty assistant turn), and generation stops at the template's stop tokens, so a
@@ -14,20 +15,24 @@ chat command, the API and the web UI all drive it.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..errors import DataError
+from .decoding import DecodingCriterion, RowDecoder
 from .generation import generation_settings, resolve_generation
+from .penalties import PresencePenalty
 
 logger = logging.getLogger(__name__)
 
 PROMPT_ROLES = ("user", "observation")  # roles that may open a turn (and must end the conversation)
 ANSWER_ROLES = ("assistant", "function")
+INFER_DTYPES = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 @dataclass
@@ -35,7 +40,8 @@ class Response:
     text: str
     prompt_length: int  # tokens in the prompt
     response_length: int  # tokens generated, the stop token included
-    finish_reason: str  # "stop": a stop token ended the answer; "length": the token limit did
+    finish_reason: str  # "stop": a stop token or stop string ended the answer; "length": the token limit did
+    answer_ids: list[int] = field(default_factory=list)  # the generated ids, without the final stop token
 
 
 class ChatEngine:
@@ -58,9 +64,15 @@ class ChatEngine:
 
     # ---- public API --------------------------------------------------------------------------------
 
-    def build_prompt(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> list[int]:
-        """The prompt token ids: the conversation in the template's format, up to the assistant's turn."""
+    def build_prompt(self, messages: list[dict], system: str | None = None, tools: str | None = None,
+                     images: list | None = None) -> list[int]:
+        """The prompt token ids: the conversation in the template's format, up to the assistant's turn.
+
+        `images` (vision-language models): one image (path, bytes stream or PIL image) per `<image>`
+        placeholder in the messages; the placeholders become the image's vision tokens."""
         check_messages(messages)
+        if images:
+            messages = self._expand_images(messages, images)
         paired = [*messages, {"role": "assistant", "content": ""}]
         prompt_ids, _ = self.template.encode_oneturn(self.tokenizer, paired, system, tools)
         return list(prompt_ids)
@@ -69,8 +81,7 @@ class ChatEngine:
                 **overrides: Any) -> Response:
         """The whole answer with its token counts. `overrides`: generation arguments for this request."""
         prompt_ids = self.build_prompt(messages, system, tools)
-        kwargs, skip_special_tokens = self._generate_kwargs(overrides)
-        return self._respond(prompt_ids, kwargs, skip_special_tokens)
+        return self.generate_batch([prompt_ids], **overrides)[0]
 
     def chat(self, messages: list[dict], system: str | None = None, tools: str | None = None,
              **overrides: Any) -> str:
@@ -86,52 +97,65 @@ class ChatEngine:
         next token instead of finishing the answer.
         """
         prompt_ids = self.build_prompt(messages, system, tools)
+        self._generate_kwargs(overrides)  # bad arguments fail now, not in the generation thread
+        return self._stream(prompt_ids, overrides)
+
+    def generate_batch(self, prompts: list[list[int]], *, images: list[list | None] | None = None,
+                       stop: Sequence[str] = (), presence_penalty: float = 0.0,
+                       on_piece: Callable[[int, str], None] | None = None,
+                       cancelled: Callable[[int], bool] | None = None, **overrides: Any) -> list[Response]:
+        """Answer several prompts (token ids, e.g. from build_prompt) in one `generate` call; one Response each.
+
+        The prompts are left-padded into one batch, so a greedy answer is the one the prompt gets alone.
+        `overrides`: generation arguments shared by the batch. `stop`: strings that end an answer (cut off
+        before them, as OpenAI does). `presence_penalty`: OpenAI's additive penalty on tokens already in the
+        answer. `images`: per prompt, the images its vision tokens stand for (build_prompt(images=...)).
+        `on_piece(row, text)` receives each row's text as it becomes final (from the generating thread);
+        `cancelled(row)` true ends that row early. Generate one prompt n times for n answers.
+        A total `max_length` (instead of max_new_tokens) counts the padded width, i.e. the longest prompt.
+        """
+        if not prompts:
+            return []
         kwargs, skip_special_tokens = self._generate_kwargs(overrides)
-        return self._stream(prompt_ids, kwargs, skip_special_tokens)
+        decoders = [RowDecoder(self.tokenizer, self.stop_token_ids, stop, skip_special_tokens) for _ in prompts]
+        with self._lock:
+            output, width = self._generate_rows(prompts, images, kwargs, decoders, presence_penalty, on_piece,
+                                                cancelled)
+        if kwargs["num_beams"] > 1:
+            # Beam search keeps several candidates alive until the end, so rows are decoded once it has
+            # finished, and a stream gets each answer in one piece.
+            for row, decoder in enumerate(decoders):
+                for token_id in output[row, width:].tolist():
+                    decoder.push(token_id)
+                decoder.finish()
+                if on_piece is not None and decoder.text:
+                    on_piece(row, decoder.text)
+        return [Response(text=decoder.text, prompt_length=len(prompt), response_length=len(decoder.token_ids),
+                         finish_reason="stop" if decoder.stopped else "length", answer_ids=decoder.answer_ids)
+                for decoder, prompt in zip(decoders, prompts)]
 
     # ---- internals ---------------------------------------------------------------------------------
 
-    def _respond(self, prompt_ids: list[int], kwargs: dict[str, Any], skip_special_tokens: bool) -> Response:
-        with self._lock:
-            output = self._generate(prompt_ids, kwargs)
-        answer_ids = output[0, len(prompt_ids):].tolist()
-        stopped = bool(answer_ids) and answer_ids[-1] in self.stop_token_ids
-        return Response(
-            text=self.tokenizer.decode(answer_ids, skip_special_tokens=skip_special_tokens),
-            prompt_length=len(prompt_ids),
-            response_length=len(answer_ids),
-            finish_reason="stop" if stopped else "length",
-        )
-
-    def _stream(self, prompt_ids: list[int], kwargs: dict[str, Any], skip_special_tokens: bool) -> Iterator[str]:
-        """Generation in a thread feeding a TextIteratorStreamer; this generator reads it."""
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        if kwargs["num_beams"] > 1:
-            # Beam search keeps several candidate answers alive until the end, so there is nothing to
-            # stream before it finishes (transformers refuses a streamer with beams).
-            yield self._respond(prompt_ids, kwargs, skip_special_tokens).text
-            return
-
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=skip_special_tokens)
+    def _stream(self, prompt_ids: list[int], overrides: dict[str, Any]) -> Iterator[str]:
+        """Generation in a thread that puts the text pieces into a queue; this generator reads it."""
+        pieces: queue.Queue = queue.Queue()
         cancelled = threading.Event()
         failures: list[BaseException] = []
 
         def work() -> None:
             try:
-                with self._lock:
-                    self._generate(prompt_ids, kwargs, streamer=streamer,
-                                   stopping_criteria=StoppingCriteriaList([_StopWhenSet(cancelled)]))
+                self.generate_batch([prompt_ids], on_piece=lambda _row, piece: pieces.put(piece),
+                                    cancelled=lambda _row: cancelled.is_set(), **overrides)
             except BaseException as error:  # re-raised in the reader's thread below
                 failures.append(error)
-                streamer.end()  # unblocks the reader
+            finally:
+                pieces.put(None)  # unblocks the reader
 
         thread = threading.Thread(target=work, name="tuneforge-generate", daemon=True)
         thread.start()
         try:
-            for piece in streamer:
-                if piece:
-                    yield piece
+            while (piece := pieces.get()) is not None:
+                yield piece
         finally:
             cancelled.set()
             thread.join()
@@ -140,27 +164,61 @@ class ChatEngine:
 
     def _generate_kwargs(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         kwargs, skip_special_tokens = resolve_generation(self.generation, overrides)
-        pad_token_id = self.tokenizer.pad_token_id
-        kwargs.update(eos_token_id=self.stop_token_ids,
-                      pad_token_id=pad_token_id if pad_token_id is not None else self.stop_token_ids[0])
+        kwargs.update(eos_token_id=self.stop_token_ids, pad_token_id=self._pad_id())
         return kwargs, skip_special_tokens
 
+    def _pad_id(self) -> int:
+        pad_token_id = self.tokenizer.pad_token_id
+        return pad_token_id if pad_token_id is not None else self.stop_token_ids[0]
+
+    def _generate_rows(self, prompts, images, kwargs, decoders, presence_penalty, on_piece, cancelled):
+        """(output ids, padded prompt width) of one generate call over the left-padded prompts."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        width = max(len(prompt) for prompt in prompts)
+        pad = self._pad_id()
+        input_ids = torch.tensor([[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts])
+        attention_mask = torch.tensor([[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts])
+        extra: dict[str, Any] = {}
+        if any(images or ()):
+            extra.update(self._image_inputs(images, input_ids))
+        if presence_penalty:
+            extra["logits_processor"] = LogitsProcessorList([PresencePenalty(presence_penalty, width)])
+        criterion = None
+        if kwargs["num_beams"] == 1:
+            criterion = DecodingCriterion(decoders, on_piece, cancelled)
+            extra["stopping_criteria"] = StoppingCriteriaList([criterion])
+        output = self._generate(input_ids, attention_mask, kwargs, **extra)
+        if criterion is not None:
+            criterion.finish()
+        return output, width
+
+    def _expand_images(self, messages: list[dict], images: list) -> list[dict]:
+        from ..data.media import expand_media
+
+        if not hasattr(self.template, "media_plugin"):
+            from ..data.media import attach_media_plugin
+
+            attach_media_plugin(self.template, self.cfg, self.tokenizer)
+        return expand_media(self.template, messages, images)
+
+    def _image_inputs(self, images: list[list | None], input_ids: torch.Tensor) -> dict[str, Any]:
+        from ..data.media import media_plugin_of
+
+        return media_plugin_of(self.template).batch_inputs(images, input_ids)
+
     @torch.inference_mode()
-    def _generate(self, prompt_ids: list[int], kwargs: dict[str, Any], **extra: Any) -> torch.Tensor:
+    def _generate(self, input_ids: Any, attention_mask: Any = None, kwargs: dict[str, Any] | None = None,
+                  **extra: Any) -> torch.Tensor:
+        """model.generate on the model's device. `input_ids` may be one prompt's list of ids."""
+        if kwargs is None:  # _generate(prompt_ids, kwargs): one unpadded prompt
+            input_ids, kwargs = [input_ids], attention_mask
+            input_ids = torch.tensor(input_ids)
+            attention_mask = torch.ones_like(input_ids)
         device = next(self.model.parameters()).device
-        input_ids = torch.tensor([prompt_ids], device=device)
-        return self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+        extra = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in extra.items()}
+        return self.model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                    **kwargs, **extra)
-
-
-class _StopWhenSet:
-    """A stopping criterion that ends generation once the event is set (the reader went away)."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def check_messages(messages: Any) -> None:
@@ -194,9 +252,16 @@ def load_for_inference(cfg: Any) -> tuple[Any, Any, Any]:
                             default_system=getattr(cfg, "default_system", None),
                             enable_thinking=getattr(cfg, "enable_thinking", True))
     model = load_model(cfg, tokenizer, is_trainable=False)
+    dtype = INFER_DTYPES.get(getattr(cfg, "infer_dtype", "auto") or "auto")
+    if dtype is not None:
+        model.to(dtype)
     device = training_device(cfg)
     if device != "cpu":
         model.to(device)
+    from ..data.media import attach_media_plugin
+
+    if getattr(template, "media", None):  # a vision-language template: images in requests need its plugin
+        attach_media_plugin(template, cfg, tokenizer)
     logger.info("Chat model ready on %s", device)
     return model, tokenizer, template
 

@@ -19,32 +19,45 @@ import torch
 
 from ..errors import ConfigError
 from .adapters import apply_finetuning, count_parameters
+from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
+from .quantization import plan_quantization, quantize_loaded_model
+from .rope import configure_rope
+from .shift_attn import check_shift_attn, enable_shift_attn
 from .vocab import resize_embeddings
 
 logger = logging.getLogger(__name__)
-
-# Values of `flash_attn` and the transformers attention implementation each one asks for.
-ATTENTION_IMPLEMENTATIONS = {"disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2"}
 
 
 def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.Module:
     """Return the model ready for training (or, with is_trainable=False, frozen in eval mode)."""
     path = resolve_model_path(cfg)
     config = load_model_config(cfg, path)
+    configure_rope(config, cfg, is_trainable)
+    check_shift_attn(config, cfg, is_trainable)
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)
     attention = resolve_attention(cfg, device, compute_dtype)
+    quantization = plan_quantization(cfg, config, device, compute_dtype, is_trainable)
+    liger = liger_patch(cfg, config, device, is_trainable)
     model_class = _model_class_for(config)
+    if liger is not None:
+        apply_liger(liger, getattr(cfg, "stage", "sft"))
 
     # Mixed precision keeps weights in the compute dtype and upcasts only the trainable ones later
     # (as LLaMA-Factory does); fp32 training simply loads fp32.
-    if getattr(cfg, "train_from_scratch", False):
+    if check_unsloth(cfg):
+        model = load_with_unsloth(cfg, path, config, compute_dtype, device, is_trainable)
+    elif getattr(cfg, "train_from_scratch", False):
         model = model_class.from_config(config, dtype=compute_dtype, attn_implementation=attention,
                                         trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)))
     else:
+        extra = quantization.load_kwargs if quantization else {}
         model = model_class.from_pretrained(path, config=config, dtype=compute_dtype,
-                                            attn_implementation=attention, **_hub_kwargs(cfg))
+                                            attn_implementation=attention, **_hub_kwargs(cfg), **extra)
+    if quantization is not None and quantization.quantize_after_load:
+        quantize_loaded_model(model, quantization, device, compute_dtype)
     logger.info("Attention implementation: %s", model.config._attn_implementation)
+    enable_shift_attn(model, cfg, is_trainable)
 
     resize_embeddings(model, tokenizer, cfg)
 
@@ -69,6 +82,19 @@ def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.
         for name, param in model.named_parameters():
             print(f"name: {name}, dtype: {param.dtype}, device: {param.device}, trainable: {param.requires_grad}")
     return model
+
+
+def preflight_model(cfg: Any, is_trainable: bool = True) -> None:
+    """Every model-side check that needs only config.json (precision, attention, quantization, boosters),
+    so a request this machine cannot honour fails before the data is processed or any weights load."""
+    path = resolve_model_path(cfg)
+    config = load_model_config(cfg, path)
+    device = training_device(cfg)
+    compute_dtype = resolve_compute_dtype(cfg, device)
+    resolve_attention(cfg, device, compute_dtype)
+    plan_quantization(cfg, config, device, compute_dtype, is_trainable)
+    liger_patch(cfg, config, device, is_trainable)
+    check_unsloth(cfg)
 
 
 # --- where the weights come from -----------------------------------------------------------------
@@ -217,37 +243,6 @@ def resolve_compute_dtype(cfg: Any, device: str) -> torch.dtype:
     return torch.float32
 
 
-def resolve_attention(cfg: Any, device: str, compute_dtype: torch.dtype) -> str:
-    """The transformers `attn_implementation` for `flash_attn` (auto | disabled | sdpa | fa2)."""
-    choice = getattr(cfg, "flash_attn", None) or "auto"
-    if choice == "fa2":
-        problem = _flash_attention_2_problem(device, compute_dtype)
-        if problem:
-            raise ConfigError(f"flash_attn: fa2 needs {problem}. Use flash_attn: sdpa (or auto)")
-        return "flash_attention_2"
-    if choice in ATTENTION_IMPLEMENTATIONS:
-        return ATTENTION_IMPLEMENTATIONS[choice]
-    if choice != "auto":
-        raise ConfigError(f"flash_attn: unknown value {choice!r}; use one of auto, disabled, sdpa, fa2")
-    # auto: FlashAttention-2 where it can run; packed sequences with block-diagonal masks need SDPA.
-    if not _flash_attention_2_problem(device, compute_dtype) and not getattr(cfg, "neat_packing", False):
-        picked = "flash_attention_2"
-    else:
-        picked = "sdpa"
-    logger.info("flash_attn: auto picked %s", picked)
-    return picked
-
-
-def _flash_attention_2_problem(device: str, compute_dtype: torch.dtype) -> str | None:
-    if device != "cuda":
-        return "a CUDA GPU (none is available here)"
-    if importlib.util.find_spec("flash_attn") is None:
-        return "the flash_attn package (pip install flash-attn)"
-    if compute_dtype not in (torch.float16, torch.bfloat16):
-        return "bf16 or fp16 training (it has no fp32 kernels)"
-    return None
-
-
 def _hf_value(cfg: Any, key: str, default: Any) -> Any:
     """A HF TrainingArguments key: the user's value on cfg first, else the built training args."""
     value = getattr(cfg, key, None)
@@ -268,6 +263,8 @@ def _prepare_for_training(model: torch.nn.Module, cfg: Any) -> None:
 
     if getattr(cfg, "disable_gradient_checkpointing", False):
         return
+    if getattr(cfg, "use_unsloth", False):
+        return  # unsloth turned on its own (offloaded) gradient checkpointing while loading
     if not getattr(model, "supports_gradient_checkpointing", False):
         logger.warning("This model does not support gradient checkpointing; training without it")
         return

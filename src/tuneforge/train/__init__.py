@@ -9,7 +9,7 @@ from typing import Any
 
 # Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
 RECIPES = {"pt": ("pt", "run_pt"), "sft": ("sft", "run_sft"), "rm": ("rm", "run_rm"), "dpo": ("dpo", "run_dpo"),
-           "kto": ("kto", "run_kto")}
+           "kto": ("kto", "run_kto"), "ppo": ("ppo", "run_ppo")}
 
 
 def run_train(cfg: Any) -> dict[str, float]:

@@ -188,6 +188,10 @@ def _why_not(model: torch.nn.Module, padded_collator: Any, cfg: Any, args: Any) 
         return "evaluation needs every position's logits"
     if getattr(args, "label_smoothing_factor", 0):
         return "label smoothing computes its loss from full logits"
+    if getattr(args, "neftune_noise_alpha", None):
+        return "NEFTune scales its noise by the length of each padded row"
+    if getattr(cfg, "shift_attn", False):
+        return "shift_attn attends in groups of each padded row"
     if getattr(model.config, "vision_config", None) is not None:
         return "multimodal models need their own position ids"
     if model.config._attn_implementation not in ("sdpa", "eager", "flash_attention_2"):

@@ -1,6 +1,7 @@
 """The frozen reference model of dpo / kto (LLaMA-Factory 0.9.5 rules).
 
-- `ref_model` set: that model (plus `ref_model_adapters`, merged), loaded frozen in eval mode.
+- `ref_model` set: that model (plus `ref_model_adapters`, merged; quantized with `ref_model_quantization_bit`),
+  loaded frozen in eval mode.
 - LoRA without `ref_model`: no second model. The reference is the policy with its adapter switched off
   (`reference_forward` uses peft's `disable_adapter()`), so no parameter is held twice.
 - full / freeze without `ref_model`: a frozen copy of the starting model (its weights change as the
@@ -42,6 +43,8 @@ def load_reference_model(cfg: Any, tokenizer: Any) -> torch.nn.Module | None:
         adapter_name_or_path=adapters or None,
         # Adapters of the reference are merged into it (setup_lora with is_trainable=False).
         finetuning_type="lora" if adapters else "full",
+        # The reference is quantized by its own key only (the policy's quantization_bit is for QLoRA training).
+        quantization_bit=cfg.ref_model_quantization_bit,
         print_param_status=False,
     )
     model = load_model(ref_cfg, tokenizer, is_trainable=False)

@@ -11,7 +11,9 @@ from typing import Any
 from ..data.collator import SFTCollator
 from ..data.pipeline import get_dataset, load_tokenizer_and_template
 from ..data.schema import IGNORE_INDEX
+from ..errors import ConfigError
 from ..model.loader import load_model
+from .predict import predict
 from .run_dir import RunDirectory
 from .trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
 
@@ -37,6 +39,23 @@ def run_sft(cfg: Any) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if args.do_train:
             metrics.update(train_and_save(trainer, cfg, resume_from))
-        if args.do_eval:
+        if args.do_eval and args.predict_with_generate:
+            metrics.update(predict_and_save(trainer, cfg, template, dataset, "eval"))
+        elif args.do_eval:
             metrics.update(evaluate(trainer, with_perplexity=False))
+        if args.do_predict:
+            metrics.update(predict_and_save(trainer, cfg, template, dataset, "predict"))
+    return metrics
+
+
+def predict_and_save(trainer: Any, cfg: Any, template: Any, dataset: Any, prefix: str) -> dict[str, float]:
+    """Generate answers for the eval rows and score them (predict also writes generated_predictions.jsonl)."""
+    if isinstance(dataset.eval_dataset, dict):
+        raise ConfigError(f"do_{prefix} with predict_with_generate scores one eval dataset; set "
+                          "eval_on_each_dataset: false")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    metrics = predict(model, trainer.processing_class, template, dataset.eval_dataset, cfg, trainer.args,
+                      prefix=prefix, write_file=prefix == "predict" and trainer.is_world_process_zero())
+    trainer.log_metrics(prefix, metrics)
+    trainer.save_metrics(prefix, metrics)
     return metrics

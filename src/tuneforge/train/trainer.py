@@ -18,12 +18,17 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..errors import ConfigError
-from ..model.loader import resolve_compute_dtype, training_device, with_local_model
+from ..model.loader import preflight_model, resolve_compute_dtype, training_device, with_local_model
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .memory_estimate import report_memory_estimate
+from .optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
+                         create_custom_scheduler)
 from .padding_free import is_padding_free_batch, padding_free_collator
+from .pissa import PissaConvertCallback
 from .plot import check_plotting_available, plot_loss
+from .predict import check_prediction
 
 
 def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
@@ -32,15 +37,15 @@ def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
         raise ConfigError("deepspeed: DeepSpeed launching arrives with the scale-out issue; remove deepspeed "
                           "to train on one device")
     args = build_training_args(cfg)
-    if getattr(args, "do_predict", False):
-        raise ConfigError("do_predict: prediction arrives with the evaluation issue; remove do_predict "
-                          "(do_eval with val_size or eval_dataset reports the eval loss)")
-    if not (args.do_train or args.do_eval):
-        raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval: true to evaluate)")
+    if not (args.do_train or args.do_eval or args.do_predict):
+        raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval / do_predict: true)")
+    check_prediction(cfg, args)  # do_predict / predict_with_generate (train/predict.py)
     if getattr(cfg, "plot_loss", False) and args.do_train:
         check_plotting_available()
+    check_optimizer_setup(cfg, args)
     resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
     cfg = with_local_model(cfg)
+    preflight_model(cfg, is_trainable=args.do_train)
     set_seed(args.seed)  # before the model loads: LoRA initialisation draws from the global RNG
     return cfg, args, resume_from
 
@@ -53,6 +58,19 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose checkpoints appear atomically and whose length grouping is resumable."""
 
     _staging = False
+    run_config: Any = None  # the run's Config: GaLore / APOLLO / BAdam / LoRA+ settings (see optimizers.py)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None and self.run_config is not None:
+            self.optimizer = create_custom_optimizer(self.model if model is None else model, self.args,
+                                                     self.run_config)
+        return super().create_optimizer(model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        if self.lr_scheduler is None:
+            self.lr_scheduler = create_custom_scheduler(self.args, optimizer or self.optimizer, num_training_steps)
+            self._created_lr_scheduler = self.lr_scheduler is not None  # rebuilt on the next train(), as HF's
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _get_output_dir(self, trial: Any) -> str:
         # While a checkpoint is written, the Trainer's "run dir" is the staging folder (see _save_checkpoint).
@@ -127,15 +145,21 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
         processing_class=tokenizer,  # saved next to every checkpoint and the final model
         **kwargs,
     )
+    trainer.run_config = cfg
+    adapt_trainer_to_optimizer(trainer, cfg)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RunLogCallback(args.output_dir, show_progress=not args.disable_tqdm))
     use_maintained_logger_callbacks(trainer)
+    if getattr(cfg, "pissa_convert", False):
+        trainer.add_callback(PissaConvertCallback())
     return trainer
 
 
 def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None) -> dict[str, float]:
     """Train, save the final model/adapter + tokenizer, write metrics and the loss curve."""
+    if trainer.is_world_process_zero():
+        report_memory_estimate(trainer.model, cfg, trainer.args)
     result = trainer.train(resume_from_checkpoint=resume_from)
     # Checkpointing turned the KV cache off for training; the saved model should generate with it.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True

@@ -7,13 +7,15 @@ LLaMA-Factory's evaluation arguments also have `seed` (default 42); here it is t
 from ..schema import declare
 
 G = "eval"
-LATER = {"implemented": False}
-
-declare("task", "str", None, "Evaluation task name (e.g. mmlu_test).", G, **LATER)
-declare("task_dir", "str", "evaluation", "Folder holding the evaluation datasets.", G, **LATER)
-declare("batch_size", "int", 4, "Evaluation batch size per device.", G, **LATER)
-declare("lang", "str", "en", "Language of the evaluation prompts.", G, choices=("en", "zh"), **LATER)
-declare("n_shot", "int", 5, "Number of few-shot examples.", G, **LATER)
-declare("save_dir", "str", None, "Folder for the evaluation results (must not exist yet).", G, **LATER)
+declare("task", "str", None, "Benchmark and split to evaluate, `<folder>_<split>` (e.g. mmlu_test, "
+        "ceval_validation).", G)
+declare("task_dir", "str", "evaluation", "Folder holding the benchmark folders (mapping.json + CSV files in the "
+        "public MMLU / CMMLU / C-Eval layout).", G)
+declare("batch_size", "int", 4, "Evaluation batch size per device.", G)
+declare("lang", "str", "en", "Language of the evaluation prompts.", G, choices=("en", "zh"))
+declare("n_shot", "int", 5, "Number of few-shot examples.", G)
+declare("save_dir", "str", None, "Folder for the evaluation results (must not exist yet).", G)
+# Benchmarks are read from local files (no download), so only the default has a meaning here.
 declare("download_mode", "str", "reuse_dataset_if_exists", "Whether evaluation datasets are downloaded "
-        "again.", G, choices=("reuse_dataset_if_exists", "reuse_cache_if_exists", "force_redownload"), **LATER)
+        "again.", G, choices=("reuse_dataset_if_exists", "reuse_cache_if_exists", "force_redownload"),
+        implemented=False)

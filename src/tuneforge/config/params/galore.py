@@ -3,15 +3,16 @@
 from ..schema import declare
 
 G = "galore"
-LATER = {"implemented": False}
 
-declare("use_galore", "bool", False, "Use the GaLore optimizer (not together with LoRA).", G, **LATER)
+declare("use_galore", "bool", False, "Use the GaLore optimizer (not together with LoRA).", G)
 declare("galore_target", "list", "all", "Modules whose gradients are projected (comma-separated, or `all` "
-        "linear layers).", G, **LATER)
-declare("galore_rank", "int", 16, "Rank of the projected gradients (at most the hidden size).", G, **LATER)
-declare("galore_update_interval", "int", 200, "Steps between projection updates.", G, **LATER)
-declare("galore_scale", "float", 2.0, "Scale applied to the projected update.", G, **LATER)
+        "linear layers).", G)
+declare("galore_rank", "int", 16, "Rank of the projected gradients (a rank at or above a weight's smaller "
+        "side compresses nothing).", G)
+declare("galore_update_interval", "int", 200, "Steps between projection updates.", G)
+declare("galore_scale", "float", 2.0, "Scale applied to the projected update.", G)
 declare("galore_proj_type", "str", "std", "Projection type.", G,
-        choices=("std", "reverse_std", "right", "left", "full"), **LATER)
-declare("galore_layerwise", "bool", False, "Update layer by layer to save more memory (single device only).",
-        G, **LATER)
+        choices=("std", "reverse_std", "right", "left", "full"))
+declare("galore_layerwise", "bool", False, "Update each weight inside backward to save more memory (single "
+        "device, no gradient accumulation).",
+        G)

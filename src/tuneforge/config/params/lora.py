@@ -16,14 +16,15 @@ declare("lora_target", "list", "all", "Modules that get LoRA adapters (comma-sep
 declare("additional_target", "list", None, "Modules besides the adapters that are trained and saved in full "
         "(comma-separated, e.g. embed_tokens,lm_head).", G)
 declare("loraplus_lr_ratio", "float", None, "LoRA+: learning-rate ratio of the B matrices to the A "
-        "matrices.", G, **LATER)
-declare("loraplus_lr_embedding", "float", 1e-6, "LoRA+: learning rate of LoRA embedding layers.", G, **LATER)
-declare("use_rslora", "bool", False, "rsLoRA: scale by alpha / sqrt(rank) instead of alpha / rank.", G, **LATER)
-declare("use_dora", "bool", False, "DoRA: weight-decomposed LoRA.", G, **LATER)
-declare("pissa_init", "bool", False, "PiSSA: initialise the adapter from the principal singular vectors.", G,
-        **LATER)
-declare("pissa_iter", "int", 16, "PiSSA: fast-SVD iterations (-1 = exact SVD).", G, **LATER)
-declare("pissa_convert", "bool", False, "PiSSA: save the result as a plain LoRA adapter.", G, **LATER)
+        "matrices.", G)
+declare("loraplus_lr_embedding", "float", 1e-6, "LoRA+: learning rate of LoRA embedding layers.", G)
+declare("use_rslora", "bool", False, "rsLoRA: scale by alpha / sqrt(rank) instead of alpha / rank.", G)
+declare("use_dora", "bool", False, "DoRA: weight-decomposed LoRA (a trained magnitude vector per adapted "
+        "layer).", G)
+declare("pissa_init", "bool", False, "PiSSA: initialise the adapter from the principal singular vectors.", G)
+declare("pissa_iter", "int", 16, "PiSSA: fast-SVD iterations (-1 = exact SVD).", G)
+declare("pissa_convert", "bool", False, "PiSSA: also save the trained adapter converted to a plain LoRA "
+        "adapter for the original model (output_dir/pissa_converted).", G)
 declare("create_new_adapter", "bool", False, "Add a fresh adapter on top of the loaded one instead of "
         "training it further.", G)
 

@@ -15,7 +15,8 @@ declare("finetuning_type", "str", "lora", "Which weights are trained: LoRA adapt
         "model's last layers, or everything.", G, choices=("lora", "oft", "freeze", "full"))
 declare("pure_bf16", "bool", False, "Train purely in bfloat16, without mixed-precision float32 master "
         "weights.", G)
-declare("use_llama_pro", "bool", False, "LLaMA Pro: train only the expanded (newly inserted) blocks.", G, **LATER)
+declare("use_llama_pro", "bool", False, "LLaMA Pro: train only the blocks `tuneforge expand` inserted "
+        "(freeze_trainable_layers = their number).", G)
 declare("use_adam_mini", "bool", False, "Use the Adam-mini optimizer.", G, **LATER)
 declare("use_muon", "bool", False, "Use the Muon optimizer.", G, **LATER)
 declare("use_mca", "bool", False, "Train with Megatron Core Adapter (normally set through the USE_MCA "

@@ -38,17 +38,21 @@ declare("init_special_tokens", "str", "noise_init", "How embeddings of new speci
 
 # --- loading and patching ------------------------------------------------------------------------
 declare("low_cpu_mem_usage", "bool", True, "Load weights without a full extra copy in memory.", G, **LATER)
-declare("rope_scaling", "str", None, "RoPE scaling method used to extend the context length.", G,
-        choices=("linear", "dynamic", "yarn", "llama3"), **LATER)
+declare("rope_scaling", "str", None, "RoPE scaling method used to extend the context length; the factor is "
+        "ceil(cutoff_len / max_position_embeddings) for training, 2 for inference.", G,
+        choices=("linear", "dynamic", "yarn", "llama3"))
 declare("flash_attn", "str", "auto", "Attention implementation: auto, disabled (eager), sdpa, fa2 or fa3 "
         "(FlashAttention 2/3).", G, choices=("auto", "disabled", "sdpa", "fa2", "fa3"))
-declare("shift_attn", "bool", False, "Shift short attention (S^2-Attn, from LongLoRA).", G, **LATER)
+declare("shift_attn", "bool", False, "Shift short attention (S^2-Attn, from LongLoRA) while training llama "
+        "models; inference uses full attention.", G)
 declare("mixture_of_depths", "str", None, "Convert the model to mixture-of-depths, or load such a model.", G,
         choices=("convert", "load"), **LATER)
-declare("use_unsloth", "bool", False, "Use unsloth's optimised LoRA training.", G, **LATER)
+declare("use_unsloth", "bool", False, "Use unsloth's optimised LoRA training (needs the unsloth package "
+        "and a GPU it supports).", G)
 declare("use_unsloth_gc", "bool", False, "Use unsloth's gradient checkpointing (unsloth itself not needed).",
         G, **LATER)
-declare("enable_liger_kernel", "bool", False, "Use the Liger fused kernels for training.", G, **LATER)
+declare("enable_liger_kernel", "bool", False, "Use the Liger fused kernels for training (CUDA only; needs "
+        "liger-kernel).", G)
 declare("moe_aux_loss_coef", "float", None, "Weight of the router auxiliary loss for mixture-of-experts "
         "models.", G, **LATER)
 declare("disable_gradient_checkpointing", "bool", False, "Turn off gradient checkpointing (on by default).",

@@ -16,20 +16,19 @@ declare("kto_rejected_weight", "float", 1.0, "KTO: weight of undesirable example
 declare("simpo_gamma", "float", 0.5, "SimPO: target reward margin.", G)
 declare("ld_alpha", "float", None, "LD-DPO: weight of the verbose part of the response log-probabilities.", G)
 
-declare("ppo_buffer_size", "int", 1, "PPO: mini-batches collected into the experience buffer per step.", G,
-        **LATER)
-declare("ppo_epochs", "int", 4, "PPO: optimisation epochs per step.", G, **LATER)
-declare("ppo_score_norm", "bool", False, "PPO: normalise reward scores.", G, **LATER)
-declare("ppo_target", "float", 6.0, "PPO: target KL for the adaptive KL controller.", G, **LATER)
-declare("ppo_whiten_rewards", "bool", False, "PPO: whiten rewards before computing advantages.", G, **LATER)
+declare("ppo_buffer_size", "int", 1, "PPO: mini-batches collected into the experience buffer per step.", G)
+declare("ppo_epochs", "int", 4, "PPO: optimisation epochs per step.", G)
+declare("ppo_score_norm", "bool", False, "PPO: normalise reward scores.", G)
+declare("ppo_target", "float", 6.0, "PPO: target KL for the adaptive KL controller.", G)
+declare("ppo_whiten_rewards", "bool", False, "PPO: whiten rewards before computing advantages.", G)
 
 declare("ref_model", "str", None, "Reference model for DPO/PPO (default: the model being trained).", G)
 declare("ref_model_adapters", "str", None, "Adapter(s) of the reference model.", G)
 declare("ref_model_quantization_bit", "int", None, "Quantize the reference model to 4 or 8 bits.", G,
-        choices=(4, 8), **LATER)
-declare("reward_model", "str", None, "Reward model for PPO.", G, **LATER)
-declare("reward_model_adapters", "str", None, "Adapter(s) of the reward model.", G, **LATER)
+        choices=(4, 8))
+declare("reward_model", "str", None, "Reward model for PPO.", G)
+declare("reward_model_adapters", "str", None, "Adapter(s) of the reward model.", G)
 declare("reward_model_quantization_bit", "int", None, "Quantize the reward model to 4 or 8 bits.", G,
-        choices=(4, 8), **LATER)
+        choices=(4, 8))
 declare("reward_model_type", "str", "lora", "Kind of reward model for PPO (a LoRA reward model needs LoRA "
-        "training).", G, choices=("lora", "full", "api"), **LATER)
+        "training).", G, choices=("lora", "full", "api"))

@@ -41,7 +41,8 @@ def apply_finetuning(model: torch.nn.Module, cfg: Any, is_trainable: bool) -> to
         logger.info("Fine-tuning method: freeze")
         setup_freeze(model, cfg)
 
-    if is_trainable and not getattr(cfg, "pure_bf16", False):
+    # BAdam keeps its own fp32 copy of the active block only (as LLaMA-Factory: no upcast).
+    if is_trainable and not getattr(cfg, "pure_bf16", False) and not getattr(cfg, "use_badam", False):
         for param in model.parameters():
             if param.requires_grad and param.dtype != torch.float32:
                 param.data = param.data.to(torch.float32)

@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from ...errors import ConfigError
+from ..llama_pro import expanded_layer_ids, recorded_layers
 from .composite import composite_parts, forbidden_modules
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,9 @@ def setup_freeze(model: Any, cfg: Any) -> None:
     """Set requires_grad on exactly the parameters freeze tuning trains."""
     num_layers = _num_layers(model)
     wanted = getattr(cfg, "freeze_trainable_layers", 2)
-    if wanted > 0:
+    if getattr(cfg, "use_llama_pro", False):  # only the blocks `tuneforge expand` inserted
+        layer_ids = set(expanded_layer_ids(num_layers, wanted, recorded_layers(model)))
+    elif wanted > 0:
         layer_ids = set(range(max(0, num_layers - wanted), num_layers))
     else:
         layer_ids = set(range(min(-wanted, num_layers)))

@@ -15,6 +15,7 @@ from typing import Any
 from ...errors import ConfigError
 from ..vocab import needs_resize
 from .composite import composite_parts, forbidden_modules
+from ..llama_pro import expanded_block_modules
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +53,47 @@ def _new_adapter(model: Any, cfg: Any) -> Any:
     logger.info("Fine-tuning method: %s", "DoRA" if getattr(cfg, "use_dora", False) else "LoRA")
     rank = getattr(cfg, "lora_rank", 8)
     alpha = getattr(cfg, "lora_alpha", None) or rank * 2
+    targets = lora_targets(model, cfg)
+    if getattr(cfg, "use_llama_pro", False):
+        targets = expanded_block_modules(model, targets, getattr(cfg, "freeze_trainable_layers", 2))
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         inference_mode=False,
         r=rank,
         lora_alpha=alpha,
         lora_dropout=getattr(cfg, "lora_dropout", 0.0),
-        target_modules=lora_targets(model, cfg),
+        target_modules=targets,
         modules_to_save=_modules_to_save(model, cfg),
         use_rslora=bool(getattr(cfg, "use_rslora", False)),
         use_dora=bool(getattr(cfg, "use_dora", False)),
+        init_lora_weights=_init_lora_weights(cfg),
     )
+    if getattr(cfg, "use_unsloth", False):
+        from ..boosters import unsloth_peft_model
+
+        return unsloth_peft_model(model, config, cfg)
     # peft keeps adapter weights in fp32 by default; pure_bf16 means no fp32 copy of anything.
     return get_peft_model(model, config, autocast_adapter_dtype=not getattr(cfg, "pure_bf16", False))
+
+
+def _init_lora_weights(cfg: Any) -> bool | str:
+    """peft's initialisation: plain LoRA (B = 0), or PiSSA from the principal singular vectors.
+
+    PiSSA moves the top `lora_rank` singular components of each targeted weight into the adapter and leaves
+    the residual in the base weight, so base + adapter still equals the original model at step 0.
+    `pissa_iter` > 0 uses a fast randomised SVD with that many iterations, -1 the exact SVD.
+    """
+    if not getattr(cfg, "pissa_init", False):
+        return True
+    iterations = getattr(cfg, "pissa_iter", 16)
+    if iterations == -1:
+        logger.info("PiSSA initialisation with the exact SVD")
+        return "pissa"
+    if iterations < 1:
+        raise ConfigError(f"pissa_iter: {iterations} is not a number of SVD iterations; use a positive "
+                          "number (fast SVD) or -1 (exact SVD)")
+    logger.info("PiSSA initialisation with %d fast-SVD iterations", iterations)
+    return f"pissa_niter_{iterations}"
 
 
 def lora_targets(model: Any, cfg: Any) -> list[str]:
@@ -138,7 +167,31 @@ def _check_adapter(path: str) -> str:
                           "point it at a directory saved by a LoRA run (its output_dir or a checkpoint-N)")
     if not os.path.isdir(path) and path.startswith((".", "/", "~")):
         raise ConfigError(f"adapter_name_or_path: directory {path!r} does not exist")
+    _check_not_randomised_pissa(path)
     return path
+
+
+def _check_not_randomised_pissa(path: str) -> None:
+    """A PiSSA adapter made with the fast (randomised) SVD cannot be reloaded: peft re-runs that SVD on the
+    base model to rebuild the residual weights, and a new random draw gives other residuals (measured: logits
+    off by ~7 on a tiny model). Exact-SVD PiSSA adapters ("pissa") reload exactly."""
+    import json
+
+    config_file = os.path.join(path, "adapter_config.json")
+    if not os.path.isfile(config_file):
+        return
+    with open(config_file, encoding="utf-8") as handle:
+        init = str(json.load(handle).get("init_lora_weights", ""))
+    if not init.startswith("pissa_niter"):
+        return
+    # pissa_convert writes output_dir/pissa_converted; `path` is output_dir or one of its checkpoints.
+    candidates = [os.path.join(path, "pissa_converted"),
+                  os.path.join(os.path.dirname(os.path.normpath(path)), "pissa_converted")]
+    converted = next((candidate for candidate in candidates if os.path.isdir(candidate)), None)
+    fix = (f"load the plain LoRA adapter {converted!r} instead" if converted
+           else "train with pissa_convert: true and load output_dir/pissa_converted (or use pissa_iter: -1)")
+    raise ConfigError(f"adapter_name_or_path: {path!r} is a PiSSA adapter initialised with a randomised SVD "
+                      f"({init}); reloading it would rebuild different base weights. {fix}")
 
 
 def _adapter_kwargs(cfg: Any) -> dict[str, Any]:

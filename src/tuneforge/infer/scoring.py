@@ -1,0 +1,117 @@
+"""Reward scores: texts -> one float each, from a reward model (the output of `stage: rm`).
+
+Two layouts of a reward model are read:
+  - LLaMA-Factory's: a causal LM (+ LoRA adapter) with `value_head.safetensors` (or `value_head.bin`)
+    beside it holding `v_head.summary.weight` [1, hidden] and `v_head.summary.bias` [1]; the score is that
+    linear head on the last layer's hidden state of the text's last token (looked for in the last adapter
+    directory, then in the model directory, as LLaMA-Factory does);
+  - transformers' `...ForSequenceClassification` with one label (trl's RewardTrainer output): its logit.
+Texts are tokenized as they are (no chat template, no special tokens added), right-padded, truncated to
+`max_length` (default: the model's max_position_embeddings), as in LLaMA-Factory's API.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+
+VALUE_HEAD_FILES = ("value_head.safetensors", "value_head.bin")
+NEEDS_REWARD_MODEL = "needs a reward model (stage rm output)"
+
+
+def find_value_head(directories: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight [1, hidden], bias [1]) from the first directory holding a value head file; None if none does."""
+    for directory in directories:
+        for name in VALUE_HEAD_FILES:
+            path = os.path.join(directory, name)
+            if not os.path.isfile(path):
+                continue
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                state = load_file(path)
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                return state["v_head.summary.weight"], state["v_head.summary.bias"]
+            except KeyError:
+                raise ConfigError(f"{path}: expected the tensors v_head.summary.weight and v_head.summary.bias, "
+                                  f"found {sorted(state)}") from None
+    return None
+
+
+def is_reward_model(cfg: Any) -> bool:
+    """Whether the config asks to serve scores rather than chat: `stage: rm`. (LLaMA-Factory serves scores
+    for every stage but sft; a DPO / KTO / PPO output is a chat model, so here those chat.)"""
+    return getattr(cfg, "stage", "sft") == "rm"
+
+
+class RewardScorer:
+    def __init__(self, cfg: Any, *, model: Any = None, tokenizer: Any = None, value_head: Any = None):
+        from .engine import _as_config
+
+        self.cfg = _as_config(cfg)
+        if model is None or tokenizer is None:
+            model, tokenizer, value_head = load_reward_model(self.cfg)
+        self.model, self.tokenizer = model, tokenizer
+        self.value_head = value_head  # (weight, bias), or None for a sequence-classification model
+        self.tokenizer.padding_side = "right"
+        if self.tokenizer.pad_token is None:  # pad ids are masked out; any token will do
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        # One call at a time: padding/truncation settings live in the shared Rust tokenizer.
+        self._lock = threading.Lock()
+
+    def score(self, texts: list[str], max_length: int | None = None) -> list[float]:
+        with self._lock:
+            return self._score(texts, max_length)
+
+    @torch.inference_mode()
+    def _score(self, texts: list[str], max_length: int | None) -> list[float]:
+        limit = max_length or getattr(self.model.config, "max_position_embeddings", 1024)
+        device = next(self.model.parameters()).device
+        inputs = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt",
+                                add_special_tokens=False).to(device)
+        last = inputs["attention_mask"].sum(dim=-1) - 1
+        rows = torch.arange(len(texts), device=device)
+        if self.value_head is None:
+            return self.model(**inputs).logits[:, 0].float().tolist()
+        hidden = self.model(**inputs, output_hidden_states=True, use_cache=False).hidden_states[-1]
+        weight, bias = (tensor.to(device=device, dtype=hidden.dtype) for tensor in self.value_head)
+        values = hidden[rows, last] @ weight.T + bias
+        return values[:, 0].float().tolist()
+
+
+def load_reward_model(cfg: Any) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, value head or None) for scoring; ConfigError when cfg names no reward model."""
+    from transformers import AutoConfig
+
+    from ..data.tokenizer import load_tokenizer
+    from ..model.loader import load_model, with_local_model
+
+    cfg = with_local_model(cfg)
+    config = AutoConfig.from_pretrained(cfg.model_name_or_path,
+                                        trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)))
+    tokenizer = load_tokenizer(cfg)
+    if any(name.endswith("ForSequenceClassification") for name in (config.architectures or ())):
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.model_name_or_path).eval()
+        if getattr(model.config, "num_labels", 1) != 1:
+            raise ConfigError(f"model_name_or_path: {cfg.model_name_or_path} classifies into "
+                              f"{model.config.num_labels} labels; scoring {NEEDS_REWARD_MODEL} with one output")
+        return model, tokenizer, None
+    adapters = getattr(cfg, "adapter_name_or_path", None) or []
+    adapters = [adapters] if isinstance(adapters, str) else list(adapters)
+    places = [*adapters[-1:], cfg.model_name_or_path]
+    value_head = find_value_head(places)
+    if value_head is None:
+        raise ConfigError(f"scores: {NEEDS_REWARD_MODEL}: no {' or '.join(VALUE_HEAD_FILES)} in "
+                          f"{' or '.join(places)}. Point adapter_name_or_path (or model_name_or_path) at the "
+                          "output_dir of a `stage: rm` run")
+    model = load_model(cfg, tokenizer, is_trainable=False)
+    return model, tokenizer, value_head

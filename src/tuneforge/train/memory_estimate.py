@@ -1,0 +1,233 @@
+"""Peak training memory, estimated before the first step: "will this fit on my GPU?".
+
+    peak ~ weights + gradients + optimizer state + activations (+ a backward workspace)
+
+Weights are counted from the loaded model's real tensors, so quantization (bnb 4/8-bit, HQQ), frozen
+half-precision weights and LoRA/freeze/full all count as they are. Gradients exist for trainable
+parameters only. Optimizer state follows the optimizer's name (8-bit states for `*8bit*`, factored
+second moments for Adafactor). Activations are those autograd keeps for a decoder layer, per token, at
+`per_device_train_batch_size` x `cutoff_len` (the worst case: every row as long as the cutoff), with
+activation checkpointing keeping only each layer's input plus one layer being recomputed.
+The activation formula is per-architecture arithmetic for llama-style decoders (attention + gated MLP);
+it was checked against the measured peak RSS growth of CPU training runs (see tests/test_memory_estimate.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    tokens: int  # tokens per micro-batch the activations are counted for
+    note: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {_human(value)}" for name, value in (
+            ("weights", self.weights), ("gradients", self.gradients), ("optimizer", self.optimizer),
+            (f"activations ({self.tokens} tokens/micro-batch)", self.activations)))
+        return f"Estimated peak training memory per device: {_human(self.total)} = {parts}" + (
+            f" [{self.note}]" if self.note else "")
+
+
+def estimate_training_memory(model: torch.nn.Module, cfg: Any, args: Any) -> MemoryEstimate:
+    """The estimate for training `model` (already prepared: quantized, adapters attached) with cfg/args."""
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    tokens = int(args.per_device_train_batch_size) * int(getattr(cfg, "cutoff_len", 2048))
+    optimizer_name = str(getattr(args, "optim", "adamw_torch"))
+    return MemoryEstimate(
+        weights=weight_bytes(model),
+        gradients=sum(param.numel() * param.element_size() for param in trainable),
+        optimizer=optimizer_state_bytes(trainable, optimizer_name),
+        activations=activation_bytes(model, cfg, tokens),
+        tokens=tokens,
+        note=_note(cfg, optimizer_name),
+    )
+
+
+def report_memory_estimate(model: torch.nn.Module, cfg: Any, args: Any) -> MemoryEstimate | None:
+    """Print (and log) the estimate; never stops a run (an unusual model only loses the estimate)."""
+    try:
+        estimate = estimate_training_memory(model, cfg, args)
+    except Exception as error:  # the estimate is advice: a model it does not understand must still train
+        logger.warning("No memory estimate for this model (%s)", error)
+        return None
+    print(estimate.describe())
+    logger.info(estimate.describe())
+    return estimate
+
+
+# --- weights -------------------------------------------------------------------------------------
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of every distinct parameter/buffer storage, plus quantization constants kept outside them."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(tensor: Any) -> None:
+        nonlocal total
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+            return
+        key = tensor.untyped_storage().data_ptr() if tensor.numel() else id(tensor)
+        if key in seen:
+            return
+        seen.add(key)
+        total += tensor.numel() * tensor.element_size()
+
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        add(tensor)
+        state = getattr(tensor, "quant_state", None)  # bitsandbytes 4-bit: absmax (+ nested state), code
+        while state is not None:
+            add(getattr(state, "absmax", None))
+            add(getattr(state, "code", None))
+            state = getattr(state, "state2", None)
+        add(getattr(tensor, "SCB", None))  # bitsandbytes 8-bit row scales
+    for module in model.modules():
+        meta = getattr(module, "meta", None)  # HQQ keeps scales and zeros in a dict, not as buffers
+        if isinstance(meta, dict):
+            for value in meta.values():
+                add(value)
+    return total
+
+
+# --- optimizer state -----------------------------------------------------------------------------
+
+
+def optimizer_state_bytes(trainable: list[torch.Tensor], optimizer_name: str) -> int:
+    """State the optimizer keeps per trainable parameter (torch/bitsandbytes/transformers semantics)."""
+    name = optimizer_name.lower()
+    if name.startswith("sgd"):
+        return 0  # HF's sgd has no momentum by default
+    states = 1 if ("lion" in name or "adagrad" in name or "rmsprop" in name) else 2
+    total = 0
+    for param in trainable:
+        if "adafactor" in name:
+            # Factored second moment: one row and one column vector per matrix, full for vectors.
+            total += 4 * (sum(param.shape[-2:]) if param.ndim >= 2 else param.numel())
+        elif "8bit" in name:
+            # One byte per element and state, plus an fp32 absmax per 256-element block (small tensors
+            # below 4096 elements stay in 32 bit, as bitsandbytes does).
+            if param.numel() < 4096:
+                total += states * 4 * param.numel()
+            else:
+                total += states * (param.numel() + 4 * ((param.numel() + 255) // 256))
+        else:
+            total += states * param.numel() * param.element_size()
+    if "adam" in name and "8bit" not in name:
+        # torch's foreach AdamW step allocates a parameter-sized temporary (the denominator) for all
+        # parameters at once: part of the peak, though not kept between steps.
+        total += sum(param.numel() * param.element_size() for param in trainable)
+    return total
+
+
+# --- activations ---------------------------------------------------------------------------------
+
+
+def activation_bytes(model: torch.nn.Module, cfg: Any, tokens: int) -> int:
+    """What autograd keeps between forward and backward for `tokens` tokens, at its peak."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    hidden = config.hidden_size
+    layers = config.num_hidden_layers
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    inter = getattr(config, "intermediate_size", None) or 4 * hidden
+    vocab = config.vocab_size
+    seq = int(getattr(cfg, "cutoff_len", 2048))
+    element = _compute_element_size(model)
+
+    # Per token in one decoder layer, counting what autograd saves in a llama-style layer:
+    #   two RMSNorms (input, fp32 copy, normalised output)                    6h
+    #   q/k/v outputs, rotary inputs and their rotate_half, roped q/k, v, attention output and its
+    #   contiguous copy for o_proj                                            6h + 5kv
+    #   gated MLP: gate, up, silu(gate), product                              4i (+ i of autograd temporaries)
+    # Eager attention also keeps scores and probabilities (heads x seq each); SDPA/flash kernels keep
+    # only a log-sum-exp per head.
+    per_layer = 12 * hidden + 5 * kv + 5 * inter
+    per_layer += 2 * heads * seq if config._attn_implementation == "eager" else heads
+    per_layer += _lora_extra(model, cfg)
+    # Autograd records nothing below the lowest trainable layer (freeze tuning of the top layers).
+    layers = _layers_with_backward(model, layers)
+    if layers == 0:
+        saved = 0
+    elif _checkpointing(model):
+        saved = layers * hidden + per_layer  # each layer's input + the one layer being recomputed
+    else:
+        saved = layers * per_layer
+    saved += 3 * hidden  # embeddings output, final norm in/out
+    # Loss: logits, their fp32 copy / log-softmax for the loss and its gradient (always fp32).
+    logits = vocab * (element + 3 * 4)
+    # Backward workspace: the gradients flowing through a layer (several h/i-sized tensors at once).
+    workspace = 4 * max(hidden, inter)
+    return tokens * (saved * element + logits + workspace * element)
+
+
+def _lora_extra(model: torch.nn.Module, cfg: Any) -> int:
+    """Per token and layer: LoRA's down-projection output, plus the dropout copy of the input when used."""
+    extra = 0
+    layers = getattr(model.config, "num_hidden_layers", 1) or 1
+    for module in model.modules():
+        lora_a = getattr(module, "lora_A", None)
+        if lora_a is None or "default" not in lora_a:
+            continue
+        extra += lora_a["default"].out_features
+        if float(getattr(cfg, "lora_dropout", 0.0) or 0.0) > 0:
+            extra += lora_a["default"].in_features
+    return extra // layers
+
+
+def _layers_with_backward(model: torch.nn.Module, layers: int) -> int:
+    """Decoder layers from the lowest one with a trainable parameter upwards (all when the embeddings train,
+    or when the layer stack cannot be found)."""
+    embeddings = model.get_input_embeddings()
+    if embeddings is None or any(param.requires_grad for param in embeddings.parameters()):
+        return layers
+    stacks = [module for module in model.modules()
+              if isinstance(module, torch.nn.ModuleList) and len(module) == layers]
+    if not stacks:
+        return layers
+    for index, layer in enumerate(stacks[0]):
+        if any(param.requires_grad for param in layer.parameters()):
+            return layers - index
+    return 0
+
+
+def _compute_element_size(model: torch.nn.Module) -> int:
+    dtype = getattr(model.config, "dtype", None) or torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, torch.float32)
+    return torch.empty(0, dtype=dtype).element_size()
+
+
+def _checkpointing(model: torch.nn.Module) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return any(getattr(module, "gradient_checkpointing", False) for module in base.modules())
+
+
+def _note(cfg: Any, optimizer_name: str) -> str:
+    if any(getattr(cfg, key, False) for key in ("use_galore", "use_apollo", "use_badam")):
+        return "optimizer state counted as for a plain " + optimizer_name + "; GaLore/APOLLO/BAdam keep less"
+    return ""
+
+
+def _human(value: int) -> str:
+    if value >= GIB:
+        return f"{value / GIB:.2f} GiB"
+    return f"{value / 1024**2:.1f} MiB"

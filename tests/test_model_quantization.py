@@ -1,0 +1,179 @@
+"""QLoRA: bnb 4/8-bit and HQQ quantize the base weights on CPU, LoRA trains on top and the loss falls;
+everything that cannot run (eetq on CPU, wrong bit widths, full/freeze on quantized weights, missing
+libraries for pre-quantized checkpoints) is refused before any weights load."""
+
+import json
+import shutil
+
+import pytest
+from test_train_recipes import _losses, run_recipe
+
+import tuneforge.train.trainer as trainer_module
+from tuneforge.errors import ConfigError
+from tuneforge.model.loader import preflight_model
+from tuneforge.model.quantization import quantized_linear_layers
+from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
+from tuneforge.train.memory_estimate import report_memory_estimate, weight_bytes
+
+LINEAR_LAYERS = 2 * 7  # q k v o gate up down in each of the tiny model's two layers
+QLORA_RUNS = {
+    "bnb-nf4": dict(quantization_method="bnb", quantization_bit=4, quantization_type="nf4"),
+    "bnb-int8": dict(quantization_method="bnb", quantization_bit=8),
+    "hqq-4": dict(quantization_method="hqq", quantization_bit=4),
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_llama_q")
+    build_tiny_model(path)
+    return path
+
+
+memory_estimates = {}  # run name -> the MemoryEstimate printed before its training
+
+
+@pytest.fixture(scope="module")
+def qlora_runs(model_dir, tmp_path_factory):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            output_dir = tmp_path_factory.mktemp(name)
+            estimates = []
+
+            def spy(model, cfg, args):
+                estimates.append(report_memory_estimate(model, cfg, args))
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(trainer_module, "report_memory_estimate", spy)
+                _, trainer = run_recipe("sft", model_dir, output_dir, finetuning_type="lora", learning_rate=2e-2,
+                                        max_steps=20, **QLORA_RUNS[name])
+            cache[name] = output_dir, trainer.model
+            memory_estimates[name] = estimates[0]
+        return cache[name]
+
+    return get
+
+
+def _quantized_kinds(model):
+    return [type(layer).__name__ for layer in quantized_linear_layers(model)]
+
+
+@pytest.mark.parametrize("name, kind", [("bnb-nf4", "Linear4bit"), ("bnb-int8", "Linear8bitLt"),
+                                        ("hqq-4", "HQQLinear")])
+def test_qlora_trains_lora_on_quantized_linear_layers(qlora_runs, name, kind):
+    output_dir, model = qlora_runs(name)
+    assert _quantized_kinds(model) == [kind] * LINEAR_LAYERS
+    # Every quantized layer carries a LoRA adapter whose B matrix (initialised to zero) has trained.
+    wrappers = [module for module in model.modules() if hasattr(module, "base_layer")]
+    assert len(wrappers) == LINEAR_LAYERS
+    assert all(module.lora_B["default"].weight.abs().sum() > 0 for module in wrappers)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    losses = _losses(output_dir)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_bnb_4bit_settings_reach_the_weights(qlora_runs, model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from tuneforge.model.loader import load_model
+
+    _, nf4 = qlora_runs("bnb-nf4")
+    fp4 = load_model(tiny_config(model_name_or_path=str(model_dir), output_dir=str(tmp_path), quantization_bit=4,
+                                 quantization_type="fp4", double_quantization=False),
+                     AutoTokenizer.from_pretrained(str(model_dir)))
+    nf4_state = quantized_linear_layers(nf4)[0].weight.quant_state
+    fp4_state = quantized_linear_layers(fp4)[0].weight.quant_state
+    assert (nf4_state.quant_type, nf4_state.nested) == ("nf4", True)  # double_quantization defaults to true
+    assert (fp4_state.quant_type, fp4_state.nested) == ("fp4", False)
+
+
+def test_hqq_bit_width_reaches_the_layers(qlora_runs):
+    _, model = qlora_runs("hqq-4")
+    assert {layer.meta["nbits"] for layer in quantized_linear_layers(model)} == {4}
+
+
+@pytest.mark.parametrize("name, low, high", [("bnb-int8", 0.25, 0.27), ("bnb-nf4", 0.125, 0.14),
+                                            ("hqq-4", 0.125, 0.16)])
+def test_memory_estimate_counts_the_quantized_weights(qlora_runs, model_dir, name, low, high):
+    """The printed estimate's weights: the linear layers shrink to ~bits/32 of fp32 (plus scales)."""
+    from transformers import AutoModelForCausalLM
+
+    _, model = qlora_runs(name)
+    fp32 = weight_bytes(AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    linear = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128) * 4  # fp32 bytes of the tiny model's linear layers
+    lora = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    quantized_linear = memory_estimates[name].weights - lora - (fp32 - linear)
+    assert low <= quantized_linear / linear <= high, quantized_linear / linear
+
+
+def _preflight(model_dir, **values):
+    values.setdefault("finetuning_type", "lora")
+    preflight_model(tiny_config(model_name_or_path=str(model_dir), **values))
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(quantization_method="eetq", quantization_bit=8),
+     r"quantization_method: eetq needs a CUDA GPU \(none is available here\) and the kernels package"),
+    (dict(quantization_method="bnb", quantization_bit=3), "quantization_bit: bnb quantizes to 4, 8 bits, not 3"),
+    (dict(quantization_method="hqq", quantization_bit=7), "quantization_bit: hqq quantizes to 1, 2, 3, 4, 5, 6, 8"),
+    (dict(quantization_method="eetq", quantization_bit=4), "quantization_bit: eetq quantizes to 8 bits, not 4"),
+    (dict(quantization_method="gptq", quantization_bit=4), "quantization_method: 'gptq' cannot quantize while "
+                                                           "loading; use bnb, hqq or eetq"),
+    (dict(quantization_method="hqq", quantization_bit=4, use_dora=True), "use_dora works on bitsandbytes-quantized models only"),
+    (dict(quantization_method="bnb", quantization_bit=8, quantization_device_map="auto"),
+     "quantization_device_map: auto works only with 4-bit bnb quantization"),
+])
+def test_what_cannot_run_is_refused_before_weights_load(model_dir, values, message):
+    with pytest.raises(ConfigError, match=message):
+        _preflight(model_dir, **values)
+
+
+@pytest.mark.parametrize("method", ["full", "freeze"])
+def test_quantization_bit_with_full_or_freeze_is_refused_as_in_llamafactory(model_dir, method):
+    with pytest.raises(ConfigError, match=f"quantization_bit only works with finetuning_type lora or oft "
+                                          f"\\(it is '{method}'\\)"):
+        tiny_config(model_name_or_path=str(model_dir), finetuning_type=method, quantization_bit=4)
+
+
+@pytest.fixture
+def prequantized_dir(model_dir, tmp_path):
+    """The tiny model's config.json with a quantization_config, as a GPTQ/AWQ/AQLM/bnb checkpoint has."""
+    def make(settings):
+        path = tmp_path / settings["quant_method"]
+        path.mkdir()
+        shutil.copy(model_dir / "config.json", path / "config.json")
+        config = json.loads((path / "config.json").read_text())
+        config["quantization_config"] = settings
+        (path / "config.json").write_text(json.dumps(config))
+        return path
+    return make
+
+
+@pytest.mark.parametrize("settings, package", [
+    ({"quant_method": "gptq", "bits": 4}, "pip install optimum gptqmodel"),
+    ({"quant_method": "awq", "bits": 4}, "pip install gptqmodel"),
+    ({"quant_method": "aqlm", "nbits_per_codebook": 16}, r"pip install aqlm\[gpu,cpu\]"),
+])
+def test_prequantized_checkpoint_without_its_library_names_the_package(prequantized_dir, settings, package):
+    with pytest.raises(ConfigError, match=f"the checkpoint is {settings['quant_method'].upper()}-quantized "
+                                          f".*needs: {package}"):
+        _preflight(prequantized_dir(settings))
+
+
+@pytest.mark.parametrize("method", ["full", "freeze"])
+def test_prequantized_checkpoint_refuses_full_and_freeze(prequantized_dir, method):
+    path = prequantized_dir({"quant_method": "bitsandbytes", "load_in_4bit": True})
+    with pytest.raises(ConfigError, match=f"finetuning_type: {method} cannot train quantized weights"):
+        _preflight(path, finetuning_type=method)
+    _preflight(path, finetuning_type="lora")  # LoRA on the pre-quantized weights is fine
+
+
+def test_quantization_fails_before_the_data_is_read(model_dir, tmp_path):
+    from tuneforge.train import run_train
+
+    with pytest.raises(ConfigError, match="quantization_method: eetq needs a CUDA GPU"):
+        run_train(dict(model_name_or_path=str(model_dir), output_dir=str(tmp_path / "out"), do_train=True,
+                       dataset="no_such_dataset", quantization_method="eetq", quantization_bit=8))
