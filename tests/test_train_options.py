@@ -182,8 +182,8 @@ def test_nothing_to_do(model_dir, tmp_path):
 def test_run_train_rejects_stages_without_a_recipe(model_dir, tmp_path, monkeypatch):
     import tuneforge.train as train
 
-    # Every stage has a recipe once PPO lands; a registry without kto stands in for a missing one.
+    # Every stage has a recipe; a registry without kto stands in for a missing one.
     monkeypatch.setattr(train, "RECIPES", {k: v for k, v in train.RECIPES.items() if k != "kto"})
     with pytest.raises(ConfigError, match="stage: kto training is not implemented yet; available stages: pt, sft, "
-                                          "rm, dpo$"):
+                                          "rm, dpo, ppo$"):
         run_train(_cfg(model_dir, tmp_path, stage="kto"))
