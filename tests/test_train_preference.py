@@ -242,6 +242,16 @@ def test_reward_model_ranks_every_pair_and_loads_back_for_scoring(model_dir, tmp
     assert (chosen > rejected).all()
     assert torch.allclose(torch.cat((chosen, rejected)), expected, atol=1e-4)
 
+    # The API's scorer (infer/scoring.py) reads the same files and scores the same way.
+    from tuneforge.infer.scoring import RewardScorer
+
+    texts = ["User: Say hello.\nAssistant: Hello there!", "User: Give a colour.\nAssistant: Paris. And more"]
+    scorer = RewardScorer(cfg.replace(stage="rm"))  # loads model, adapter and head from disk itself
+    encoded = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
+    with torch.no_grad():
+        ours = reward_model.score(encoded["input_ids"], encoded["attention_mask"])
+    assert scorer.score(texts) == pytest.approx(ours.tolist(), abs=1e-4)
+
 
 def test_scoring_a_model_without_value_head_says_what_to_do(model_dir):
     from tuneforge.errors import ConfigError
