@@ -25,12 +25,12 @@ def _records(output_dir):
 
 
 @pytest.mark.skipif(not LF_EXAMPLES.is_dir() or not LF_DATA.is_dir(), reason="LLaMA-Factory examples not present")
-@pytest.mark.parametrize("example, logged", [
-    ("qwen3_lora_dpo.yaml", "rewards/accuracies"),
-    ("qwen3_lora_kto.yaml", "rewards/chosen"),
-    ("qwen3_lora_reward.yaml", "rewards/chosen"),
+@pytest.mark.parametrize("example, logged, curve", [
+    ("qwen3_lora_dpo.yaml", "rewards/accuracies", "training_rewards_accuracies.png"),
+    ("qwen3_lora_kto.yaml", "rewards/chosen", "training_rewards_chosen.png"),
+    ("qwen3_lora_reward.yaml", "rewards/chosen", "training_loss.png"),
 ])
-def test_llamafactory_preference_examples_run_unchanged(model_dir, tmp_path, example, logged):
+def test_llamafactory_preference_examples_run_unchanged(model_dir, tmp_path, example, logged, curve):
     overrides = [f"model_name_or_path={model_dir}", f"dataset_dir={LF_DATA}", f"output_dir={tmp_path}",
                  "max_samples=8", "cutoff_len=64", "max_steps=2", "logging_steps=1", "bf16=false",
                  "preprocessing_num_workers=1", "dataloader_num_workers=0"]
@@ -40,6 +40,7 @@ def test_llamafactory_preference_examples_run_unchanged(model_dir, tmp_path, exa
     assert len(records) == 2 and logged in records[0], records[0]
     assert (tmp_path / "adapter_model.safetensors").is_file()
     assert (tmp_path / VALUE_HEAD_FILE).is_file() == (cfg.stage == "rm")
+    assert (tmp_path / curve).is_file()  # the examples set plot_loss: true
 
 
 @pytest.fixture(scope="module")

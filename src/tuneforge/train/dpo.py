@@ -24,6 +24,7 @@ from .trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, tra
 
 DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
                "logps/rejected", "logits/chosen", "logits/rejected", "sft_loss", "odds_ratio_loss")
+PLOT_KEYS = ("loss", "rewards/accuracies", "eval_loss")  # with plot_loss: LLaMA-Factory's curves for this stage
 
 
 class DPOTrainer(PreferenceTrainer):
@@ -118,7 +119,7 @@ def run_dpo(cfg: Any) -> dict[str, float]:
 
         metrics: dict[str, float] = {}
         if args.do_train:
-            metrics.update(train_and_save(trainer, cfg, resume_from))
+            metrics.update(train_and_save(trainer, cfg, resume_from, plot_keys=PLOT_KEYS))
         if args.do_eval:
             metrics.update(evaluate(trainer, with_perplexity=False))
     return metrics

@@ -37,7 +37,7 @@ def plot_loss(output_dir: str, keys: tuple[str, ...] = ("loss", "eval_loss")) ->
         plt.xlabel("step")
         plt.ylabel(key)
         plt.legend()
-        path = os.path.join(output_dir, f"training_{key}.png")
+        path = os.path.join(output_dir, f"training_{key.replace('/', '_')}.png")  # rewards/accuracies
         figure.savefig(path, format="png", dpi=100)
         plt.close(figure)
         written.append(path)

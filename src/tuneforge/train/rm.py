@@ -24,6 +24,7 @@ from .run_dir import RunDirectory
 from .trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
 
 RM_METRICS = ("accuracy", "rewards/chosen", "rewards/rejected")
+PLOT_KEYS = ("loss", "eval_loss", "eval_accuracy")  # with plot_loss: LLaMA-Factory's curves for this stage
 
 
 class RewardTrainer(PreferenceTrainer):
@@ -71,7 +72,7 @@ def run_rm(cfg: Any) -> dict[str, float]:
 
         metrics: dict[str, float] = {}
         if args.do_train:
-            metrics.update(train_and_save(trainer, cfg, resume_from))
+            metrics.update(train_and_save(trainer, cfg, resume_from, plot_keys=PLOT_KEYS))
         if args.do_eval:
             metrics.update(evaluate(trainer, with_perplexity=False))
     return metrics

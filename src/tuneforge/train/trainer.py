@@ -156,8 +156,9 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
     return trainer
 
 
-def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None) -> dict[str, float]:
-    """Train, save the final model/adapter + tokenizer, write metrics and the loss curve."""
+def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None,
+                   plot_keys: tuple[str, ...] = ("loss", "eval_loss")) -> dict[str, float]:
+    """Train, save the final model/adapter + tokenizer, write metrics and the curves of `plot_keys`."""
     if trainer.is_world_process_zero():
         report_memory_estimate(trainer.model, cfg, trainer.args)
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -170,7 +171,7 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     if trainer.is_world_process_zero() and getattr(cfg, "plot_loss", False):
-        plot_loss(trainer.args.output_dir)
+        plot_loss(trainer.args.output_dir, plot_keys)
     return result.metrics
 
 
