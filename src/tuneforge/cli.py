@@ -3,8 +3,9 @@
     tuneforge train CFG [key=value ...]        validate, then train (for now: preprocess to tokenized_path)
     tuneforge data check CFG [key=value ...]   validate the datasets and print their report
     tuneforge chat CFG [key=value ...] [--message TEXT]   chat with the model (interactive, or one answer)
+    tuneforge webui [--host H] [--port P] [--share] [--output-root DIR]   the web UI (127.0.0.1:7860)
     tuneforge version
-    tuneforge api | export | eval | webui        (arrive with later issues)
+    tuneforge api | export | eval                (arrive with later issues)
 
 Heavy libraries are imported inside the commands, so `tuneforge --help` and `version` answer at once.
 A mistake in the user's input (UserError) prints `error: <message>` and exits with 2, no traceback.
@@ -21,7 +22,7 @@ from pathlib import Path
 from .errors import ConfigError, UserError
 
 EXIT_USAGE = 2
-PLANNED_COMMANDS = ("api", "export", "eval", "webui")
+PLANNED_COMMANDS = ("api", "export", "eval")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -66,6 +67,14 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", metavar="TEXT", help="answer this one message on stdout and exit "
                       "(without it, a non-terminal stdin is read as the message)")
     chat.set_defaults(handler=_cmd_chat)
+
+    webui = commands.add_parser("webui", help="serve the web UI (default 127.0.0.1:7860; GRADIO_SERVER_NAME / "
+                                "GRADIO_SERVER_PORT also set them)")
+    webui.add_argument("--host", help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
+    webui.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT or 7860)")
+    webui.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    webui.add_argument("--output-root", default="saves", help="where runs are written and looked for (default saves)")
+    webui.set_defaults(handler=_cmd_webui)
 
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
     version.set_defaults(handler=_cmd_version)
@@ -169,6 +178,13 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from .chat import run_chat
 
     return run_chat(cfg, message=args.message)
+
+
+def _cmd_webui(args: argparse.Namespace) -> int:
+    from .webui import launch
+
+    launch(args.host, args.port, args.share, args.output_root)
+    return 0
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:
