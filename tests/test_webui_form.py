@@ -1,6 +1,7 @@
 """Web UI without a browser: form <-> YAML round trip, the seed's composite fields, and jobs that outlive the
 page (never stalled by their output, found again, aborted cleanly)."""
 
+import json
 import sys
 import time
 
@@ -134,3 +135,22 @@ def test_job_runs_unwatched_is_found_again_and_aborts(tmp_path, monkeypatch, mod
     if mode == "polite":
         assert job.console_tail(1) == "interrupted\n"
     assert 'data-status=\'aborted\'' in job_panel.refresh("train", True)[0]
+
+
+def test_past_runs_and_checkpoints_are_found_under_the_output_root(tmp_path):
+    from tuneforge.webui import runs
+
+    for name, losses in (("a/lora/run1", [3.0, 2.5]), ("b/full/run2", [4.0, 3.0, 2.0])):
+        folder = tmp_path / name
+        (folder / "checkpoint-2").mkdir(parents=True)
+        (folder / "checkpoint-2" / "adapter_config.json").write_text("{}")
+        lines = [{"step": i + 1, "total": len(losses), "loss": loss} for i, loss in enumerate(losses)]
+        (folder / "trainer_log.jsonl").write_text("".join(f"{json.dumps(line)}\n" for line in lines) + '{"step": 9')
+    (tmp_path / "a/lora/run1/adapter_config.json").write_text("{}")
+    assert sorted(runs.runs_table(str(tmp_path))) == [["a/lora/run1", "2/2", 2.5, "yes"], ["b/full/run2", "3/3", 2.0, "no"]]
+    assert runs.find_checkpoints(str(tmp_path)) == [str(tmp_path / "a/lora/run1"), str(tmp_path / "a/lora/run1/checkpoint-2"),
+                                                    str(tmp_path / "b/full/run2/checkpoint-2")]
+    figure = runs.runs_figure(str(tmp_path))
+    shown = [axis for axis in figure.axes if axis.get_visible()]
+    assert sorted(axis.get_title() for axis in shown) == ["a/lora/run1", "b/full/run2"]  # side by side
+    assert sorted(len(axis.lines[0].get_xdata()) for axis in shown) == [2, 3]

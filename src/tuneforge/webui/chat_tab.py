@@ -13,7 +13,7 @@ from ..errors import UserError
 from . import actions
 from .form import decode
 
-GENERATE_GROUPS = ("generate", "infer")
+GENERATE_GROUPS = (("generate", True), ("infer", False))  # (group, accordion open)
 
 
 class ChatHolder:
@@ -65,10 +65,12 @@ def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
             system = page.text("system", gr.Textbox, lines=2, elem_id="tf-chat-system")
             tools = page.text("tools", gr.Textbox, lines=3, elem_id="tf-chat-tools")
             image = page.text("image", gr.Image, type="filepath", elem_id="tf-chat-image", height=160)
-            with page.text("generation", gr.Accordion, open=False):
-                for name, param in page.params.items():
-                    if param.group in GENERATE_GROUPS:
-                        fields[name] = page.field(name, elem_id=f"tf-chat-{name}")
+            for group, open_ in GENERATE_GROUPS:
+                with (page.text("generation", gr.Accordion, open=True) if group == "generate"
+                      else gr.Accordion(group, open=open_)):
+                    for name, param in page.params.items():
+                        if param.group == group:
+                            fields[name] = page.field(name, elem_id=f"tf-chat-{name}")
 
     names = [*top, *fields]
     inputs = [*top.values(), *fields.values()]

@@ -18,6 +18,9 @@ from ..config.schema import Param, all_params
 from . import form, locales, models, runs
 
 
+MIN_WIDTH = 220  # fields wrap onto new lines instead of squeezing (a row of checkboxes would be unreadable)
+
+
 class Page:
     def __init__(self, output_root: str, lang: str = "en"):
         self.output_root = output_root
@@ -55,7 +58,7 @@ class Page:
     def _param_field(self, param: Param, **overrides: Any) -> Any:
         widget = form.widget_for(param)
         common = dict(label=locales.label(param.name, self.lang), info=self.hint(param.name),
-                      interactive=param.implemented, elem_id=f"tf-{param.name}")
+                      interactive=param.implemented, elem_id=f"tf-{param.name}", min_width=MIN_WIDTH)
         value = overrides.pop("value", widget.value)
         choices = overrides.pop("choices", None)
         common.update(overrides)
@@ -74,7 +77,7 @@ class Page:
         return gr.Textbox(value=value, lines=widget.lines, **common)
 
     def _page_field(self, name: str, **overrides: Any) -> Any:
-        common = dict(label=locales.label(name, self.lang), elem_id=f"tf-{name}")
+        common = dict(label=locales.label(name, self.lang), elem_id=f"tf-{name}", min_width=MIN_WIDTH)
         value = overrides.pop("value", form.PAGE_FIELDS[name])
         common.update(overrides)
         if name == "model_name":
