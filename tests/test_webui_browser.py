@@ -92,6 +92,12 @@ def test_train_watch_and_chat_in_the_browser(server):
         page.wait_for_selector("#tf-preview mark.tf-trained")
         # 3. start
         page.click("#tf-train-start")
+        page.wait_for_selector("#tf-train-status[data-status='running']")
+        # closing the browser page neither stops nor stalls training; a new page shows the same job
+        page.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(30_000)
+        page.goto(url)
         # 4. progress reaches 100% and the loss curve is drawn
         page.wait_for_selector("#tf-train-status[data-status='finished'][data-percent='100']", timeout=120_000)
         assert "step 4/4" in page.inner_text("#tf-train-progress")
@@ -100,6 +106,8 @@ def test_train_watch_and_chat_in_the_browser(server):
         print(f"screenshot: {ARTIFACTS / 'webui_train.png'}")
         # 5. chat with the trained adapter
         page.click("#tf-tab-chat-button")
+        fill(page, "tf-model_name_or_path", root / "model")  # the new page starts from a fresh form
+        pick(page, "tf-template", "qwen")
         pick(page, "tf-checkpoint_path", output_dir)
         page.click("#tf-chat-load")
         page.wait_for_selector("#tf-chat-status:has-text('model loaded')", timeout=60_000)

@@ -60,8 +60,11 @@ def _top_bar(page: Page) -> dict[str, Any]:
 
     top["model_name"].change(on_model_name, [top["model_name"], top["model_name_or_path"], top["template"]],
                              [top["model_name_or_path"], top["template"]])
-    top["finetuning_type"].change(lambda: gr.update(choices=runs.find_checkpoints(page.output_root)), None,
-                                  top["checkpoint_path"])
+    def list_checkpoints():  # runs finished since the page was built are offered too
+        return gr.update(choices=runs.find_checkpoints(page.output_root))
+
+    top["finetuning_type"].change(list_checkpoints, None, top["checkpoint_path"])
+    top["checkpoint_path"].focus(list_checkpoints, None, top["checkpoint_path"])
     return top
 
 
