@@ -74,6 +74,12 @@ def test_train_watch_and_chat_in_the_browser(server):
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(30_000)
         page.goto(url)
+        # the seed's Chinese labels, then back to English
+        pick(page, "tf-ui_lang", "zh")
+        page.wait_for_selector("#tf-learning_rate:has-text('学习率')")
+        page.wait_for_selector("#tf-tab-train-button:has-text('训练')")
+        pick(page, "tf-ui_lang", "en")
+        page.wait_for_selector("#tf-learning_rate:has-text('Learning rate')")
         # 1. fields: a relative data dir lists its datasets
         fill(page, "tf-model_name_or_path", root / "model")
         pick(page, "tf-template", "qwen")

@@ -62,7 +62,9 @@ def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
         yaml_box = gr.Code("", language="yaml", label="YAML", elem_id="tf-train-yaml", visible=False)
         command_box = page.text("command", gr.Textbox, elem_id="tf-train-command", visible=False, interactive=False)
     outputs, start, abort = job_panel.build(page, "train", with_plot=True)
-    _wire(page, top, fields, locals())
+    ui = dict(message=message, preview=preview, yaml_box=yaml_box, command_box=command_box, outputs=outputs,
+              preview_data=preview_data, preview_cmd=preview_cmd, save=save, load=load, start=start, abort=abort)
+    _wire(page, top, fields, ui)
     return fields
 
 
