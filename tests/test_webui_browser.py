@@ -5,6 +5,7 @@ tests/artifacts/.
 Needs Debian's chromium (/usr/bin/chromium, installed by .ci/run); skips with the reason when absent.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -57,8 +58,9 @@ def pick(page, elem_id, value):
     box = page.locator(f"#{elem_id} input").first
     box.click()
     box.fill(str(value))
-    option = page.get_by_role("option", name=str(value), exact=True)
-    if option.count():  # the exact entry, not the first one the filter leaves
+    # the exact entry, not the first one the filter leaves (CSS: role queries walk the whole large page)
+    option = page.locator(f"#{elem_id} li[role='option'][aria-label={json.dumps(str(value))}]")
+    if option.count():
         option.first.click()
     else:
         box.press("Enter")
@@ -74,12 +76,6 @@ def test_train_watch_and_chat_in_the_browser(server):
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(30_000)
         page.goto(url)
-        # the seed's Chinese labels, then back to English
-        pick(page, "tf-ui_lang", "zh")
-        page.wait_for_selector("#tf-learning_rate:has-text('学习率')")
-        page.wait_for_selector("#tf-tab-train-button:has-text('训练')")
-        pick(page, "tf-ui_lang", "en")
-        page.wait_for_selector("#tf-learning_rate:has-text('Learning rate')")
         # 1. fields: a relative data dir lists its datasets
         fill(page, "tf-model_name_or_path", root / "model")
         pick(page, "tf-template", "qwen")

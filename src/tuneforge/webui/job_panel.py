@@ -8,6 +8,7 @@ same job, and the job never waits for a page.
 from __future__ import annotations
 
 import html
+import os
 from typing import Any
 
 import gradio as gr
@@ -31,6 +32,37 @@ def build(page: Any, kind: str, with_plot: bool) -> tuple[list[Any], Any, Any]:
             plot = gr.LinePlot(_empty_frame(), x="step", y="loss", label="loss", elem_id=f"tf-{kind}-loss", scale=2)
             outputs.append(plot)
     return outputs, start, abort
+
+
+def watch(kind: str, with_plot: bool, outputs: list[Any], on_load: list) -> None:
+    """Refresh `outputs` every second while a page is open, and when a page opens. A tick that finds
+    nothing new sends nothing (the browser would otherwise redraw the plot every second, taking CPU
+    from the training it watches); what a page last saw is kept in its own session state."""
+    seen = gr.State(None)
+    timer = gr.Timer(1.0)
+
+    def tick(last: Any) -> list[Any]:
+        now = signature(kind)
+        if now == last:
+            return [gr.skip()] * len(outputs) + [last]
+        return [*refresh(kind, with_plot), now]
+
+    timer.tick(tick, seen, [*outputs, seen], show_progress="hidden")
+    on_load.append((lambda: refresh(kind, with_plot), outputs))
+
+
+def signature(kind: str) -> tuple | None:
+    """Changes whenever what the panel shows would change."""
+    job = JOBS.get(kind)
+    if job is None:
+        return None
+    sizes = []
+    for path in (job.console_log, os.path.join(job.output_dir, runs.TRAINER_LOG)):
+        try:
+            sizes.append(os.path.getsize(path))
+        except OSError:
+            sizes.append(-1)
+    return (id(job), job.status, *sizes)
 
 
 def refresh(kind: str, with_plot: bool) -> list[Any]:

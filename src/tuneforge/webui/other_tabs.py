@@ -97,6 +97,4 @@ def _job_tab(page: Any, top: dict[str, Any], fields: dict[str, Any], kind: str) 
         return ["no job" if job is None else f"{kind} job {job.status}", *job_panel.refresh(kind, False)]
 
     abort.click(on_abort, None, [message, *outputs])
-    timer = gr.Timer(2.0)
-    timer.tick(lambda: job_panel.refresh(kind, False), None, outputs, show_progress="hidden")
-    page.on_load.append((lambda: job_panel.refresh(kind, False), outputs))
+    job_panel.watch(kind, False, outputs, page.on_load)

@@ -168,6 +168,4 @@ def _wire(page: Any, top: dict[str, Any], fields: dict[str, Any], ui: dict[str, 
         return [note, *job_panel.refresh("train", True)]
 
     ui["abort"].click(on_abort, None, [ui["message"], *ui["outputs"]])
-    timer = gr.Timer(1.0)
-    timer.tick(lambda: job_panel.refresh("train", True), None, ui["outputs"], show_progress="hidden")
-    page.on_load.append((lambda: job_panel.refresh("train", True), ui["outputs"]))
+    job_panel.watch("train", True, ui["outputs"], page.on_load)
