@@ -154,3 +154,16 @@ def test_past_runs_and_checkpoints_are_found_under_the_output_root(tmp_path):
     shown = [axis for axis in figure.axes if axis.get_visible()]
     assert sorted(axis.get_title() for axis in shown) == ["a/lora/run1", "b/full/run2"]  # side by side
     assert sorted(len(axis.lines[0].get_xdata()) for axis in shown) == [2, 3]
+
+
+def test_a_restarted_server_adopts_the_running_job_and_can_abort_it(tmp_path):
+    first = JobRegistry()
+    run = tmp_path / "saves" / "run"
+    job = first.start("train", [str(run), "polite"], str(run), program=[sys.executable, "-c", FAKE_TRAINER])
+    assert wait_for(lambda: (run / "trainer_log.jsonl").exists())
+    second = JobRegistry()  # the server restarted
+    (adopted,) = second.adopt(str(tmp_path / "saves"))
+    assert (adopted.kind, adopted.output_dir, adopted.pid, adopted.running) == ("train", str(run), job.process.pid, True)
+    assert second.adopt(str(tmp_path / "saves")) == []  # already followed
+    second.abort("train", waits=(5.0, 5.0, 5.0))
+    assert adopted.status == "aborted" and wait_for(lambda: job.returncode == 130)

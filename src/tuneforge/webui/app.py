@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from . import chat_tab, locales, models, other_tabs, runs, train_tab
+from .jobs import JOBS
 from .widgets import Page
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
@@ -22,6 +23,7 @@ CSS = ".tf-trained { background: #bfe8c8; } #tf-preview pre { white-space: pre-w
 
 def build_app(output_root: str = "saves", lang: str = "en") -> tuple[gr.Blocks, Page]:
     page = Page(output_root, lang)
+    JOBS.adopt(output_root)  # jobs an earlier server started and that still run
     with gr.Blocks(title="tuneforge") as app:
         lang_box = gr.Dropdown(choices=list(locales.LANGS), value=lang, label=locales.label("ui_lang", lang),
                                elem_id="tf-ui_lang", scale=0)

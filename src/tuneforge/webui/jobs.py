@@ -34,6 +34,8 @@ class Job:
     finished: float | None = None
     returncode: int | None = None
     aborted: bool = False
+    # Set for a job adopted from its JOB_FILE (started by an earlier server): no Popen, only the pid.
+    pid: int | None = None
 
     @property
     def console_log(self) -> str:
@@ -43,7 +45,9 @@ class Job:
     def running(self) -> bool:
         if self.process is not None:
             self._collect(self.process.poll())
-        return self.returncode is None
+        elif self.finished is None and not _alive(self.pid):
+            self.finished = time.time()  # an adopted job ended; its exit code went to the server that started it
+        return self.returncode is None and self.finished is None
 
     def _collect(self, returncode: int | None) -> None:
         if returncode is not None and self.returncode is None:
@@ -55,6 +59,8 @@ class Job:
             return "running"
         if self.aborted:
             return "aborted"
+        if self.returncode is None:
+            return "ended"
         return "finished" if self.returncode == 0 else f"failed (exit code {self.returncode})"
 
     def console_tail(self, lines: int = 40) -> str:
@@ -100,20 +106,73 @@ class JobRegistry:
     def abort(self, kind: str, waits: tuple[float, float, float] = ABORT_WAITS) -> Job | None:
         """Stop the job of this kind and wait until it has ended. Returns it (None if there is none)."""
         job = self._jobs.get(kind)
-        if job is None or not job.running or job.process is None:
+        if job is None or not job.running:
             return job
         job.aborted = True
+        pid = job.process.pid if job.process is not None else job.pid
         for sig, wait in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), waits):
             try:
-                os.killpg(job.process.pid, sig)  # the whole session: workers of a launcher go too
+                os.killpg(pid, sig)  # the whole session: workers of a launcher go too
             except ProcessLookupError:
                 break
-            try:
-                job._collect(job.process.wait(timeout=wait))
+            if _wait(job, wait):
                 break
-            except subprocess.TimeoutExpired:
-                continue
         return job
+
+    def adopt(self, root: str) -> list[Job]:
+        """Take over the jobs still running under `root` that an earlier server started (from their
+        JOB_FILE), so a restarted web UI shows and can abort them."""
+        adopted = []
+        for folder, subfolders, files in os.walk(root) if os.path.isdir(root) else ():
+            subfolders[:] = [name for name in subfolders if not name.startswith(("checkpoint-", "."))]
+            if JOB_FILE not in files:
+                continue
+            try:
+                with open(os.path.join(folder, JOB_FILE), encoding="utf-8") as handle:
+                    record = json.load(handle)
+            except (OSError, json.JSONDecodeError):
+                continue
+            kind, pid = record.get("kind"), record.get("pid")
+            current = self._jobs.get(kind)
+            if not isinstance(pid, int) or not _alive(pid) or (current is not None and current.running):
+                continue
+            job = Job(kind, record.get("command", []), folder, None, started=record.get("started", time.time()), pid=pid)
+            self._jobs[kind] = job
+            adopted.append(job)
+        return adopted
+
+
+def _alive(pid: int | None) -> bool:
+    """The process exists and is not a zombie."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _wait(job: Job, timeout: float) -> bool:
+    """Whether the job ended within `timeout` seconds."""
+    if job.process is not None:
+        try:
+            job._collect(job.process.wait(timeout=timeout))
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not job.running:
+            return True
+        time.sleep(0.1)
+    return not job.running
 
 
 def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
