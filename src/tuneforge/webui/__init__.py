@@ -6,6 +6,11 @@ Importing this package is cheap; gradio is imported by `launch` / `build_app`.
 
 from __future__ import annotations
 
+import os
+
+# Nothing leaves the machine unless asked: no usage analytics (set before gradio is first imported).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
 
 def launch(host: str | None = None, port: int | None = None, share: bool = False, output_root: str = "saves") -> None:
     from .app import launch as _launch

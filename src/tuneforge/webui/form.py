@@ -73,8 +73,9 @@ def widget_for(param: Param) -> Widget:
         if param.nullable and NONE not in choices:
             choices = (NONE, *choices)
         return Widget("dropdown", value, choices, custom=param.kind != "str")
-    if param.kind == "bool" and not param.nullable:
-        return Widget("checkbox", bool(param.default))
+    if param.kind == "bool":  # nullable: "none" leaves the choice to the run (packing: on for pt only)
+        return Widget("checkbox", bool(param.default)) if not param.nullable else Widget(
+            "dropdown", value, (NONE, "true", "false"))
     if param.kind in ("int", "float"):
         return Widget("number", value, integer=param.kind == "int")
     return Widget("text", value, lines=3 if param.kind in ("dict", "any") and param.name != "report_to" else 1)
