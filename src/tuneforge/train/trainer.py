@@ -22,16 +22,16 @@ from ..model.loader import resolve_compute_dtype, training_device, with_local_mo
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .distributed import join_process_group
 from .padding_free import is_padding_free_batch, padding_free_collator
 from .plot import check_plotting_available, plot_loss
+from .sample_trace import trace_samples
 
 
 def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
     """Checks that must pass before any data or weights load; returns (cfg, training args, resume path)."""
-    if getattr(cfg, "deepspeed", None):
-        raise ConfigError("deepspeed: DeepSpeed launching arrives with the scale-out issue; remove deepspeed "
-                          "to train on one device")
     args = build_training_args(cfg)
+    join_process_group(args)  # before the data: rank 0 preprocesses while the others wait (data/rank_gate.py)
     if getattr(args, "do_predict", False):
         raise ConfigError("do_predict: prediction arrives with the evaluation issue; remove do_predict "
                           "(do_eval with val_size or eval_dataset reports the eval loss)")
@@ -120,7 +120,7 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
     trainer = TuneforgeTrainer(
         model=model,
         args=args,
-        data_collator=padding_free_collator(model, collator, cfg, args),
+        data_collator=trace_samples(padding_free_collator(model, collator, cfg, args), args.output_dir),
         train_dataset=dataset.train_dataset,
         eval_dataset=dataset.eval_dataset,
         processing_class=tokenizer,  # saved next to every checkpoint and the final model
