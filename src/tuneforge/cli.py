@@ -136,7 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _preflight(cfg, training=True)
     if not _only_preprocesses(cfg):
         # Several devices/nodes (or FORCE_TORCHRUN=1): the same command again, under torchrun.
-        exit_code = relaunch_under_torchrun(args.args)
+        exit_code = relaunch_under_torchrun(args.args, deepspeed=bool(getattr(cfg, "deepspeed", None)))
         if exit_code is not None:
             return exit_code
     return run_training(cfg)

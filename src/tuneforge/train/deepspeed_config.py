@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from typing import Any
 
 from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 AUTO = "auto"
 DS_STAGES = ("none", "2", "3")  # the web UI's choices; "none" trains without DeepSpeed
@@ -128,11 +131,9 @@ def deepspeed_for_run(cfg: Any, base: Any, device: str, world_size: int) -> dict
     except ImportError:
         raise ConfigError("deepspeed: the deepspeed package is not installed; `pip install deepspeed==0.19.8` "
                           "(or remove deepspeed to train without it).") from None
-    if device == "cpu" and world_size > 1:
-        raise ConfigError(
-            f"deepspeed: on CPU accelerate runs DeepSpeed as one process, so all {world_size} ranks would train "
-            "on the same data (no data parallelism). Remove deepspeed to train with DDP over gloo on CPU, or run "
-            "DeepSpeed on GPUs.")
+    if device == "cpu":
+        logger.warning("deepspeed on CPU: the first run compiles DeepSpeed's shared-memory op (minutes; cached "
+                       "in ~/.cache/torch_extensions afterwards)")
     config, problem = read_deepspeed_config(cfg.deepspeed)
     if problem:
         raise ConfigError(problem)

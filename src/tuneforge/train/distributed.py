@@ -67,9 +67,17 @@ def join_process_group(args: Any) -> None:
         return
     import torch.distributed as dist
 
+    from accelerate import PartialState
+
     args.device  # noqa: B018  (a cached property: building it initialises the distributed state)
+    processes = PartialState().num_processes
+    if processes != world_size():
+        # What happens when DeepSpeed on CPU opens its own state: every rank would get the same batches.
+        raise ConfigError(f"accelerate sees {processes} process(es) but torchrun started {world_size()}: the "
+                          "ranks would all train on the same data. Launch with `tuneforge train` (it opens the "
+                          "process group first), or remove deepspeed / fsdp on this machine.")
     logger.info("rank %s of %d (local rank %s): process group %s, timeout %s s", os.environ.get("RANK"),
-                dist.get_world_size(), os.environ.get("LOCAL_RANK"), dist.get_backend(), group_timeout_s())
+                dist.get_world_size(), os.environ.get("LOCAL_RANK"), dist.get_backend_config(), group_timeout_s())
 
 
 def group_timeout_s() -> int | None:

@@ -75,12 +75,13 @@ def is_launched_worker(env: Mapping[str, str]) -> bool:
     return all(name in env for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
 
 
-def wants_torchrun(env: Mapping[str, str], device_count: int) -> bool:
+def wants_torchrun(env: Mapping[str, str], device_count: int, deepspeed: bool = False) -> bool:
     """LLaMA-Factory's rule (FORCE_TORCHRUN, or more than one device), plus: asking for several processes or
-    nodes is asking for torchrun (LLaMA-Factory would silently train in one process)."""
+    nodes is asking for torchrun (LLaMA-Factory would silently train in one process), and DeepSpeed always
+    runs under a launcher (outside one it looks for MPI and fails)."""
     if is_launched_worker(env):
         return False
-    if env.get("FORCE_TORCHRUN", "").lower() in TRUE_VALUES or device_count > 1:
+    if env.get("FORCE_TORCHRUN", "").lower() in TRUE_VALUES or device_count > 1 or deepspeed:
         return True
     return any(_int(env, name, 1) > 1 for name in ("NPROC_PER_NODE", "NNODES", *ALIASES["NPROC_PER_NODE"],
                                                    *ALIASES["NNODES"]))
@@ -151,11 +152,13 @@ def plan_launch(env: Mapping[str, str], device_count: int, free_port: int | None
         rdzv_id=rdzv_id, max_restarts=max_restarts, notes=notes)
 
 
-def relaunch_under_torchrun(train_args: Sequence[str]) -> int | None:
+def relaunch_under_torchrun(train_args: Sequence[str], deepspeed: bool = False) -> int | None:
     """Run `tuneforge train <train_args>` under torchrun and return its exit code; None: train here."""
     env = dict(os.environ)
+    if is_launched_worker(env):
+        return None
     count = visible_device_count()
-    if not wants_torchrun(env, count):
+    if not wants_torchrun(env, count, deepspeed):
         return None
     plan = plan_launch(env, count)
     for note in plan.notes:
