@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -165,12 +164,24 @@ def relaunch_under_torchrun(train_args: Sequence[str], deepspeed: bool = False) 
         logger.info("%s", note)
     logger.info("launching %d process(es) on this machine (node %d of %s) under torchrun, rendezvous at %s:%d",
                 plan.nproc_per_node, plan.node_rank, plan.nnodes, plan.master_addr, plan.master_port)
-    child_env = {**env, LAUNCHED_ENV: "1"}
-    for names in ALIASES.values():  # read above; torchrun sets RANK etc. per worker
-        for name in names:
-            child_env.pop(name, None)
-    child_env.pop("WORLD_SIZE", None)
-    return subprocess.run(plan.command(train_args), env=child_env, check=False).returncode
+    os.environ[LAUNCHED_ENV] = "1"
+    for name in (*(alias for names in ALIASES.values() for alias in names), "WORLD_SIZE"):
+        os.environ.pop(name, None)  # read above; torchrun sets RANK, WORLD_SIZE etc. per worker
+    return run_torchrun(plan.command(train_args)[3:])
+
+
+def run_torchrun(args: list[str]) -> int:
+    """torchrun in this process (it has torch imported already; a new interpreter would import it again).
+    Returns the first failed worker's exit code (its own error message is already on stderr), else 0."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    try:
+        torchrun_main(args)
+    except ChildFailedError as failed:
+        codes = [failure.exitcode for failure in failed.failures.values()]
+        return next((code for code in codes if code > 0), 1)
+    return 0
 
 
 def visible_device_count() -> int:
