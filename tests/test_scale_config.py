@@ -14,7 +14,7 @@ from tuneforge.train.deepspeed_config import (fill_auto_values, remaining_autos,
                                               write_zero_config, zero_config)
 from tuneforge.train.distributed import distributed_arg_changes
 from tuneforge.train.fsdp_config import fsdp_config, validate_fsdp
-from tuneforge.train.launch import plan_launch, wants_torchrun
+from tuneforge.train.launch import launch_env, plan_launch, wants_torchrun
 
 LF_DEEPSPEED = LF_EXAMPLES / "deepspeed"
 MULTI_NODE = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
@@ -90,6 +90,13 @@ def test_elastic_launch_uses_c10d_rendezvous():
 ])
 def test_when_train_relaunches_under_torchrun(env, devices, deepspeed, expected):
     assert wants_torchrun(env, devices, deepspeed) is expected
+
+
+def test_the_web_uis_device_count_sets_nproc_per_node():
+    assert launch_env(1) == {}
+    assert launch_env(4) == {"NPROC_PER_NODE": "4"} and wants_torchrun(launch_env(4), device_count=0)
+    with pytest.raises(ConfigError, match="device count 0: use at least 1."):
+        launch_env(0)
 
 
 # --- CPU rules in a launched worker -------------------------------------------------------------------------
@@ -191,3 +198,45 @@ def test_other_ranks_read_the_cache_and_stop_when_the_main_process_failed(monkey
     monkeypatch.setenv("LOCAL_RANK", "0")  # node 1's first process: main unless the file system is shared
     assert rank_gate.is_data_main_process(cfg)
     assert not rank_gate.is_data_main_process(types.SimpleNamespace(data_shared_file_system=True))
+
+
+# --- the `tuneforge train` command ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def train_command(tmp_path, monkeypatch):
+    """`tuneforge train run.yaml` with the data checks stubbed and torchrun recorded instead of started."""
+    import tuneforge.data.preflight as preflight
+    import tuneforge.train.launch as launch
+    from tuneforge import cli
+
+    monkeypatch.setattr(preflight, "preflight_problems", lambda cfg: [])
+    launched = []
+    monkeypatch.setattr(launch, "run_torchrun", lambda args: launched.append(args) or 0)
+    monkeypatch.setattr(launch, "visible_device_count", lambda: 0)
+    for name in ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "RANK", "WORLD_SIZE", "LOCAL_RANK",
+                 "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", launch.LAUNCHED_ENV):
+        monkeypatch.delenv(name, raising=False)  # also restores what the launcher changes in os.environ
+    path = tmp_path / "run.yaml"
+    path.write_text("model_name_or_path: some/model\ndataset: a\ntemplate: qwen\n")
+    return lambda: cli.main(["train", str(path), "learning_rate=1e-4"]), launched, str(path)
+
+
+def test_train_relaunches_itself_under_torchrun(train_command, monkeypatch):
+    run, launched, path = train_command
+    monkeypatch.setenv("NPROC_PER_NODE", "2")
+    monkeypatch.setenv("MASTER_PORT", "29999")
+    assert run() == 0
+    assert launched == [["--nnodes=1", "--nproc-per-node=2", "--node-rank=0", "--master-addr=127.0.0.1",
+                         "--master-port=29999", "-m", "tuneforge", "train", path, "learning_rate=1e-4"]]
+
+
+def test_train_reports_a_bad_launch_environment_before_spawning(train_command, monkeypatch, capsys):
+    run, launched, _ = train_command
+    monkeypatch.setenv("NNODES", "2")
+    assert run() == 2
+    assert capsys.readouterr().err == (
+        "error: launch environment: a run over several machines needs MASTER_ADDR and MASTER_PORT: the address "
+        "and a free port of node 0, the same on every machine (a default would differ between machines and the "
+        "run would hang).\n")
+    assert launched == []

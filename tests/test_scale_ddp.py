@@ -21,6 +21,7 @@ import yaml
 from tuneforge.config import load_config
 from tuneforge.testing.tiny_model import build_tiny_model
 from tuneforge.train import run_train
+from tuneforge.train.deepspeed_config import zero_config
 from tuneforge.train.launch import find_free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def runs(tmp_path_factory):
     node0 = _train(nodes_config, env, NODE_RANK="0", **rendezvous)
     node1 = _train(nodes_config, env, RANK="1", **rendezvous)
     node_logs = [_finish(node0), _finish(node1)]
-    return {"root": root, "ddp_log": ddp_log, "node_logs": node_logs}
+    return {"root": root, "ddp_log": ddp_log, "node_logs": node_logs, "settings": settings, "env": env}
 
 
 def test_two_ranks_match_one_process_at_the_same_global_batch(runs):
@@ -122,3 +123,19 @@ def test_two_nodes_on_loopback_resume_the_run_and_reproduce_it(runs):
         assert nodes[step] == pytest.approx(ddp[step], rel=1e-4), (step, nodes, ddp)
     assert len(_samples(runs["root"] / "nodes", 0)) == len(_samples(runs["root"] / "nodes", 1)) == 2
     assert (runs["root"] / "nodes" / "checkpoint-4").is_dir()
+
+
+@pytest.mark.skipif(os.environ.get("TUNEFORGE_DEEPSPEED_RUN") != "1",
+                    reason="the first DeepSpeed run on CPU compiles its shared-memory op (~7 min on 2 busy cores); "
+                    "set TUNEFORGE_DEEPSPEED_RUN=1 to run it")
+def test_deepspeed_zero2_on_two_cpu_ranks_is_data_parallel_and_matches_ddp(runs):
+    root = runs["root"]
+    config = root / "zero2.yaml"
+    config.write_text(yaml.safe_dump({**runs["settings"], "output_dir": str(root / "zero2"),
+                                      "deepspeed": json.dumps(zero_config(2)), "overwrite_cache": False}))
+    _finish(_train(config, runs["env"], NPROC_PER_NODE="2"))
+    ddp, zero2 = _losses(root / "ddp"), _losses(root / "zero2")
+    assert zero2 == pytest.approx(ddp, rel=1e-4)
+    assert not set(_samples(root / "zero2", 0)[0]) & set(_samples(root / "zero2", 1)[0])
+    optimizer_shards = list((root / "zero2" / "checkpoint-4").glob("global_step4/zero_pp_rank_*_optim_states.pt"))
+    assert len(optimizer_shards) == 2, "ZeRO-2 partitions the optimizer state over both ranks"

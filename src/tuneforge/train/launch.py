@@ -184,6 +184,13 @@ def run_torchrun(args: list[str]) -> int:
     return 0
 
 
+def launch_env(device_count: int) -> dict[str, str]:
+    """The environment the web UI's "device count" adds to its `tuneforge train` subprocess."""
+    if device_count < 1:
+        raise ConfigError(f"device count {device_count}: use at least 1.")
+    return {"NPROC_PER_NODE": str(device_count)} if device_count > 1 else {}
+
+
 def visible_device_count() -> int:
     """Accelerators this process may use (CUDA_VISIBLE_DEVICES etc. respected); 0 on a CPU-only machine."""
     import torch
