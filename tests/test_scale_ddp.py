@@ -110,7 +110,8 @@ def test_ddp_timeout_reaches_the_process_group_and_only_rank0_tokenizes(runs):
     assert log.count("saved tokenized dataset to cache") == 1
     assert log.count("loaded tokenized dataset from cache") == 1
     assert "waiting for the main process to preprocess the data (no timeout)" in log
-    assert (runs["root"] / "ddp" / "checkpoint-2").is_dir() and (runs["root"] / "ddp" / "adapter_model.safetensors").is_file()
+    run_dir = runs["root"] / "ddp"
+    assert (run_dir / "checkpoint-2").is_dir() and (run_dir / "adapter_model.safetensors").is_file()
 
 
 def test_two_nodes_on_loopback_resume_the_run_and_reproduce_it(runs):

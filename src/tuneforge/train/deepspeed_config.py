@@ -2,10 +2,15 @@
 their "auto" values from the run's arguments.
 
 LLaMA-Factory's ds_z2 / ds_z3 / ds_z3_offload files (and the ones its web UI writes) leave batch sizes,
-clipping, precision and bucket sizes as "auto". transformers fills them from its own view of the run, which
-on CPU is wrong (accelerate's DeepSpeed state sees one process), so we fill them from ours: the same
-formulas (train_batch_size = micro batch x accumulation x world size; buckets from the hidden size) and
-check the result with DeepSpeed's own config class before any weights load.
+clipping, precision and bucket sizes as "auto". transformers fills them from accelerate's view of the run,
+which on CPU can be one process while torchrun started several (then every rank trains on the same data;
+distributed.join_process_group refuses that). We fill them from the run itself with the same formulas
+(train_batch_size = micro batch x accumulation x world size; buckets from the hidden size) and check the
+result with DeepSpeed's own config class before any weights load, so a bad file fails in seconds.
+
+DeepSpeed itself always runs under a launcher (launch.py relaunches even for one process: outside one it
+looks for MPI). On CPU our launch opens the gloo group before accelerate, and ZeRO-2 then trains with real
+data parallelism (tests/test_scale_ddp.py, opt-in: its first CPU run compiles an op for minutes).
 """
 
 from __future__ import annotations
