@@ -87,6 +87,7 @@ def test_elastic_launch_uses_c10d_rendezvous():
     ({}, 0, True, True),                                  # DeepSpeed outside a launcher looks for MPI
     ({"FORCE_TORCHRUN": "1", "TORCHELASTIC_RUN_ID": "x"}, 2, True, False),  # already a torchrun worker
     ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}, 2, False, False),  # accelerate / deepspeed launcher
+    ({"TUNEFORGE_LAUNCHED": "1"}, 2, False, True),  # a leftover marker outside torchrun is not a worker
 ])
 def test_when_train_relaunches_under_torchrun(env, devices, deepspeed, expected):
     assert wants_torchrun(env, devices, deepspeed) is expected
@@ -216,7 +217,8 @@ def train_command(tmp_path, monkeypatch):
     monkeypatch.setattr(launch, "visible_device_count", lambda: 0)
     for name in ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "RANK", "WORLD_SIZE", "LOCAL_RANK",
                  "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", launch.LAUNCHED_ENV):
-        monkeypatch.delenv(name, raising=False)  # also restores what the launcher changes in os.environ
+        monkeypatch.setenv(name, "")  # recorded, so what the launcher changes in os.environ is undone
+        monkeypatch.delenv(name)
     path = tmp_path / "run.yaml"
     path.write_text("model_name_or_path: some/model\ndataset: a\ntemplate: qwen\n")
     return lambda: cli.main(["train", str(path), "learning_rate=1e-4"]), launched, str(path)

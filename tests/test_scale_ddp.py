@@ -61,7 +61,8 @@ def runs(tmp_path_factory):
     config.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TUNEFORGE_CACHE": str(root / "cache"), "TUNEFORGE_TRACE_SAMPLES": "1"}
-    for name in ("FORCE_TORCHRUN", "NNODES", "NODE_RANK", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
+    for name in ("FORCE_TORCHRUN", "NNODES", "NODE_RANK", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT",
+                 "TORCHELASTIC_RUN_ID", "TUNEFORGE_LAUNCHED"):
         env.pop(name, None)
 
     ddp_log = _finish(_train(config, env, NPROC_PER_NODE="2"))  # no FORCE_TORCHRUN: asking for 2 is enough

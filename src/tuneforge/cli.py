@@ -129,10 +129,10 @@ def _preflight(cfg, *, training: bool) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.launch import LAUNCHED_ENV, relaunch_under_torchrun
+    from .train.launch import is_our_worker, relaunch_under_torchrun
 
     cfg = _load(args)
-    if os.environ.get(LAUNCHED_ENV) != "1":  # a worker we launched: the parent checked already
+    if not is_our_worker(os.environ):  # a worker we launched: the parent checked already
         _preflight(cfg, training=True)
     if not _only_preprocesses(cfg):
         # Several devices/nodes (or FORCE_TORCHRUN=1): the same command again, under torchrun.

@@ -68,10 +68,13 @@ class LaunchPlan:
 
 
 def is_launched_worker(env: Mapping[str, str]) -> bool:
-    """Already one process of a launched run (ours, torchrun's, deepspeed's or accelerate's launcher)?"""
-    if env.get(LAUNCHED_ENV) == "1" or "TORCHELASTIC_RUN_ID" in env:
-        return True
-    return all(name in env for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    """Already one process of a launched run (torchrun's, deepspeed's or accelerate's launcher)?"""
+    return "TORCHELASTIC_RUN_ID" in env or all(name in env for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+
+
+def is_our_worker(env: Mapping[str, str]) -> bool:
+    """A worker `tuneforge train` launched (its parent already checked the configuration)."""
+    return env.get(LAUNCHED_ENV) == "1" and is_launched_worker(env)
 
 
 def wants_torchrun(env: Mapping[str, str], device_count: int, deepspeed: bool = False) -> bool:
