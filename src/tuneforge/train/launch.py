@@ -62,9 +62,13 @@ class LaunchPlan:
         return args + [f"--node-rank={self.node_rank}", f"--master-addr={self.master_addr}",
                        f"--master-port={self.master_port}"]
 
+    def torchrun_argv(self, train_args: Sequence[str]) -> list[str]:
+        """torchrun's arguments for running `tuneforge train <train_args>` in every worker."""
+        return [*self.torchrun_args(), "-m", "tuneforge", "train", *train_args]
+
     def command(self, train_args: Sequence[str]) -> list[str]:
-        return [sys.executable, "-m", "torch.distributed.run", *self.torchrun_args(), "-m", "tuneforge", "train",
-                *train_args]
+        """The same launch as a shell command line (what the log shows)."""
+        return [sys.executable, "-m", "torch.distributed.run", *self.torchrun_argv(train_args)]
 
 
 def is_launched_worker(env: Mapping[str, str]) -> bool:
@@ -170,7 +174,8 @@ def relaunch_under_torchrun(train_args: Sequence[str], deepspeed: bool = False) 
     os.environ[LAUNCHED_ENV] = "1"
     for name in (*(alias for names in ALIASES.values() for alias in names), "WORLD_SIZE"):
         os.environ.pop(name, None)  # read above; torchrun sets RANK, WORLD_SIZE etc. per worker
-    return run_torchrun(plan.command(train_args)[3:])
+    logger.info("%s", " ".join(plan.command(train_args)))
+    return run_torchrun(plan.torchrun_argv(train_args))
 
 
 def run_torchrun(args: list[str]) -> int:
