@@ -141,3 +141,11 @@ def test_deepspeed_zero2_on_two_cpu_ranks_is_data_parallel_and_matches_ddp(runs)
     assert not set(_samples(root / "zero2", 0)[0]) & set(_samples(root / "zero2", 1)[0])
     optimizer_shards = list((root / "zero2" / "checkpoint-4").glob("global_step4/zero_pp_rank_*_optim_states.pt"))
     assert len(optimizer_shards) == 2, "ZeRO-2 partitions the optimizer state over both ranks"
+    # Resume from the step-2 DeepSpeed checkpoint: steps 3 and 4 come out the same.
+    shutil.copytree(root / "zero2", root / "zero2_resumed", ignore=shutil.ignore_patterns("checkpoint-4"))
+    resumed = root / "zero2_resumed.yaml"
+    settings = {**yaml.safe_load(config.read_text()), "output_dir": str(root / "zero2_resumed")}
+    resumed.write_text(yaml.safe_dump(settings))
+    _finish(_train(resumed, runs["env"], NPROC_PER_NODE="2"))
+    again = _losses(root / "zero2_resumed")
+    assert [again[3], again[4]] == pytest.approx([zero2[3], zero2[4]], rel=1e-4)
