@@ -155,9 +155,21 @@ def _preflight(cfg, *, training: bool) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.launch import is_our_worker, relaunch_under_torchrun
+
     cfg = _load(args)
-    _preflight(cfg, training=True)
+    if not is_our_worker(os.environ):  # a worker we launched: the parent checked already
+        _preflight(cfg, training=True)
+    if not _only_preprocesses(cfg):
+        # Several devices/nodes (or FORCE_TORCHRUN=1): the same command again, under torchrun.
+        exit_code = relaunch_under_torchrun(args.args, deepspeed=bool(getattr(cfg, "deepspeed", None)))
+        if exit_code is not None:
+            return exit_code
     return run_training(cfg)
+
+
+def _only_preprocesses(cfg) -> bool:
+    return cfg.tokenized_path is not None and not os.path.exists(cfg.tokenized_path)
 
 
 def run_training(cfg) -> int:
@@ -167,7 +179,7 @@ def run_training(cfg) -> int:
     one that exists is loaded by the data pipeline and training goes on from it.
     """
     _require(cfg, "train", "model_name_or_path")
-    if cfg.tokenized_path is not None and not os.path.exists(cfg.tokenized_path):
+    if _only_preprocesses(cfg):
         from .data.pipeline import preprocess_only
 
         return preprocess_only(cfg)

@@ -119,7 +119,14 @@ def _log_reports(reports) -> None:
 
 
 def get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetModule:
-    """Tokenized train/eval datasets for `stage` (default cfg.stage); see the module docstring."""
+    """Tokenized train/eval datasets for `stage` (default cfg.stage); see the module docstring.
+    In a multi-process run the main process builds them first, the other ranks then read its cache."""
+    from .rank_gate import preprocess_once
+
+    return preprocess_once(cfg, lambda run_cfg: _get_dataset(run_cfg, tokenizer, template, stage))
+
+
+def _get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetModule:
     stage = stage or _opt(cfg, "stage", "sft")
     tokenized_path = _opt(cfg, "tokenized_path")
     if has_tokenized_data(tokenized_path):
