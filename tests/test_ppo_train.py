@@ -214,7 +214,7 @@ def test_reward_settings_are_checked_before_anything_loads(values, message):
         check_reward_settings(cfg)
 
 
-def test_ppo_settings_that_cannot_run_are_refused(model_dir, data_dir, tmp_path):
+def test_ppo_settings_that_cannot_run_are_refused(model_dir, data_dir, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="stage ppo needs reward_model"):
         ppo_config(model_dir, data_dir, tmp_path, reward_model=None)
     with pytest.raises(ConfigError, match="reward_model_type 'lora' needs finetuning_type lora"):
@@ -225,6 +225,10 @@ def test_ppo_settings_that_cannot_run_are_refused(model_dir, data_dir, tmp_path)
         run_train(ppo_config(model_dir, data_dir, tmp_path, optim="adafactor"))
     with pytest.raises(ConfigError, match="stage ppo does not resume yet"):
         run_train(ppo_config(model_dir, data_dir, tmp_path, resume_from_checkpoint=str(tmp_path)))
+    with monkeypatch.context() as patch:
+        patch.setenv("WORLD_SIZE", "2")
+        with pytest.raises(ConfigError, match="stage ppo trains in one process"):
+            run_train(ppo_config(model_dir, data_dir, tmp_path))
     with pytest.raises(ConfigError, match="16 usable prompts but one PPO step takes 20"):
         run_train(ppo_config(model_dir, data_dir, tmp_path / "small", ppo_buffer_size=5, reward_model_type="api",
                              reward_model="http://127.0.0.1:9/score"))

@@ -8,7 +8,7 @@
     tuneforge expand --model_name_or_path M --output_dir D --num_expand N   LLaMA Pro block expansion
     tuneforge api CFG [key=value ...]          serve the model over an OpenAI-compatible HTTP API
     tuneforge version
-    tuneforge webui                              (arrives with a later issue)
+    tuneforge webui [--host H] [--port P] [--share] [--output-root DIR]   the web UI (127.0.0.1:7860)
 
 Heavy libraries are imported inside the commands, so `tuneforge --help` and `version` answer at once.
 A mistake in the user's input (UserError) prints `error: <message>` and exits with 2, no traceback.
@@ -25,7 +25,6 @@ from pathlib import Path
 from .errors import ConfigError, UserError
 
 EXIT_USAGE = 2
-PLANNED_COMMANDS = ("webui",)
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -90,13 +89,17 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(api)
     api.set_defaults(handler=_cmd_api)
 
+    webui = commands.add_parser("webui", help="serve the web UI (default 127.0.0.1:7860; GRADIO_SERVER_NAME / "
+                                "GRADIO_SERVER_PORT also set them)")
+    webui.add_argument("--host", help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
+    webui.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT or 7860)")
+    webui.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    webui.add_argument("--output-root", default="saves", help="where runs are written and looked for (default saves)")
+    webui.set_defaults(handler=_cmd_webui)
+
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
     version.set_defaults(handler=_cmd_version)
 
-    for name in PLANNED_COMMANDS:
-        planned = commands.add_parser(name, help="not implemented yet", add_help=False)
-        planned.add_argument("rest", nargs=argparse.REMAINDER)
-        planned.set_defaults(handler=_cmd_planned, command=name)
     return parser
 
 
@@ -152,9 +155,21 @@ def _preflight(cfg, *, training: bool) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.launch import is_our_worker, relaunch_under_torchrun
+
     cfg = _load(args)
-    _preflight(cfg, training=True)
+    if not is_our_worker(os.environ):  # a worker we launched: the parent checked already
+        _preflight(cfg, training=True)
+    if not _only_preprocesses(cfg):
+        # Several devices/nodes (or FORCE_TORCHRUN=1): the same command again, under torchrun.
+        exit_code = relaunch_under_torchrun(args.args, deepspeed=bool(getattr(cfg, "deepspeed", None)))
+        if exit_code is not None:
+            return exit_code
     return run_training(cfg)
+
+
+def _only_preprocesses(cfg) -> bool:
+    return cfg.tokenized_path is not None and not os.path.exists(cfg.tokenized_path)
 
 
 def run_training(cfg) -> int:
@@ -164,7 +179,7 @@ def run_training(cfg) -> int:
     one that exists is loaded by the data pipeline and training goes on from it.
     """
     _require(cfg, "train", "model_name_or_path")
-    if cfg.tokenized_path is not None and not os.path.exists(cfg.tokenized_path):
+    if _only_preprocesses(cfg):
         from .data.pipeline import preprocess_only
 
         return preprocess_only(cfg)
@@ -232,6 +247,13 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return run_api(cfg)
 
 
+def _cmd_webui(args: argparse.Namespace) -> int:
+    from .webui import launch
+
+    launch(args.host, args.port, args.share, args.output_root)
+    return 0
+
+
 def _cmd_version(_args: argparse.Namespace) -> int:
     from importlib import metadata
 
@@ -244,11 +266,6 @@ def _cmd_version(_args: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             print(f"  {package} (not installed)")
     return 0
-
-
-def _cmd_planned(args: argparse.Namespace) -> int:
-    print(f"not implemented yet: {args.command}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":

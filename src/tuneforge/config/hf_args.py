@@ -202,8 +202,8 @@ def map_removed_keys(values: dict[str, Any], explicit: set[str]) -> tuple[dict[s
 def build_training_args(kwargs: dict[str, Any]) -> tuple[Any, str | None]:
     """(Seq2SeqTrainingArguments, None), or (None, problem naming the keys) when transformers rejects them.
 
-    DeepSpeed is left out: building it needs the deepspeed package and a launched process group, which
-    belong to the launch step (later issue); the validator checks the deepspeed config file itself.
+    DeepSpeed is left out: building it needs the deepspeed package and a launched process group; the
+    validator checks the deepspeed config file itself, and train/deepspeed_config.py fills and passes it.
     bf16 on a machine without a bf16-capable GPU is built with use_cpu=True, so a config written for a GPU
     still validates on a CPU machine; `cfg.bf16` keeps the user's intent.
     """

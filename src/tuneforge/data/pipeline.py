@@ -119,7 +119,14 @@ def _log_reports(reports) -> None:
 
 
 def get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetModule:
-    """Tokenized train/eval datasets for `stage` (default cfg.stage); see the module docstring."""
+    """Tokenized train/eval datasets for `stage` (default cfg.stage); see the module docstring.
+    In a multi-process run the main process builds them first, the other ranks then read its cache."""
+    from .rank_gate import preprocess_once
+
+    return preprocess_once(cfg, lambda run_cfg: _get_dataset(run_cfg, tokenizer, template, stage))
+
+
+def _get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetModule:
     stage = stage or _opt(cfg, "stage", "sft")
     tokenized_path = _opt(cfg, "tokenized_path")
     if has_tokenized_data(tokenized_path):
@@ -248,12 +255,17 @@ def render_examples(cfg, n: int = 3, color: bool | None = None) -> str:
     """The first `n` training examples as text, trained spans marked (ANSI green on a tty, else [[...]])."""
     from .preview import render_rows
 
+    rows, tokenizer, stage = preview_rows(cfg, n)
+    if color is None:
+        color = sys.stdout.isatty()
+    return render_rows(rows, tokenizer, stage, n, color)
+
+
+def preview_rows(cfg, n: int = 3) -> tuple[dict[str, list], Any, str]:
+    """(tokenized columns of the first `n` training rows, tokenizer, stage): what a preview renders."""
     stage = _opt(cfg, "stage", "sft")
     tokenizer, template = load_tokenizer_and_template(cfg)
     small = cfg.replace(max_samples=n, val_size=0.0, streaming=False, eval_dataset=None, tokenized_path=None)
     train, _, _ = _load_raw(small, stage)
     processor = get_processor(stage, template, tokenizer, processing_options(cfg, stage))
-    rows = processor(train[:n])
-    if color is None:
-        color = sys.stdout.isatty()
-    return render_rows(rows, tokenizer, stage, n, color)
+    return processor(train[:n]), tokenizer, stage

@@ -74,8 +74,8 @@ def print_data_check(reports, stats: dict[str, dict[str, Any]], out: TextIO) -> 
         print(format_stats(name, split_stats), file=out)
 
 
-def render_ids(input_ids: list[int], labels: list[int] | None, tokenizer, color: bool) -> str:
-    """Decode a row, marking the spans whose labels are trained (label != -100)."""
+def trained_spans(input_ids: list[int], labels: list[int] | None, tokenizer) -> list[tuple[bool, str]]:
+    """A row decoded as (trained, text) spans: trained where label != -100 (every token when no labels)."""
     if labels is None:
         labels = input_ids
     spans: list[tuple[bool, list[int]]] = []
@@ -85,9 +85,13 @@ def render_ids(input_ids: list[int], labels: list[int] | None, tokenizer, color:
             spans[-1][1].append(token)
         else:
             spans.append((trained, [token]))
+    return [(trained, tokenizer.decode(ids, skip_special_tokens=False)) for trained, ids in spans]
+
+
+def render_ids(input_ids: list[int], labels: list[int] | None, tokenizer, color: bool) -> str:
+    """Decode a row, marking the spans whose labels are trained (label != -100)."""
     parts = []
-    for trained, ids in spans:
-        text = tokenizer.decode(ids, skip_special_tokens=False)
+    for trained, text in trained_spans(input_ids, labels, tokenizer):
         if trained:
             text = f"{GREEN}{text}{RESET}" if color else f"[[{text}]]"
         parts.append(text)

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..model.loader import resolve_compute_dtype, training_device
 from .callbacks import check_report_to
+from .distributed import distributed_arg_changes, open_cpu_process_group
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ def build_training_args(cfg: Any) -> Any:
         changes["ddp_find_unused_parameters"] = False
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(base)}:
         changes["activation_checkpointing"] = False
+    changes.update(distributed_arg_changes(cfg, base, device))  # gloo on CPU, FSDP/DeepSpeed checks
+    if device == "cpu":
+        open_cpu_process_group(changes.get("ddp_backend"), base.ddp_timeout)
     logger.info("Device: %s; compute dtype: %s", device, str(compute_dtype).replace("torch.", ""))
     try:
         return dataclasses.replace(base, **changes)

@@ -22,6 +22,7 @@ from ..model.loader import preflight_model, resolve_compute_dtype, training_devi
 from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .distributed import join_process_group
 from .memory_estimate import report_memory_estimate
 from .optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                          create_custom_scheduler)
@@ -29,17 +30,16 @@ from .padding_free import is_padding_free_batch, padding_free_collator
 from .pissa import PissaConvertCallback
 from .plot import check_plotting_available, plot_loss
 from .predict import check_prediction
+from .sample_trace import trace_samples
 
 
 def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
     """Checks that must pass before any data or weights load; returns (cfg, training args, resume path)."""
-    if getattr(cfg, "deepspeed", None):
-        raise ConfigError("deepspeed: DeepSpeed launching arrives with the scale-out issue; remove deepspeed "
-                          "to train on one device")
     args = build_training_args(cfg)
     if not (args.do_train or args.do_eval or args.do_predict):
         raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval / do_predict: true)")
     check_prediction(cfg, args)  # do_predict / predict_with_generate (train/predict.py)
+    join_process_group(args)  # before the data: rank 0 preprocesses while the others wait (data/rank_gate.py)
     if getattr(cfg, "plot_loss", False) and args.do_train:
         check_plotting_available()
     check_optimizer_setup(cfg, args)
@@ -139,7 +139,7 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
     trainer = (trainer_class or TuneforgeTrainer)(
         model=model,
         args=args,
-        data_collator=padding_free_collator(model, collator, cfg, args),
+        data_collator=trace_samples(padding_free_collator(model, collator, cfg, args), args.output_dir),
         train_dataset=dataset.train_dataset,
         eval_dataset=dataset.eval_dataset,
         processing_class=tokenizer,  # saved next to every checkpoint and the final model

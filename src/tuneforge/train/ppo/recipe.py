@@ -43,6 +43,9 @@ def check_ppo_settings(cfg: Any) -> None:
     if getattr(args, "resume_from_checkpoint", None):
         raise ConfigError("resume_from_checkpoint: stage ppo does not resume yet (its rollout state is not "
                           "checkpointed); start a new run, e.g. from the saved adapter with adapter_name_or_path")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or getattr(cfg, "deepspeed", None):
+        raise ConfigError("stage ppo trains in one process (its loop does not synchronise gradients across "
+                          "ranks); unset NPROC_PER_NODE / NNODES / FORCE_TORCHRUN and deepspeed for PPO runs")
     loggers = [name for name in (args.report_to or []) if name != "none"]
     if loggers:
         raise ConfigError(f"report_to: {', '.join(loggers)}: stage ppo reports to its run directory only "

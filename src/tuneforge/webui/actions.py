@@ -1,0 +1,88 @@
+"""What the page's buttons do, as plain functions of the form values (testable without a browser).
+
+Each takes `values` (field -> widget value, top bar included) and the declarations, and returns text or
+raises ValueError / UserError with a message for the page.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Any
+
+from ..config.schema import Param
+from ..errors import UserError
+from . import form
+from .jobs import JOBS, Job
+
+RUN_YAML = {"train": "webui_train.yaml", "eval": "webui_eval.yaml", "export": "webui_export.yaml"}
+COMMANDS = {"train": "train", "eval": "train", "export": "export"}
+
+
+def build_config(values: dict[str, Any], params: dict[str, Param], mode: str) -> dict[str, Any]:
+    try:
+        return form.form_to_config(values, params, mode)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"the form has a value that cannot be read: {error}") from None
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """The same up-front checks `tuneforge train` does (every problem at once), as a UserError."""
+    from ..config import check_implemented, make_config
+
+    check_implemented(make_config(config))
+
+
+def command_for(mode: str, config: dict[str, Any]) -> list[str]:
+    """CLI arguments (after `tuneforge`) for the job; evaluation with a benchmark `task` is `tuneforge eval`."""
+    if mode == "eval" and config.get("task"):
+        return ["eval", run_yaml_path(mode, config)]
+    return [COMMANDS[mode], run_yaml_path(mode, config)]
+
+
+def run_yaml_path(mode: str, config: dict[str, Any]) -> str:
+    folder = config.get("export_dir") if mode == "export" else config.get("output_dir")
+    return os.path.join(folder or ".", RUN_YAML[mode])
+
+
+def preview_command(values: dict[str, Any], params: dict[str, Param], mode: str) -> tuple[str, str]:
+    """(YAML, shell command) that the Start button would run."""
+    config = build_config(values, params, mode)
+    return form.to_yaml(config), "tuneforge " + shlex.join(command_for(mode, config))
+
+
+def save_config(values: dict[str, Any], params: dict[str, Param], path: str) -> str:
+    if not path:
+        raise UserError("config path is empty: give a file name such as saves/my_run.yaml")
+    config = build_config(values, params, "train")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(form.to_yaml(config))
+    return f"saved {path}"
+
+
+def load_config(path: str, fields: list[str], params: dict[str, Param]) -> dict[str, Any]:
+    if not path or not os.path.exists(path):
+        raise UserError(f"config path {path!r} does not exist")
+    return form.config_to_form(form.read_yaml(path), fields, params)
+
+
+def start_job(values: dict[str, Any], params: dict[str, Param], mode: str, validate: bool = True) -> Job:
+    """Write the YAML (and DeepSpeed config) into the run directory and start the CLI on it."""
+    config = build_config(values, params, mode)
+    folder = config.get("export_dir") if mode == "export" else config.get("output_dir")
+    if not folder:
+        raise UserError("export dir is empty" if mode == "export" else "output dir is empty")
+    if validate and mode == "train":
+        check_config(config)
+    if isinstance(config.get("deepspeed"), str):
+        parsed = form.parse_deepspeed_config_path(config["deepspeed"])
+        if parsed is not None:
+            form.write_deepspeed_config(config["deepspeed"], *parsed)
+    os.makedirs(folder, exist_ok=True)
+    with open(run_yaml_path(mode, config), "w", encoding="utf-8") as handle:
+        handle.write(form.to_yaml(config))
+    try:
+        return JOBS.start(mode, command_for(mode, config), folder)
+    except RuntimeError as error:
+        raise UserError(str(error)) from None

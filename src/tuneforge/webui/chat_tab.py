@@ -1,0 +1,133 @@
+"""The Chat tab: load / unload the top bar's model (+ checkpoint adapters) through infer.ChatEngine and talk
+to it with streaming, a system prompt, tools and the generation settings of the `generate` group."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+import gradio as gr
+
+from ..errors import UserError
+from . import actions
+from .form import decode
+
+GENERATE_GROUPS = (("generate", True), ("infer", False))  # (group, accordion open)
+
+
+class ChatHolder:
+    """The one loaded model of this server (models are large; every page shares it)."""
+
+    def __init__(self) -> None:
+        self.engine: Any = None
+        self.description = ""
+        self._lock = threading.Lock()
+
+    def load(self, config: dict[str, Any]) -> str:
+        from ..config import check_implemented, make_config
+        from ..infer.engine import ChatEngine
+
+        if not config.get("model_name_or_path"):
+            raise UserError("model path is empty: choose a model name or type a model directory")
+        cfg = make_config(config)
+        check_implemented(cfg)
+        with self._lock:
+            self.unload()
+            self.engine = ChatEngine(cfg)
+            adapters = config.get("adapter_name_or_path")
+            self.description = config["model_name_or_path"] + (f" + {', '.join(adapters)}" if adapters else "")
+        return f"model loaded: {self.description}"
+
+    def unload(self) -> str:
+        self.engine, self.description = None, ""
+        gc.collect()
+        return "model unloaded"
+
+
+CHAT = ChatHolder()
+
+
+def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    with gr.Row():
+        load = page.text("load_model", gr.Button, variant="primary", elem_id="tf-chat-load")
+        unload = page.text("unload_model", gr.Button, elem_id="tf-chat-unload")
+    status = gr.Markdown(CHAT.description and f"model loaded: {CHAT.description}", elem_id="tf-chat-status")
+    with gr.Row():
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(elem_id="tf-chatbot", height=360)
+            message = page.text("message", gr.Textbox, elem_id="tf-chat-message", lines=2)
+            with gr.Row():
+                send = page.text("send", gr.Button, variant="primary", elem_id="tf-chat-send")
+                clear = page.text("clear", gr.Button, elem_id="tf-chat-clear")
+        with gr.Column(scale=2):
+            system = page.text("system", gr.Textbox, lines=2, elem_id="tf-chat-system")
+            tools = page.text("tools", gr.Textbox, lines=3, elem_id="tf-chat-tools")
+            image = page.text("image", gr.Image, type="filepath", elem_id="tf-chat-image", height=160)
+            for group, open_ in GENERATE_GROUPS:
+                with (page.text("generation", gr.Accordion, open=True) if group == "generate"
+                      else gr.Accordion(group, open=open_)):
+                    for name, param in page.params.items():
+                        if param.group == group:
+                            fields[name] = page.field(name, elem_id=f"tf-chat-{name}")
+
+    names = [*top, *fields]
+    inputs = [*top.values(), *fields.values()]
+
+    def on_load(*args):
+        try:
+            config = actions.build_config(dict(zip(names, args)), page.params, "chat")
+            return CHAT.load(config)
+        except Exception as error:  # noqa: BLE001  (a bad path or config is shown, the page stays up)
+            return f"⚠ {error}"
+
+    load.click(on_load, inputs, status)
+    unload.click(CHAT.unload, None, status)
+
+    generate_names = [name for name in fields if page.params[name].group == "generate"]
+
+    def on_send(history, text, system_prompt, tools_json, image_path, *generation):
+        history = list(history or [])
+        if not text or not text.strip():
+            yield history, text
+            return
+        engine = CHAT.engine
+        if engine is None:
+            yield history + [{"role": "assistant", "content": "⚠ load a model first"}], text
+            return
+        if image_path:
+            history += [{"role": "user", "content": text},
+                        {"role": "assistant", "content": "⚠ image input needs a vision-language model served with "
+                         "its image processor; the chat engine answers text only for now. Remove the image."}]
+            yield history, ""
+            return
+        overrides = {name: decode(page.params[name], value) for name, value in zip(generate_names, generation)}
+        messages = [{"role": item["role"], "content": _text(item["content"])} for item in history
+                    if item.get("role") in ("user", "assistant")]
+        messages.append({"role": "user", "content": text})
+        history = history + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+        try:
+            for piece in engine.stream_chat(messages, system=system_prompt or None, tools=tools_json or None,
+                                            **overrides):
+                history[-1]["content"] += piece
+                yield history, ""
+        except Exception as error:  # noqa: BLE001
+            history[-1]["content"] += f"\n⚠ {error}"
+        yield history, ""
+
+    generation_inputs = [fields[name] for name in generate_names]
+    send_inputs = [chatbot, message, system, tools, image, *generation_inputs]
+    send.click(on_send, send_inputs, [chatbot, message])
+    message.submit(on_send, send_inputs, [chatbot, message])
+    clear.click(lambda: [], None, chatbot)
+    return fields
+
+
+def _text(content: Any) -> str:
+    """A Chatbot message's content as text (gradio may hand back a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)
