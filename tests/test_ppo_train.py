@@ -17,7 +17,8 @@ from tuneforge.config import make_config
 from tuneforge.errors import ConfigError, UserError
 from tuneforge.testing.tiny_model import build_tiny_model
 from tuneforge.train import run_train
-from tuneforge.train.ppo.policy import VALUE_HEAD_FILE, WEIGHT_KEY, load_value_head, save_value_head
+from tuneforge.model.value_head import ValueHead
+from tuneforge.train.ppo.policy import VALUE_HEAD_FILE, load_value_head, save_value_head
 from tuneforge.train.ppo.rewards import AdapterReward, ApiReward, ModelReward, check_reward_settings
 
 RESPONSE_TOKENS = 8
@@ -106,7 +107,7 @@ def test_lora_ppo_raises_the_reward_with_the_base_model_as_reference(model_dir, 
     assert (tmp_path / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "reward").exists()
     head = load_file(str(tmp_path / VALUE_HEAD_FILE))
-    assert head[WEIGHT_KEY].shape == (1, 64)
+    assert head["v_head.summary.weight"].shape == (1, 64)
     assert "chat_template" in json.loads((tmp_path / "tokenizer_config.json").read_text())
 
 
@@ -132,19 +133,38 @@ def _manual_scores(model, head, sequences):
     scores = []
     for ids in sequences:
         hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
-        scores.append(head(hidden[0, -1].float()).item())
+        scores.append(head(hidden[0, -1:].float()).item())
     return scores
 
 
 def test_a_reward_model_scores_with_its_value_head_at_the_last_token(model_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
-    head = torch.nn.Linear(64, 1)
+    head = ValueHead(64, dropout=0.0)
     save_value_head(head, str(tmp_path))
     loaded_head = load_value_head(str(tmp_path), model)
-    assert torch.equal(loaded_head.weight, head.weight)
+    assert torch.equal(loaded_head.summary.weight, head.summary.weight)
     sequences = [[5, 6, 7, 8, 9], [5, 6]]  # different lengths: right padding must not move the last token
     scores = ModelReward(model, loaded_head, pad_id=0).score(sequences, [2, 1])
     assert scores.tolist() == pytest.approx(_manual_scores(model, head, sequences), abs=1e-5)
+
+
+def test_a_stage_rm_output_is_a_full_reward_model_for_ppo(model_dir, tmp_path):
+    from tuneforge.model.value_head import ValueHeadModel
+    from tuneforge.train.ppo.rewards import build_reward_source
+
+    torch.manual_seed(0)
+    reward_model = ValueHeadModel(AutoModelForCausalLM.from_pretrained(str(model_dir)), dropout=0.0).eval()
+    reward_model.save_pretrained(str(tmp_path / "rm"))  # what stage rm writes (full): weights + value head
+    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(tmp_path / "rm"))
+    cfg = make_config(dict(model_name_or_path=str(model_dir), stage="ppo", reward_model=str(tmp_path / "rm"),
+                           reward_model_type="full", finetuning_type="lora"))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    source = build_reward_source(cfg, policy=None, tokenizer=tokenizer)
+    sequences = [[5, 6, 7, 8, 9], [5, 6]]
+    expected = reward_model.score(torch.tensor([[5, 6, 7, 8, 9], [5, 6, 0, 0, 0]]),
+                                  torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]))
+    assert source.score(sequences, [2, 1]).tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert not any(param.requires_grad for param in source.model.parameters())
 
 
 def test_a_reward_adapter_scores_on_the_policy_base_and_hands_the_policy_back(model_dir, tmp_path):
@@ -152,7 +172,7 @@ def test_a_reward_adapter_scores_on_the_policy_base_and_hands_the_policy_back(mo
     reward_model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(model_dir)),
                                   LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     reward_model.save_pretrained(str(tmp_path / "rm"))
-    head = torch.nn.Linear(64, 1)
+    head = ValueHead(64, dropout=0.0)
     save_value_head(head, str(tmp_path / "rm"))
 
     policy = get_peft_model(AutoModelForCausalLM.from_pretrained(str(model_dir)),

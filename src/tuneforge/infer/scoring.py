@@ -12,7 +12,6 @@ Texts are tokenized as they are (no chat template, no special tokens added), rig
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -20,28 +19,25 @@ import torch
 
 from ..errors import ConfigError
 
-VALUE_HEAD_FILES = ("value_head.safetensors", "value_head.bin")
+from ..model.value_head import VALUE_HEAD_BIN, VALUE_HEAD_FILE
+
+VALUE_HEAD_FILES = (VALUE_HEAD_FILE, VALUE_HEAD_BIN)
 NEEDS_REWARD_MODEL = "needs a reward model (stage rm output)"
 
 
 def find_value_head(directories: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(weight [1, hidden], bias [1]) from the first directory holding a value head file; None if none does."""
-    for directory in directories:
-        for name in VALUE_HEAD_FILES:
-            path = os.path.join(directory, name)
-            if not os.path.isfile(path):
-                continue
-            if name.endswith(".safetensors"):
-                from safetensors.torch import load_file
+    from ..model.value_head import read_value_head
 
-                state = load_file(path)
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            try:
-                return state["v_head.summary.weight"], state["v_head.summary.bias"]
-            except KeyError:
-                raise ConfigError(f"{path}: expected the tensors v_head.summary.weight and v_head.summary.bias, "
-                                  f"found {sorted(state)}") from None
+    for directory in directories:
+        state = read_value_head(directory)
+        if state is None:
+            continue
+        try:
+            return state["v_head.summary.weight"], state["v_head.summary.bias"]
+        except KeyError:
+            raise ConfigError(f"{directory}: its value head should hold v_head.summary.weight and "
+                              f"v_head.summary.bias, found {sorted(state)}") from None
     return None
 
 

@@ -36,6 +36,7 @@ class RewardSource(Protocol):
 
 def right_padded(sequences: list[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(len(ids) for ids in sequences)
+    pad_id = 0 if pad_id is None else pad_id  # padding is masked out: any id will do
     input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
     for row, ids in enumerate(sequences):
@@ -51,7 +52,7 @@ def last_token_scores(model: Any, head: torch.nn.Module, sequences: list[list[in
     with torch.no_grad():
         output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                        use_cache=False)
-        values = head.to(device)(output.hidden_states[-1].float()).squeeze(-1)
+        values = head.to(device)(output.hidden_states[-1].float())
     last = attention_mask.sum(dim=1) - 1
     return values[torch.arange(len(sequences), device=device), last].float().cpu()
 
