@@ -4,7 +4,7 @@ import pytest
 
 from tuneforge.config import make_config
 from tuneforge.errors import ConfigError
-from tuneforge.infer.generation import generation_params, generation_settings, resolve_generation
+from tuneforge.config.generation import generation_params, generation_settings, resolve_generation
 
 DEFAULTS = generation_settings(make_config({}))
 

@@ -9,7 +9,7 @@ arguments and LLaMA-Factory's rules for combining them).
 """
 
 from .engine import ChatEngine, Response, check_messages, load_for_inference
-from .generation import generation_settings, resolve_generation
+from ..config.generation import generation_settings, resolve_generation
 
 __all__ = ["ChatEngine", "Response", "check_messages", "generation_settings", "load_for_inference",
            "resolve_generation"]

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import DataError
 from .decoding import DecodingCriterion, RowDecoder
-from .generation import generation_settings, resolve_generation
+from ..config.generation import generation_settings, resolve_generation
 from .penalties import PresencePenalty
 
 logger = logging.getLogger(__name__)

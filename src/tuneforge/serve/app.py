@@ -98,7 +98,7 @@ def create_app(engine: Any = None, scorer: Any = None, *, model_name: str = "gpt
 
 def _prepare(engine: Any, request: ChatCompletionRequest, max_rows: int) -> tuple[Job, str | None]:
     """Everything that can be wrong with a request, found before generation: (the job, its tools JSON)."""
-    from ..infer.generation import resolve_generation
+    from ..config.generation import resolve_generation
 
     problems = request.unsupported_fields()
     if problems:

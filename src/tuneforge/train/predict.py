@@ -49,7 +49,7 @@ def check_prediction(cfg: Any, args: Any) -> None:
 
 def generation_kwargs(cfg: Any, tokenizer: Any, template: Any) -> tuple[dict[str, Any], bool]:
     """(kwargs for model.generate, skip_special_tokens) from the config's `generate` group."""
-    from ..infer.generation import generation_settings, resolve_generation
+    from ..config.generation import generation_settings, resolve_generation
 
     kwargs, skip_special_tokens = resolve_generation(generation_settings(cfg))
     stop_ids = template.get_stop_token_ids(tokenizer) if template is not None else [tokenizer.eos_token_id]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...errors import ConfigError
 from ..engine import ChatEngine, Response
-from ..generation import generation_settings, resolve_generation
+from ...config.generation import generation_settings, resolve_generation
 
 
 class ExternalEngine(ChatEngine):

@@ -19,7 +19,7 @@ import torch
 
 from ...data.pipeline import get_dataset, load_tokenizer_and_template
 from ...errors import ConfigError
-from ...infer.generation import generation_settings, resolve_generation
+from ...config.generation import generation_settings, resolve_generation
 from ...model.loader import load_model
 from ..run_dir import RunDirectory
 from ..trainer import prepare_run, save_tokenizer_with_chat_template

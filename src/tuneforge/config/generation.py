@@ -24,7 +24,7 @@ SAMPLING_ONLY = ("temperature", "top_p", "top_k")
 @functools.cache
 def generation_params() -> dict:
     """The declared generation parameters, by name (the single source of their names and kinds)."""
-    from ..config import all_params
+    from . import all_params
 
     return {name: param for name, param in all_params().items() if param.group == "generate"}
 
@@ -69,7 +69,7 @@ def resolve_generation(settings: dict[str, Any], overrides: dict[str, Any] | Non
 
 
 def _checked(overrides: dict[str, Any]) -> dict[str, Any]:
-    from ..config.values import BadValue, check_value
+    from .values import BadValue, check_value
 
     params = generation_params()
     problems, checked = [], {}
