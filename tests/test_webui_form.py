@@ -86,6 +86,26 @@ def test_save_and_load_config(tmp_path):
     assert actions.load_config(str(path), FIELDS, PARAMS)["lora_rank"] == 4
 
 
+def test_device_count_and_deepspeed_stage_reach_the_training_job(tmp_path, monkeypatch):
+    from tuneforge.train.deepspeed_config import zero_config
+
+    values = {**defaults(), "model_name_or_path": "m", "output_dir": str(tmp_path / "run"), "device_count": 2,
+              "ds_stage": "3", "ds_offload": True}
+    _, command = actions.preview_command(values, PARAMS, "train")
+    assert command.startswith("NPROC_PER_NODE=2 tuneforge train ")
+    _, single = actions.preview_command({**values, "device_count": 1}, PARAMS, "train")
+    assert single.startswith("tuneforge train ")
+
+    started = {}
+    monkeypatch.setattr(actions.JOBS, "start", lambda kind, args, folder, env=None: started.update(env=env, args=args))
+    actions.start_job(values, PARAMS, "train", validate=False)
+    assert started["env"] == {"NPROC_PER_NODE": "2"}
+    config = yaml.safe_load(open(started["args"][-1]).read())  # the run YAML the job reads
+    assert json.loads(open(config["deepspeed"]).read()) == zero_config(3, offload=True)
+    with pytest.raises(Exception, match="device count 'two' is not a whole number"):
+        actions.job_env({"device_count": "two"}, "train")
+
+
 # ---- jobs ------------------------------------------------------------------------------------------
 
 # A stand-in training process: floods stdout (a pipe nobody read would stall it), logs two steps, then

@@ -45,10 +45,25 @@ def run_yaml_path(mode: str, config: dict[str, Any]) -> str:
     return os.path.join(folder or ".", RUN_YAML[mode])
 
 
+def job_env(values: dict[str, Any], mode: str) -> dict[str, str]:
+    """Environment for the job: the device count becomes NPROC_PER_NODE (training only)."""
+    if mode != "train":
+        return {}
+    from ..train.launch import launch_env
+
+    raw = values.get("device_count") or 1
+    try:
+        count = int(float(raw))
+    except (TypeError, ValueError):
+        raise UserError(f"device count {raw!r} is not a whole number") from None
+    return launch_env(count)
+
+
 def preview_command(values: dict[str, Any], params: dict[str, Param], mode: str) -> tuple[str, str]:
     """(YAML, shell command) that the Start button would run."""
     config = build_config(values, params, mode)
-    return form.to_yaml(config), "tuneforge " + shlex.join(command_for(mode, config))
+    env = "".join(f"{key}={value} " for key, value in job_env(values, mode).items())
+    return form.to_yaml(config), env + "tuneforge " + shlex.join(command_for(mode, config))
 
 
 def save_config(values: dict[str, Any], params: dict[str, Param], path: str) -> str:
@@ -83,6 +98,6 @@ def start_job(values: dict[str, Any], params: dict[str, Param], mode: str, valid
     with open(run_yaml_path(mode, config), "w", encoding="utf-8") as handle:
         handle.write(form.to_yaml(config))
     try:
-        return JOBS.start(mode, command_for(mode, config), folder)
+        return JOBS.start(mode, command_for(mode, config), folder, env=job_env(values, mode))
     except RuntimeError as error:
         raise UserError(str(error)) from None

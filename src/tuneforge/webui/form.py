@@ -281,23 +281,13 @@ def parse_deepspeed_config_path(path: str) -> tuple[str, bool] | None:
 
 
 def write_deepspeed_config(path: str, stage: str, offload: bool) -> None:
-    """A ZeRO config for the DeepSpeed stage and offload the page asks for ("auto" values are filled in by
-    transformers from the training arguments)."""
-    zero: dict[str, Any] = {"stage": int(stage), "overlap_comm": False, "contiguous_gradients": True,
-                            "reduce_bucket_size": "auto"}
-    if stage == "3":
-        zero.update(stage3_prefetch_bucket_size="auto", stage3_param_persistence_threshold="auto",
-                    stage3_gather_16bit_weights_on_model_save=True)
-    if offload:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-        if stage == "3":
-            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    config = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
-              "gradient_accumulation_steps": "auto", "gradient_clipping": "auto", "zero_allow_untested_optimizer": True,
-              "fp16": {"enabled": "auto"}, "bf16": {"enabled": "auto"}, "zero_optimization": zero}
+    """The ZeRO config for the page's DeepSpeed stage and offload (train/deepspeed_config.py: LLaMA-Factory's
+    settings, "auto" values filled in from the run when it starts)."""
+    from ..train.deepspeed_config import zero_config
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2)
+        json.dump(zero_config(stage, offload), handle, indent=2)
 
 
 def default_output_dir(root: str, model_name: str, finetuning_type: str, prefix: str = "train") -> str:

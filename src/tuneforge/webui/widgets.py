@@ -94,7 +94,8 @@ class Page:
         if name == "ds_offload":
             return gr.Checkbox(value=value, **common)
         if name == "device_count":
-            return gr.Textbox(value=str(_device_count()), interactive=False, **common)
+            # Sets NPROC_PER_NODE for the training subprocess (train/launch.py relaunches under torchrun).
+            return gr.Number(value=_device_count(), minimum=1, precision=0, **common)
         if name == "config_path":
             return gr.Textbox(value=value or os.path.join(self.output_root, "webui_config.yaml"), **common)
         return gr.Textbox(value=value, lines=3, **common)  # extra_args
