@@ -79,6 +79,7 @@ def run_with_rule_reward(monkeypatch, cfg, model_dir):
 
     monkeypatch.setattr(recipe, "build_reward_source", lambda cfg, policy, tokenizer: TargetTokenReward(model_dir))
     monkeypatch.setattr(recipe, "load_model", counting_load)
+    monkeypatch.setattr("tuneforge.model.loader.load_model", counting_load)  # the reference loads through it
     metrics = run_train(cfg)
     records = [json.loads(line) for line in open(f"{cfg.output_dir}/trainer_log.jsonl")]
     return metrics, records, loaded

@@ -1,4 +1,4 @@
-"""The frozen reference model of dpo / kto (LLaMA-Factory 0.9.5 rules).
+"""The frozen reference model of dpo / kto / ppo (LLaMA-Factory 0.9.5 rules).
 
 - `ref_model` set: that model (plus `ref_model_adapters`, merged; quantized with `ref_model_quantization_bit`),
   loaded frozen in eval mode.

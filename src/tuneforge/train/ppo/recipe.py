@@ -21,6 +21,7 @@ from ...data.pipeline import get_dataset, load_tokenizer_and_template
 from ...errors import ConfigError
 from ...config.generation import generation_settings, resolve_generation
 from ...model.loader import load_model
+from ..reference import load_reference_model
 from ..run_dir import RunDirectory
 from ..trainer import prepare_run, save_tokenizer_with_chat_template
 from .loop import PPOLoop, PPOSettings
@@ -68,7 +69,7 @@ def run_ppo(cfg: Any) -> dict[str, float]:
         policy = load_model(cfg, tokenizer, is_trainable=True)
         device = next(policy.parameters()).device
         value_head = new_value_head(policy).to(device)
-        reference = load_reference(cfg, tokenizer)
+        reference = load_reference_model(cfg, tokenizer)  # None for LoRA: the policy with its adapter off
         reward = build_reward_source(cfg, policy, tokenizer)
 
         settings = ppo_settings(cfg, args, len(dataset))
@@ -139,19 +140,6 @@ def prompt_batches(dataset: Any, settings: PPOSettings) -> Iterator[list[list[in
         order = torch.randperm(len(prompts), generator=generator).tolist()
         for start in range(0, len(order) - settings.rollout_size + 1, settings.rollout_size):
             yield [prompts[i] for i in order[start: start + settings.rollout_size]]
-
-
-def load_reference(cfg: Any, tokenizer: Any) -> Any:
-    """None for LoRA without ref_model (the policy with its adapter disabled is the reference);
-    otherwise a frozen model: ref_model (+ its adapters / quantization) or a copy of the starting model."""
-    if cfg.finetuning_type == "lora" and not getattr(cfg, "ref_model", None):
-        return None
-    adapters = getattr(cfg, "ref_model_adapters", None)
-    ref_cfg = cfg.replace(model_name_or_path=getattr(cfg, "ref_model", None) or cfg.model_name_or_path,
-                          adapter_name_or_path=adapters, finetuning_type="lora" if adapters else "full",
-                          quantization_bit=getattr(cfg, "ref_model_quantization_bit", None))
-    logger.info("PPO reference model: %s", ref_cfg.model_name_or_path)
-    return load_model(ref_cfg, tokenizer, is_trainable=False)
 
 
 def save_policy(policy: Any, value_head: torch.nn.Module, tokenizer: Any, output_dir: str) -> None:
