@@ -47,6 +47,8 @@ def test_an_image_url_reaches_the_vision_model(vl_engine, tmp_path, monkeypatch)
                                                                        images=[image])], images=[[image]])[0].text
                 for name, image in (("red", red), ("blue", blue))}
     assert expected["red"] != expected["blue"], "the pixels change the answer"
+    streamed = "".join(vl_engine.stream_chat([{"role": "user", "content": ASK}], images=[blue]))
+    assert streamed == expected["blue"]  # `tuneforge chat` and the web UI's chat stream through this path
     red.save(tmp_path / "red.png")
     monkeypatch.setenv("SAFE_MEDIA_PATH", str(tmp_path))
     app = create_app(vl_engine, model_name="vl")

@@ -89,16 +89,17 @@ class ChatEngine:
         return self.respond(messages, system, tools, **overrides).text
 
     def stream_chat(self, messages: list[dict], system: str | None = None, tools: str | None = None,
-                    **overrides: Any) -> Iterator[str]:
+                    images: list | None = None, **overrides: Any) -> Iterator[str]:
         """The answer's text piece by piece; the pieces join to what `chat` returns.
+        `images`: for a vision-language model, one image per `<image>` placeholder in the messages.
 
         Bad messages or arguments raise here, before anything is generated. Generation starts when the
         iterator is first read; closing it early (a client that goes away, Ctrl-C) stops generation at the
         next token instead of finishing the answer.
         """
-        prompt_ids = self.build_prompt(messages, system, tools)
+        prompt_ids = self.build_prompt(messages, system, tools, images=images)
         self._generate_kwargs(overrides)  # bad arguments fail now, not in the generation thread
-        return self._stream(prompt_ids, overrides)
+        return self._stream(prompt_ids, overrides, images)
 
     def generate_batch(self, prompts: list[list[int]], *, images: list[list | None] | None = None,
                        stop: Sequence[str] = (), presence_penalty: float = 0.0,
@@ -136,7 +137,8 @@ class ChatEngine:
 
     # ---- internals ---------------------------------------------------------------------------------
 
-    def _stream(self, prompt_ids: list[int], overrides: dict[str, Any]) -> Iterator[str]:
+    def _stream(self, prompt_ids: list[int], overrides: dict[str, Any], images: list | None = None
+                ) -> Iterator[str]:
         """Generation in a thread that puts the text pieces into a queue; this generator reads it."""
         pieces: queue.Queue = queue.Queue()
         cancelled = threading.Event()
@@ -144,7 +146,8 @@ class ChatEngine:
 
         def work() -> None:
             try:
-                self.generate_batch([prompt_ids], on_piece=lambda _row, piece: pieces.put(piece),
+                self.generate_batch([prompt_ids], images=[images] if images else None,
+                                    on_piece=lambda _row, piece: pieces.put(piece),
                                     cancelled=lambda _row: cancelled.is_set(), **overrides)
             except BaseException as error:  # re-raised in the reader's thread below
                 failures.append(error)

@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..data.checks import PLACEHOLDERS
 from ..errors import UserError
 from . import actions
 from .form import decode
@@ -96,20 +97,17 @@ def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
         if engine is None:
             yield history + [{"role": "assistant", "content": "⚠ load a model first"}], text
             return
-        if image_path:
-            history += [{"role": "user", "content": text},
-                        {"role": "assistant", "content": "⚠ image input needs a vision-language model served with "
-                         "its image processor; the chat engine answers text only for now. Remove the image."}]
-            yield history, ""
-            return
         overrides = {name: decode(page.params[name], value) for name, value in zip(generate_names, generation)}
         messages = [{"role": item["role"], "content": _text(item["content"])} for item in history
                     if item.get("role") in ("user", "assistant")]
-        messages.append({"role": "user", "content": text})
+        # The image goes with this turn only: its placeholder is added to the prompt, not to the history.
+        placeholder = PLACEHOLDERS["images"]
+        asked = text if not image_path or placeholder in text else placeholder + text
+        messages.append({"role": "user", "content": asked})
         history = history + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
         try:
             for piece in engine.stream_chat(messages, system=system_prompt or None, tools=tools_json or None,
-                                            **overrides):
+                                            images=[image_path] if image_path else None, **overrides):
                 history[-1]["content"] += piece
                 yield history, ""
         except Exception as error:  # noqa: BLE001
