@@ -233,7 +233,6 @@ class PPOLoop:
                                   "remaining": round(elapsed / step * (total - step), 2)}
         line = format_record(record) + f" | reward {record['reward']:.4f} | kl {record['kl']:.4f}"
         logger.info(line)
-        print(line, flush=True)
         if int(os.environ.get("RANK", "0")) != 0:
             return
         with open(os.path.join(self.output_dir, TRAINER_LOG), "a", encoding="utf-8") as handle:
