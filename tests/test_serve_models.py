@@ -108,6 +108,22 @@ def test_scores_are_the_value_head_on_the_last_token(reward_dir):
         assert status == 400
 
 
+def test_ppo_scores_rollouts_through_this_endpoint(reward_dir, monkeypatch):
+    """reward_model_type: api posts LLaMA-Factory's {"model": "model", "messages": [...]} here."""
+    from transformers import AutoTokenizer
+
+    from tuneforge.train.ppo.rewards import ApiReward
+
+    monkeypatch.delenv("API_KEY", raising=False)
+    app = create_app(scorer=RewardScorer(dict(model_name_or_path=str(reward_dir), stage="rm")), model_name="rm")
+    tokenizer = AutoTokenizer.from_pretrained(str(reward_dir))
+    sequences = [tokenizer("a fine answer")["input_ids"], tokenizer("no")["input_ids"]]
+    texts = tokenizer.batch_decode(sequences, skip_special_tokens=False)
+    with serving(app) as url:
+        scores = ApiReward(url + "/v1/score/evaluation", tokenizer).score(sequences, [1, 1])
+    assert scores.tolist() == pytest.approx([_expected_score(reward_dir, text) for text in texts], abs=1e-4)
+
+
 def test_a_model_without_value_head_is_refused_clearly():
     with pytest.raises(ConfigError, match=r"needs a reward model \(stage rm output\): no value_head.safetensors"):
         RewardScorer(dict(model_name_or_path=str(tiny_chat_model_dir()), stage="rm"))

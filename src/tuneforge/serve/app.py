@@ -80,7 +80,8 @@ def create_app(engine: Any = None, scorer: Any = None, *, model_name: str = "gpt
     async def score_evaluation(request: ScoreEvaluationRequest) -> dict:
         from ..infer.scoring import NEEDS_REWARD_MODEL
 
-        check_model(request.model)
+        # No model-name check here: LLaMA-Factory's PPO client (and ours, reward_model_type: api) always sends
+        # "model": "model", and a scoring server holds one reward model, so the name selects nothing.
         if scorer is None:
             raise APIError(405, f"scoring {NEEDS_REWARD_MODEL}; this server serves a chat model. Serve the "
                            "output of a `stage: rm` run with `stage: rm` in the config")
