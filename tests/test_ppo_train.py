@@ -128,6 +128,23 @@ def test_full_ppo_keeps_a_frozen_reference_model(model_dir, data_dir, tmp_path, 
     assert (tmp_path / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_resumed_run_continues_the_same_trajectory(model_dir, data_dir, tmp_path, monkeypatch, method):
+    settings = dict(finetuning_type=method, ppo_buffer_size=1, max_steps=4, save_steps=2,
+                    learning_rate=5e-3 if method == "lora" else 1e-3)
+    _, whole, _ = run_with_rule_reward(monkeypatch, ppo_config(model_dir, data_dir, tmp_path / "whole", **settings),
+                                       model_dir)
+    checkpoint = tmp_path / "whole" / "checkpoint-2"
+    assert (checkpoint / "ppo_state.pt").is_file() and (checkpoint / "trainer_state.json").is_file()
+    _, resumed, _ = run_with_rule_reward(monkeypatch, ppo_config(model_dir, data_dir, tmp_path / "resumed",
+                                                                 resume_from_checkpoint=str(checkpoint), **settings),
+                                         model_dir)
+    assert [record["step"] for record in resumed] == [3, 4]
+    for key in ("loss", "reward", "kl", "kl_coef"):
+        assert [record[key] for record in resumed] == pytest.approx([record[key] for record in whole[2:]],
+                                                                    abs=1e-5), key
+
+
 # ---- reward sources ------------------------------------------------------------------------------------
 
 def _manual_scores(model, head, sequences):
@@ -244,8 +261,11 @@ def test_ppo_settings_that_cannot_run_are_refused(model_dir, data_dir, tmp_path,
         run_train(ppo_config(model_dir, data_dir, tmp_path, report_to="tensorboard"))
     with pytest.raises(ConfigError, match="optim: adafactor is not available for stage ppo"):
         run_train(ppo_config(model_dir, data_dir, tmp_path, optim="adafactor"))
-    with pytest.raises(ConfigError, match="stage ppo does not resume yet"):
-        run_train(ppo_config(model_dir, data_dir, tmp_path, resume_from_checkpoint=str(tmp_path)))
+    with pytest.raises(ConfigError, match="is not a stage ppo checkpoint"):
+        (tmp_path / "checkpoint-1").mkdir()
+        (tmp_path / "checkpoint-1" / "trainer_state.json").write_text("{}")
+        run_with_rule_reward(monkeypatch, ppo_config(model_dir, data_dir, tmp_path / "resumed",
+                                                     resume_from_checkpoint=str(tmp_path / "checkpoint-1")), model_dir)
     with monkeypatch.context() as patch:
         patch.setenv("WORLD_SIZE", "2")
         with pytest.raises(ConfigError, match="stage ppo trains in one process"):

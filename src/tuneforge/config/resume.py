@@ -45,7 +45,7 @@ def resolve_resume(v: dict[str, Any]) -> list[str]:
     requested = v.get("resume_from_checkpoint")
     output_dir = v["output_dir"]
     stage, ftype = v["stage"], v["finetuning_type"]
-    if stage in ("rm", "ppo") and ftype in ("full", "freeze"):
+    if stage == "rm" and ftype in ("full", "freeze"):
         if requested not in (None, False):
             logger.warning("Checkpoints of %s training with finetuning_type %s cannot be resumed; "
                            "ignoring resume_from_checkpoint.", stage, ftype)

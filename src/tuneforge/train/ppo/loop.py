@@ -207,30 +207,41 @@ class PPOLoop:
         return losses
 
     # ---- the whole run -----------------------------------------------------------------------------
-    def train(self, prompt_batches: Any, on_step: Any = None) -> dict[str, float]:
-        """Run max_steps PPO steps over `prompt_batches` (an iterator of lists of prompt ids)."""
+    def state_dict(self) -> dict[str, Any]:
+        return {"kl_coef": self.kl.value, "score_moments": self.score_moments.state_dict(),
+                "generator": self.generator.get_state(), "history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kl.value = state["kl_coef"]
+        self.score_moments.load_state_dict(state["score_moments"])
+        self.generator.set_state(state["generator"])
+        self.history = list(state["history"])
+
+    def train(self, prompt_batches: Any, on_step: Any = None, start_step: int = 0) -> dict[str, float]:
+        """Run PPO steps start_step+1 .. max_steps over `prompt_batches` (an iterator of lists of prompt ids)."""
         start = time.time()
         total = self.settings.max_steps
-        for step in range(1, total + 1):
+        for step in range(start_step + 1, total + 1):
             stats = self.step(next(prompt_batches))
             rollout = stats.pop("_rollout")
             self.history.append(stats)
             if step % self.settings.logging_steps == 0 or step == total:
-                self._log(step, total, stats, rollout, time.time() - start)
+                self._log(step, total, stats, rollout, time.time() - start, step - start_step)
             if on_step is not None:
                 on_step(step)
         rewards = [record["reward"] for record in self.history]
         return {"train_runtime": round(time.time() - start, 4), "train_loss": _mean(h["loss"] for h in self.history),
                 "train_reward": _mean(rewards), "train_reward_last": rewards[-1], "global_step": total}
 
-    def _log(self, step: int, total: int, stats: dict[str, float], rollout: Rollout, elapsed: float) -> None:
+    def _log(self, step: int, total: int, stats: dict[str, float], rollout: Rollout, elapsed: float,
+             done: int) -> None:
         record: dict[str, Any] = {"step": step, "total": total, "loss": round(stats["loss"], 6),
                                   "lr": float(f"{self.scheduler.get_last_lr()[0]:.8g}"),
                                   "reward": round(stats["reward"], 6), "kl": round(stats["kl"], 6),
                                   "kl_coef": round(stats["kl_coef"], 6),
                                   "response_length": round(stats["response_length"], 2),
                                   "epoch": round(step / total, 4), "elapsed": round(elapsed, 2),
-                                  "remaining": round(elapsed / step * (total - step), 2)}
+                                  "remaining": round(elapsed / done * (total - step), 2)}
         line = format_record(record) + f" | reward {record['reward']:.4f} | kl {record['kl']:.4f}"
         logger.info(line)
         if int(os.environ.get("RANK", "0")) != 0:

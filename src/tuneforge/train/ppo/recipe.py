@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -27,6 +27,7 @@ from ..trainer import prepare_run, save_tokenizer_with_chat_template
 from .loop import PPOLoop, PPOSettings
 from .policy import new_value_head, save_value_head
 from .rewards import build_reward_source, check_reward_settings
+from .state import PromptBatches, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger("tuneforge.train")
 
@@ -41,9 +42,6 @@ def check_ppo_settings(cfg: Any) -> None:
     if optim not in SUPPORTED_OPTIMIZERS:
         raise ConfigError(f"optim: {optim} is not available for stage ppo, whose loop builds its own AdamW; "
                           "remove optim (or use adamw_torch)")
-    if getattr(args, "resume_from_checkpoint", None):
-        raise ConfigError("resume_from_checkpoint: stage ppo does not resume yet (its rollout state is not "
-                          "checkpointed); start a new run, e.g. from the saved adapter with adapter_name_or_path")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or getattr(cfg, "deepspeed", None):
         raise ConfigError("stage ppo trains in one process (its loop does not synchronise gradients across "
                           "ranks); unset NPROC_PER_NODE / NNODES / FORCE_TORCHRUN and deepspeed for PPO runs")
@@ -59,10 +57,10 @@ def check_ppo_settings(cfg: Any) -> None:
 
 def run_ppo(cfg: Any) -> dict[str, float]:
     check_ppo_settings(cfg)
-    cfg, args, _ = prepare_run(cfg)
+    cfg, args, resume_from = prepare_run(cfg)
     if not args.do_train:
         raise ConfigError("stage ppo only trains: set do_train: true")
-    with RunDirectory(cfg, args.output_dir, None, training=True):
+    with RunDirectory(cfg, args.output_dir, resume_from, training=True):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="ppo").train_dataset
         check_text_only(dataset)
@@ -92,11 +90,17 @@ def run_ppo(cfg: Any) -> dict[str, float]:
                        args.output_dir, reference=reference)
         save_every = args.save_steps if str(getattr(args.save_strategy, "value", args.save_strategy)) == "steps" else 0
 
+        batches = PromptBatches(dataset["input_ids"], settings.rollout_size, settings.seed)
+        start_step = load_checkpoint(resume_from, loop, batches, value_head) if resume_from else 0
+        if resume_from:
+            logger.info("PPO resumes from %s (step %d)", resume_from, start_step)
+
         def on_step(step: int) -> None:
             if save_every and step % save_every == 0 and step < settings.max_steps:
-                save_policy(policy, value_head, tokenizer, os.path.join(args.output_dir, f"checkpoint-{step}"))
+                save_checkpoint(loop, batches, lambda folder: save_policy(policy, value_head, tokenizer, folder),
+                                args.output_dir, step)
 
-        metrics = loop.train(prompt_batches(dataset, settings), on_step=on_step)
+        metrics = loop.train(batches, on_step=on_step, start_step=start_step)
         save_policy(policy, value_head, tokenizer, args.output_dir)
         _write_results(args.output_dir, metrics)
         if getattr(cfg, "plot_loss", False):
@@ -130,16 +134,6 @@ def ppo_settings(cfg: Any, args: Any, num_prompts: int) -> PPOSettings:
     settings.max_steps = args.max_steps if args.max_steps and args.max_steps > 0 else max(
         1, math.ceil(args.num_train_epochs * num_prompts / settings.rollout_size))
     return settings
-
-
-def prompt_batches(dataset: Any, settings: PPOSettings) -> Iterator[list[list[int]]]:
-    """Endless shuffled batches of prompt ids, reshuffled (seeded) every pass; a partial tail is dropped."""
-    prompts = dataset["input_ids"]
-    generator = torch.Generator().manual_seed(settings.seed)
-    while True:
-        order = torch.randperm(len(prompts), generator=generator).tolist()
-        for start in range(0, len(order) - settings.rollout_size + 1, settings.rollout_size):
-            yield [prompts[i] for i in order[start: start + settings.rollout_size]]
 
 
 def save_policy(policy: Any, value_head: torch.nn.Module, tokenizer: Any, output_dir: str) -> None:
