@@ -57,6 +57,8 @@ def _cfg(model_dir, tmp_path, **values):
      "early_stopping_steps needs the metric to watch: set metric_for_best_model"),
     ({"disable_shuffling": True, "group_by_length": True}, "disable_shuffling and group_by_length are both set"),
     ({"compute_accuracy": True, "stage": "dpo"}, "compute_accuracy is reported by stage sft only (stage dpo"),
+    ({"disable_shuffling": True, "stage": "ppo", "reward_model": "rm"},
+     "disable_shuffling: stage ppo runs its own rollout loop"),
 ])
 def test_unusable_combinations_are_config_errors(model_dir, tmp_path, values, expected):
     with pytest.raises(ConfigError) as error:

@@ -228,6 +228,11 @@ def _lf_switch_rules(v: dict[str, Any]) -> list[str]:
     if v["disable_shuffling"] and v["group_by_length"]:
         problems.append("disable_shuffling and group_by_length are both set: a sequential order cannot also be "
                         "grouped by length; keep one.")
+    ppo_ignores = [key for key in ("disable_shuffling", "early_stopping_steps", "include_effective_tokens_per_second")
+                   if v[key] not in (None, False)]
+    if v["stage"] == "ppo" and ppo_ignores:
+        problems.append(f"{', '.join(ppo_ignores)}: stage ppo runs its own rollout loop (seeded shuffled prompts, "
+                        "no evaluation), which does not honour this; remove it.")
     if v["compute_accuracy"] and v["stage"] != "sft":
         problems.append(f"compute_accuracy is reported by stage sft only (stage {v['stage']} would ignore it); "
                         "remove it.")
