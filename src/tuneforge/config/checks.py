@@ -222,7 +222,7 @@ def _lf_switch_rules(v: dict[str, Any]) -> list[str]:
         if v["eval_strategy"] in (None, "no"):
             problems.append("early_stopping_steps needs evaluations during training: set eval_strategy: steps "
                             "(with eval_steps) or epoch.")
-        if not v["metric_for_best_model"]:
+        if not v["metric_for_best_model"] and not v["load_best_model_at_end"]:  # that one implies eval_loss
             problems.append("early_stopping_steps needs the metric to watch: set metric_for_best_model (e.g. "
                             "eval_loss).")
     if v["disable_shuffling"] and v["group_by_length"]:
