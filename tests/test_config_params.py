@@ -112,7 +112,10 @@ def test_data_params_are_implemented_and_later_features_are_not():
     for name in ("model_name_or_path", "stage", "trust_remote_code", "cache_dir", "use_fast_tokenizer",
                  "lora_rank", "finetuning_type", "do_sample", "flash_attn", "plot_loss", "use_dora", "rope_scaling",
                  "shift_attn", "use_llama_pro", "pissa_init", "infer_backend",
-                 "quantization_bit"):
+                 "quantization_bit", "logging_dir", "save_safetensors", "disable_shuffling", "early_stopping_steps",
+                 "include_effective_tokens_per_second", "compute_accuracy", "print_param_status",
+                 "train_from_scratch", "use_reentrant_gc", "upcast_layernorm", "upcast_lmhead_output",
+                 "low_cpu_mem_usage"):
         assert params[name].implemented, name
     for name in ("fp8",):
         assert not params[name].implemented, name

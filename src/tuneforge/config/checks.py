@@ -24,7 +24,7 @@ def check_all(v: dict[str, Any]) -> list[str]:
     for rule in (_data_rules, _method_rules, _model_rules, _deepspeed_rules, optimizer_rules):
         problems += rule(v)
     if is_training_run(v):
-        problems += _training_run_rules(v) + _preference_rules(v)
+        problems += _training_run_rules(v) + _preference_rules(v) + _lf_switch_rules(v)
     return problems
 
 
@@ -206,6 +206,37 @@ def _zero3(v: dict[str, Any]) -> bool:
     config, _ = read_deepspeed_config(v.get("deepspeed"))
     stage = ((config or {}).get("zero_optimization") or {}).get("stage")
     return stage == 3
+
+
+def _lf_switch_rules(v: dict[str, Any]) -> list[str]:
+    """LLaMA-Factory switches that transformers 5 or our recipes can only honour in some combinations."""
+    problems = []
+    if v["save_safetensors"] is False:
+        problems.append("save_safetensors: false is not possible: transformers 5 always writes checkpoints as "
+                        "safetensors (the .bin writer was removed). Remove the key; to get a .bin file of the "
+                        "trained model, convert model.safetensors with torch.save(safetensors.torch.load_file(...)).")
+    if v["early_stopping_steps"] is not None:
+        if v["early_stopping_steps"] < 1:
+            problems.append(f"early_stopping_steps: {v['early_stopping_steps']} must be at least 1 (the number "
+                            "of evaluations without improvement before training stops).")
+        if v["eval_strategy"] in (None, "no"):
+            problems.append("early_stopping_steps needs evaluations during training: set eval_strategy: steps "
+                            "(with eval_steps) or epoch.")
+        if not v["metric_for_best_model"] and not v["load_best_model_at_end"]:  # that one implies eval_loss
+            problems.append("early_stopping_steps needs the metric to watch: set metric_for_best_model (e.g. "
+                            "eval_loss).")
+    if v["disable_shuffling"] and v["group_by_length"]:
+        problems.append("disable_shuffling and group_by_length are both set: a sequential order cannot also be "
+                        "grouped by length; keep one.")
+    ppo_ignores = [key for key in ("disable_shuffling", "early_stopping_steps", "include_effective_tokens_per_second")
+                   if v[key] not in (None, False)]
+    if v["stage"] == "ppo" and ppo_ignores:
+        problems.append(f"{', '.join(ppo_ignores)}: stage ppo runs its own rollout loop (seeded shuffled prompts, "
+                        "no evaluation), which does not honour this; remove it.")
+    if v["compute_accuracy"] and v["stage"] != "sft":
+        problems.append(f"compute_accuracy is reported by stage sft only (stage {v['stage']} would ignore it); "
+                        "remove it.")
+    return problems
 
 
 def _training_run_rules(v: dict[str, Any]) -> list[str]:

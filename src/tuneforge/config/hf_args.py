@@ -135,8 +135,8 @@ REMOVED_KEY_MAPPING = {
     "no_cuda": "use_cpu",
     "group_by_length": "train_sampling_strategy: group_by_length",
     "overwrite_output_dir": "kept by tuneforge (resume detection)",
-    "logging_dir": "kept by tuneforge (TensorBoard log folder)",
-    "save_safetensors": "kept by tuneforge (checkpoint format)",
+    "logging_dir": "kept by tuneforge and given to the TensorBoard callback (train/lf_switches.py)",
+    "save_safetensors": "always true in transformers 5; false is refused (config/checks.py)",
 }
 
 # Other keys that transformers 4.x accepted and 5 removed, with what to write instead. Only used to

@@ -20,6 +20,7 @@ import torch
 from ..errors import ConfigError
 from .adapters import apply_finetuning, count_parameters
 from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
+from .precision_patches import upcast_precision_layers, use_reentrant_checkpointing, warn_low_cpu_mem_usage
 from .quantization import plan_quantization, quantize_loaded_model
 from .rope import configure_rope
 from .shift_attn import check_shift_attn, enable_shift_attn
@@ -40,6 +41,7 @@ def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.
     quantization = plan_quantization(cfg, config, device, compute_dtype, is_trainable)
     liger = liger_patch(cfg, config, device, is_trainable)
     model_class = _model_class_for(config)
+    warn_low_cpu_mem_usage(cfg)
     if liger is not None:
         apply_liger(liger, getattr(cfg, "stage", "sft"))
 
@@ -256,11 +258,7 @@ def _hf_value(cfg: Any, key: str, default: Any) -> Any:
 
 def _prepare_for_training(model: torch.nn.Module, cfg: Any) -> None:
     """Gradient checkpointing (on unless disabled) and LLaMA-Factory's optional fp32 upcasts."""
-    if getattr(cfg, "upcast_layernorm", False):
-        for name, param in model.named_parameters():
-            if param.ndim == 1 and "norm" in name:
-                param.data = param.data.to(torch.float32)
-
+    upcast_precision_layers(model, cfg)
     if getattr(cfg, "disable_gradient_checkpointing", False):
         return
     if getattr(cfg, "use_unsloth", False):
@@ -268,13 +266,12 @@ def _prepare_for_training(model: torch.nn.Module, cfg: Any) -> None:
     if not getattr(model, "supports_gradient_checkpointing", False):
         logger.warning("This model does not support gradient checkpointing; training without it")
         return
-    # Non-reentrant checkpointing: it needs no input-grad hook for frozen embeddings (LoRA/freeze) and
-    # is several times faster with LoRA than the reentrant variant.
     # transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns).
+    kwargs = {"use_reentrant": use_reentrant_checkpointing(cfg)}
     enable = getattr(model, "activation_checkpointing_enable", None)
     if enable is not None:
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        enable(activation_checkpointing_kwargs=kwargs)
     else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.config.use_cache = False
-    logger.info("Gradient checkpointing enabled")
+    logger.info("Gradient checkpointing enabled (%s)", "reentrant" if kwargs["use_reentrant"] else "non-reentrant")

@@ -49,6 +49,8 @@ def build_training_args(cfg: Any) -> Any:
         changes["generation_num_beams"] = cfg.eval_num_beams
     if getattr(cfg, "group_by_length", False):
         changes["train_sampling_strategy"] = "group_by_length"
+    if getattr(cfg, "disable_shuffling", False):  # LLaMA-Factory's SequentialSampler, as transformers 5 names it
+        changes["train_sampling_strategy"] = "sequential"
     if getattr(cfg, "finetuning_type", "lora") == "lora" and base.ddp_find_unused_parameters is None:
         changes["ddp_find_unused_parameters"] = False
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(base)}:

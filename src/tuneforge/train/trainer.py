@@ -23,6 +23,7 @@ from .args import build_training_args
 from .callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
 from .distributed import join_process_group
+from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
 from .optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                          create_custom_scheduler)
@@ -153,6 +154,7 @@ def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any
     use_maintained_logger_callbacks(trainer)
     if getattr(cfg, "pissa_convert", False):
         trainer.add_callback(PissaConvertCallback())
+    apply_switches(trainer, cfg)  # logging_dir, early_stopping_steps, compute_accuracy (lf_switches.py)
     return trainer
 
 
@@ -162,6 +164,9 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None,
     if trainer.is_world_process_zero():
         report_memory_estimate(trainer.model, cfg, trainer.args)
     result = trainer.train(resume_from_checkpoint=resume_from)
+    if getattr(cfg, "include_effective_tokens_per_second", False):
+        result.metrics["effective_tokens_per_sec"] = effective_tokens_per_second(trainer.train_dataset,
+                                                                                 result.metrics)
     # Checkpointing turned the KV cache off for training; the saved model should generate with it.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
     trainer.save_model()

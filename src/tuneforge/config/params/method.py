@@ -31,10 +31,12 @@ declare("eaft_alpha", "float", 1.0, "Power of the adaptive weight in the EAFT lo
 declare("freeze_vision_tower", "bool", True, "Multimodal models: keep the vision tower frozen.", G)
 declare("freeze_multi_modal_projector", "bool", True, "Multimodal models: keep the projector frozen.", G)
 declare("freeze_language_model", "bool", False, "Multimodal models: freeze the language model.", G)
-declare("compute_accuracy", "bool", False, "Report token-level accuracy when evaluating.", G, **LATER)
-declare("disable_shuffling", "bool", False, "Keep the training set in its original order.", G, **LATER)
+declare("compute_accuracy", "bool", False, "Report token-level accuracy when evaluating (stage sft): the "
+        "share of trained tokens whose greedy next-token prediction is right, averaged over rows.", G)
+declare("disable_shuffling", "bool", False, "Keep the training set in its original order "
+        "(train_sampling_strategy: sequential).", G)
 declare("early_stopping_steps", "int", None, "Stop when `metric_for_best_model` has not improved for this "
-        "many evaluations.", G, **LATER)
+        "many evaluations (needs eval_strategy and metric_for_best_model).", G)
 declare("plot_loss", "bool", False, "Save loss curves (training_loss.png) in the output directory.", G)
 declare("include_effective_tokens_per_second", "bool", False, "Report trained (non-padding) tokens per "
-        "second.", G, **LATER)
+        "second (train metric effective_tokens_per_sec: row tokens x epochs / runtime, per process).", G)

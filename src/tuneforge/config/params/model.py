@@ -37,7 +37,8 @@ declare("init_special_tokens", "str", "noise_init", "How embeddings of new speci
         choices=("noise_init", "desc_init", "desc_init_w_noise"), **LATER)
 
 # --- loading and patching ------------------------------------------------------------------------
-declare("low_cpu_mem_usage", "bool", True, "Load weights without a full extra copy in memory.", G, **LATER)
+declare("low_cpu_mem_usage", "bool", True, "Load weights without a full extra copy in memory. transformers 5 "
+        "always does; false has no effect and is warned about.", G)
 declare("rope_scaling", "str", None, "RoPE scaling method used to extend the context length; the factor is "
         "ceil(cutoff_len / max_position_embeddings) for training, 2 for inference.", G,
         choices=("linear", "dynamic", "yarn", "llama3"))
@@ -57,16 +58,17 @@ declare("moe_aux_loss_coef", "float", None, "Weight of the router auxiliary loss
         "models.", G, **LATER)
 declare("disable_gradient_checkpointing", "bool", False, "Turn off gradient checkpointing (on by default).",
         G)
-declare("use_reentrant_gc", "bool", True, "Use reentrant gradient checkpointing.", G, **LATER)
-declare("upcast_layernorm", "bool", False, "Keep layer-norm weights in float32.", G, **LATER)
-declare("upcast_lmhead_output", "bool", False, "Compute the lm_head output in float32.", G, **LATER)
-declare("train_from_scratch", "bool", False, "Start from randomly initialised weights (config only).", G, **LATER)
+declare("use_reentrant_gc", "bool", True, "Use reentrant gradient checkpointing. Only when set in the config: "
+        "unset, tuneforge uses non-reentrant checkpointing (same gradients, much faster with LoRA).", G)
+declare("upcast_layernorm", "bool", False, "Keep layer-norm weights in float32.", G)
+declare("upcast_lmhead_output", "bool", False, "Compute the lm_head output in float32.", G)
+declare("train_from_scratch", "bool", False, "Start from randomly initialised weights (config only).", G)
 declare("offload_folder", "str", "offload", "Folder for weights offloaded to disk.", G, **LATER)
 declare("use_kv_cache", "bool", True, "Use the key/value cache during generation.", G, **LATER)
 declare("use_v1_kernels", "bool", False, "Use LLaMA-Factory's v1 high-performance training kernels.", G,
         nullable=True, **LATER)
 declare("print_param_status", "bool", False, "Debugging: print dtype, device and trainable flag of every "
-        "parameter.", G, **LATER)
+        "parameter.", G)
 
 # --- multimodal processor ------------------------------------------------------------------------
 declare("image_max_pixels", "int", 768 * 768, "Images larger than this many pixels are downscaled.", G)

@@ -24,9 +24,10 @@ declare("evaluation_strategy", "str", None, "Old name of `eval_strategy`.", G, c
 declare("no_cuda", "bool", False, "Old name of `use_cpu`: train on the CPU even if a GPU is present.", G)
 declare("group_by_length", "bool", False, "Batch samples of similar length together (transformers 5: "
         "`train_sampling_strategy: group_by_length`).", G)
-declare("logging_dir", "str", None, "TensorBoard log folder (default: a folder under output_dir).", G, **LATER)
-declare("save_safetensors", "bool", True, "Save checkpoints as safetensors (false: legacy .bin files).", G,
-        **LATER)
+declare("logging_dir", "str", None, "TensorBoard log folder (default: output_dir/runs/<date>_<host>); "
+        "transformers 5 removed the argument, tuneforge gives the folder to its TensorBoard callback.", G)
+declare("save_safetensors", "bool", True, "Save checkpoints as safetensors. transformers 5 always does; false "
+        "(legacy .bin files) is refused with an explanation.", G)
 
 # --- FP8 -----------------------------------------------------------------------------------------
 declare("fp8", "bool", False, "FP8 mixed-precision training through accelerate (Hopper GPUs, torch >= 2.7).",
