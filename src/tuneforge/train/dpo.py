@@ -48,7 +48,8 @@ class DPOTrainer(PreferenceTrainer):
     def answer_logps(self, model: torch.nn.Module, inputs: dict[str, Any],
                      is_reference: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-answer log-probs, per-answer mean logits, answer lengths) for the 2n rows of the batch."""
-        logits, labels, mask = answer_logits(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        logits, labels, mask = answer_logits(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
+                                             self.row_packer())
         logps, lengths = losses.sequence_logps(logits, labels, ld_alpha=None if is_reference else self.ld_alpha)
         if self.loss_type in losses.LENGTH_AVERAGED_LOSSES:
             logps = logps / lengths

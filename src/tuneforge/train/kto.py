@@ -41,10 +41,9 @@ class KTOTrainer(PreferenceTrainer):
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
             self.ref_model.eval()
 
-    @staticmethod
-    def _logps(model: torch.nn.Module, inputs: dict[str, Any], prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    def _logps(self, model: torch.nn.Module, inputs: dict[str, Any], prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
         logits, labels, _ = answer_logits(model, inputs[f"{prefix}input_ids"], inputs[f"{prefix}attention_mask"],
-                                          inputs[f"{prefix}labels"])
+                                          inputs[f"{prefix}labels"], self.row_packer())
         return losses.sequence_logps(logits, labels)
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:

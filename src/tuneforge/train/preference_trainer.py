@@ -13,13 +13,13 @@ the `eval_` prefix beside `eval_loss`.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from typing import Any
 
 import torch
 
 from ..data.schema import IGNORE_INDEX
+from .padding_free_rows import RowPacker, accepts_logits_to_keep, row_packer
 from .trainer import TuneforgeTrainer
 
 
@@ -72,6 +72,28 @@ class PreferenceTrainer(TuneforgeTrainer):
             metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
         return metrics
 
+    # --- padding-free rows ------------------------------------------------------------------------
+
+    # Whether the stage's outputs come from the LM head (dpo, kto) or from a value head (rm).
+    SCORES_LOGITS = True
+
+    def row_packer(self) -> RowPacker | None:
+        """The padding-free runner of this run's batches (None: padded), set up and checked on first use,
+        when the recipe's reference model and run config are in place."""
+        if not hasattr(self, "_row_packer"):
+            others = tuple(model for model in (getattr(self, "ref_model", None),) if model is not None)
+            self._row_packer = row_packer(self.model, self.args, getattr(self, "run_config", None),
+                                          self.score_rows, lm_head=self.SCORES_LOGITS,
+                                          other_models=tuple(self.accelerator.unwrap_model(m) for m in others))
+        return self._row_packer
+
+    def score_rows(self, model: torch.nn.Module, inputs: dict[str, Any],
+                   packer: RowPacker | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model outputs, mask of the positions read) of a padded batch; the padding-free check compares them."""
+        logits, _, mask = answer_logits(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
+                                        packer)
+        return logits, mask
+
     # --- loss -------------------------------------------------------------------------------------
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
@@ -92,25 +114,23 @@ class PreferenceTrainer(TuneforgeTrainer):
 
 
 def answer_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  labels: torch.Tensor, packer: RowPacker | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, labels, attention mask) from the position before the batch's earliest answer token on.
 
     Only answer tokens enter the log-probs, so the LM head skips the prompt positions every row shares
     (`logits_to_keep`, counted from the end of the right-padded rows): on short answers to long prompts
     that is most of the LM head's work. The returned labels and mask are cut to the same positions, so
-    `sequence_logps(logits, labels)` pairs them as on the full rows.
+    `sequence_logps(logits, labels)` pairs them as on the full rows. With a `packer` the rows run
+    padding-free (padding_free_rows.py) where that is cheaper; the logits come back in the same shape.
     """
     answer = labels != IGNORE_INDEX
     first = int(answer.int().argmax(-1)[answer.any(-1)].min()) if answer.any() else 1
     start = max(first - 1, 0)
-    kwargs = {"logits_to_keep": input_ids.size(1) - start} if start and _accepts_logits_to_keep(model) else {}
+    kwargs = {"logits_to_keep": input_ids.size(1) - start} if start and accepts_logits_to_keep(model) else {}
     if not kwargs:
         start = 0
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+    logits = packer.forward(model, input_ids, attention_mask, start, use_cache=False) if packer is not None else None
+    if logits is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
     return logits, labels[:, start:], attention_mask[:, start:]
-
-
-def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    model = getattr(model, "module", model)  # DDP wrapper
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
