@@ -1,11 +1,12 @@
 """Padding-free forward passes for the preference stages (rm / dpo / kto).
 
 Their batches stay padded (PairwiseCollator / KTOCollator): the losses, metrics and reference passes all read
-per-row tensors. Only the model call changes: `RowPacker.forward` runs the batch's real tokens as ONE row
-with restarting `position_ids` (padding_free.py's layout, attention per row where packed_attention.py
-allows) and scatters the outputs back into the padded shape, zeros at padding. Everything after the model
-call (sequence_logps, last_token_values, the metrics) is the padded code, on the same values up to the
-order of float sums; padding positions are never read there (labels -100, attention mask 0).
+per-row tensors. Only the model call changes: `RowPacker.run` runs the batch's real tokens as ONE row with
+restarting `position_ids` (padding_free.py's layout, attention per row where packed_attention.py allows).
+The small per-position results (a token's log-prob and logit sum, a value) are then put back into the
+padded shape, zeros at padding, so everything after (summed_logps, last_token_values, the metrics) is the
+padded code on the same values up to the order of float sums; padding positions are never read there
+(labels -100, attention mask 0). Logits are never padded: the log-softmax runs on real positions only.
 
 Where it is off: `TUNEFORGE_PADDING_FREE=0` and the cases of padding_free.shared_reason, a model whose
 forward takes no `logits_to_keep` tensor, and any model on which a probe batch's packed outputs differ from
@@ -50,14 +51,12 @@ class RowPacker:
                 return None
         return attention_mask.bool().nonzero(as_tuple=True)
 
-    def forward(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                start: int = 0, **kwargs: Any) -> Any:
-        """The model's output for the padded batch, from position `start` on (logits_to_keep), or None
-        where the batch stays padded.
-
-        Causal LMs: logits (rows, width - start, vocab); value-head models: values (rows, width). `kwargs` go
-        to the model (a causal LM needs use_cache=False: transformers separates packed rows only without a
-        KV cache)."""
+    def run(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
+            **kwargs: Any) -> tuple[Any, torch.Tensor, torch.Tensor] | None:
+        """(model output, row, column): the batch's real tokens run as one row, the LM head only from
+        column `start` on (`row`/`column` say where each kept position sits in the padded batch); None where
+        the batch stays padded. `kwargs` go to the model (a causal LM needs use_cache=False: transformers
+        separates packed rows only without a KV cache)."""
         layout = self.layout(attention_mask, start)
         if layout is None:
             return None
@@ -65,15 +64,21 @@ class RowPacker:
         keep = (column >= start).nonzero().squeeze(1)
         outputs = model(input_ids=input_ids[row, column].unsqueeze(0), position_ids=column.unsqueeze(0),
                         **({"logits_to_keep": keep} if start else {}), **kwargs)
-        if isinstance(outputs, torch.Tensor):  # value-head model: one value per position
-            return _unpack(outputs[0], row, column, attention_mask.shape)
-        logits = outputs.logits[0]
-        if not start:
-            return _unpack(logits, row, column, attention_mask.shape)
-        return _unpack(logits, row[keep], column[keep] - start, (attention_mask.size(0), attention_mask.size(1) - start))
+        return (outputs, row, column) if not start else (outputs, row[keep], column[keep])
+
+    def forward(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                **kwargs: Any) -> torch.Tensor | None:
+        """A value-head model's values (rows, width) for the padded batch, zeros at padding; None where the
+        batch stays padded."""
+        packed = self.run(model, input_ids, attention_mask, **kwargs)
+        if packed is None:
+            return None
+        values, row, column = packed
+        return unpack(values[0], row, column, attention_mask.shape)
 
 
-def _unpack(values: torch.Tensor, row: torch.Tensor, column: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+def unpack(values: torch.Tensor, row: torch.Tensor, column: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Per-position `values` of a packed row put back at (row, column) of a zero (rows, width, ...) tensor."""
     padded = values.new_zeros((*shape, *values.shape[1:]))
     return padded.index_put((row, column), values)  # differentiable: gradients flow back to `values`
 
