@@ -41,7 +41,8 @@ class KTOTrainer(PreferenceTrainer):
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
             self.ref_model.eval()
 
-    def _logps(self, model: torch.nn.Module, inputs: dict[str, Any], prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    def _logps(self, model: torch.nn.Module, inputs: dict[str, Any],
+               prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
         stats = answer_token_stats(model, inputs[f"{prefix}input_ids"], inputs[f"{prefix}attention_mask"],
                                    inputs[f"{prefix}labels"], self.row_packer())
         return losses.summed_logps(stats.token_logps, stats.labels)

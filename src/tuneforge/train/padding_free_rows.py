@@ -100,19 +100,19 @@ def row_packer(model: torch.nn.Module, args: Any, cfg: Any, score: Scorer, lm_he
     """A RowPacker where packed rows give the padded rows' outputs on this model, else None (logged).
 
     `score(model, batch, packer)` returns (outputs, mask of the positions that count) for a padded batch;
-    `other_models` (a separate reference model) switch attention with the policy."""
-    reason = shared_reason(model, args)
+    `other_models` (a separate reference model) run the same batches, so they are switched and checked too."""
+    models = (model, *other_models)
+    reason = next((why for why in (shared_reason(each, args) for each in models) if why), None)
     if reason is None and getattr(cfg, "shift_attn", False):
         reason = "shift_attn attends in groups of each padded row"
-    if reason is None and not accepts_logits_to_keep(model):
+    if reason is None and not all(accepts_logits_to_keep(each) for each in models):
         reason = "the model's forward takes no logits_to_keep"
     if reason is None:
-        switched = [(each, use_per_row_sdpa(each)) for each in (model, *other_models)
-                    if can_use_per_row_sdpa(each.config)]
+        switched = [(each, use_per_row_sdpa(each)) for each in models if can_use_per_row_sdpa(each.config)]
         cost = BatchCost.of_model(model)
         if not lm_head:  # a value model's LM head sees one position either way
             cost.lm_head_token = 0.0
-        reason = _probe_mismatch(model, score)
+        reason = next((why for why in (_probe_mismatch(each, score) for each in models) if why), None)
         if reason is None:
             logger.info("Padding-free batches: on (the rows of each preference batch run as one row%s)",
                         "; attention per row" if switched else "")
@@ -133,7 +133,8 @@ def _probe_mismatch(model: torch.nn.Module, score: Scorer) -> str | None:
     attention_mask = (torch.arange(width) < torch.tensor(lengths).unsqueeze(1)).long()
     labels = input_ids.masked_fill(attention_mask == 0, -100)
     labels[:, :3] = -100
-    batch = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device), "labels": labels.to(device)}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {key: value.to(device) for key, value in batch.items()}
     was_training = model.training
     model.eval()
     try:

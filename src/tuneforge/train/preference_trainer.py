@@ -127,9 +127,7 @@ def answer_token_stats(model: torch.nn.Module, input_ids: torch.Tensor, attentio
                        labels: torch.Tensor, packer: RowPacker | None = None) -> AnswerStats:
     """`answer_logits` reduced to what the losses read; with a `packer` the rows run padding-free where that
     is cheaper (padding_free_rows.py), and the log-softmax sees only the real positions."""
-    answer = labels != IGNORE_INDEX
-    first = int(answer.int().argmax(-1)[answer.any(-1)].min()) if answer.any() else 1
-    start = max(first - 1, 0)
+    start = _answer_start(labels)
     packed = packer.run(model, input_ids, attention_mask, start, use_cache=False) if packer is not None else None
     if packed is None:
         logits, labels, mask = answer_logits(model, input_ids, attention_mask, labels)
@@ -158,11 +156,16 @@ def answer_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mas
     that is most of the LM head's work. The returned labels and mask are cut to the same positions, so
     `sequence_logps(logits, labels)` pairs them as on the full rows.
     """
-    answer = labels != IGNORE_INDEX
-    first = int(answer.int().argmax(-1)[answer.any(-1)].min()) if answer.any() else 1
-    start = max(first - 1, 0)
+    start = _answer_start(labels)
     kwargs = {"logits_to_keep": input_ids.size(1) - start} if start and accepts_logits_to_keep(model) else {}
     if not kwargs:
         start = 0
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
     return logits, labels[:, start:], attention_mask[:, start:]
+
+
+def _answer_start(labels: torch.Tensor) -> int:
+    """The column before the batch's earliest answer token: the first whose logits the losses read."""
+    answer = labels != IGNORE_INDEX
+    first = int(answer.int().argmax(-1)[answer.any(-1)].min()) if answer.any() else 1
+    return max(first - 1, 0)
