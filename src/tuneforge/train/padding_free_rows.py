@@ -10,7 +10,8 @@ padded code on the same values up to the order of float sums; padding positions 
 
 Where it is off: `TUNEFORGE_PADDING_FREE=0` and the cases of padding_free.shared_reason, a model whose
 forward takes no `logits_to_keep` tensor, and any model on which a probe batch's packed outputs differ from
-the padded ones (checked once, on the first batch, before training uses it).
+the padded ones (checked once with a probe batch when the first batch arrives, before any packed batch
+trains; a separate reference model is checked too).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class RowPacker:
                         **({"logits_to_keep": keep} if start else {}), **kwargs)
         return (outputs, row, column) if not start else (outputs, row[keep], column[keep])
 
-    def forward(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                **kwargs: Any) -> torch.Tensor | None:
+    def values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               **kwargs: Any) -> torch.Tensor | None:
         """A value-head model's values (rows, width) for the padded batch, zeros at padding; None where the
         batch stays padded."""
         packed = self.run(model, input_ids, attention_mask, **kwargs)

@@ -35,7 +35,7 @@ class RewardTrainer(PreferenceTrainer):
     def score_rows(self, model: torch.nn.Module, inputs: dict[str, Any],
                    packer: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(values per position, attention mask): padded, or padding-free where `packer` runs the batch."""
-        values = packer.forward(model, inputs["input_ids"], inputs["attention_mask"]) if packer is not None else None
+        values = packer.values(model, inputs["input_ids"], inputs["attention_mask"]) if packer is not None else None
         if values is None:
             values = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         return values, inputs["attention_mask"]
