@@ -57,13 +57,15 @@ def _assert_same(trainer, batch):
     return padded
 
 
-def test_dpo_sigmoid_and_reference_free_orpo_match_padded(model_dir, tmp_path):
+def test_dpo_sigmoid_ld_dpo_and_reference_free_orpo_match_padded(model_dir, tmp_path):
     trainer = _trainer("dpo", model_dir, tmp_path, finetuning_type="lora")
     assert isinstance(trainer._row_packer, RowPacker)  # the model check passed during the real run
     batch = _first_batch(trainer)
     _, metrics, _ = _assert_same(trainer, batch)
     assert {"rewards/chosen", "rewards/margins", "logps/rejected", "logits/chosen"} <= metrics.keys()
-    trainer.loss_type = "orpo"
+    trainer.ld_alpha = 0.5  # LD-DPO weighs tokens by their position in the answer
+    _assert_same(trainer, batch)
+    trainer.loss_type, trainer.ld_alpha = "orpo", None
     _, metrics, _ = _assert_same(trainer, batch)
     assert "odds_ratio_loss" in metrics
 
