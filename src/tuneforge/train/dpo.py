@@ -17,7 +17,7 @@ from ..data.collator import PairwiseCollator
 from ..data.pipeline import get_dataset, load_tokenizer_and_template
 from ..model.loader import load_model
 from . import preference_losses as losses
-from .preference_trainer import PreferenceTrainer, answer_logits
+from .preference_trainer import PreferenceTrainer, answer_token_stats
 from .reference import load_reference_model, reference_context
 from .run_dir import RunDirectory
 from .trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
@@ -48,13 +48,16 @@ class DPOTrainer(PreferenceTrainer):
     def answer_logps(self, model: torch.nn.Module, inputs: dict[str, Any],
                      is_reference: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-answer log-probs, per-answer mean logits, answer lengths) for the 2n rows of the batch."""
-        logits, labels, mask = answer_logits(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
-        logps, lengths = losses.sequence_logps(logits, labels, ld_alpha=None if is_reference else self.ld_alpha)
+        stats = answer_token_stats(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
+                                   self.row_packer())
+        logps, lengths = losses.summed_logps(stats.token_logps, stats.labels,
+                                             ld_alpha=None if is_reference else self.ld_alpha)
         if self.loss_type in losses.LENGTH_AVERAGED_LOSSES:
             logps = logps / lengths
         # Mean logit over the positions scored (LLaMA-Factory: over all positions); vocab summed first, so
         # no second logits-sized tensor is made.
-        mean_logits = (logits.detach().sum(-1) * mask).sum(-1) / (mask.sum(-1) * logits.size(-1))
+        mask = stats.attention_mask
+        mean_logits = (stats.logit_sums * mask).sum(-1) / (mask.sum(-1) * stats.vocab_size)
         return logps, mean_logits, lengths
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:

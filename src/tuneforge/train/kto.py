@@ -18,7 +18,7 @@ from ..data.collator import KTOCollator
 from ..data.pipeline import get_dataset, load_tokenizer_and_template
 from ..model.loader import load_model
 from . import preference_losses as losses
-from .preference_trainer import PreferenceTrainer, answer_logits
+from .preference_trainer import PreferenceTrainer, answer_token_stats
 from .reference import load_reference_model, reference_context
 from .run_dir import RunDirectory
 from .trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
@@ -41,11 +41,11 @@ class KTOTrainer(PreferenceTrainer):
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
             self.ref_model.eval()
 
-    @staticmethod
-    def _logps(model: torch.nn.Module, inputs: dict[str, Any], prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        logits, labels, _ = answer_logits(model, inputs[f"{prefix}input_ids"], inputs[f"{prefix}attention_mask"],
-                                          inputs[f"{prefix}labels"])
-        return losses.sequence_logps(logits, labels)
+    def _logps(self, model: torch.nn.Module, inputs: dict[str, Any],
+               prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        stats = answer_token_stats(model, inputs[f"{prefix}input_ids"], inputs[f"{prefix}attention_mask"],
+                                   inputs[f"{prefix}labels"], self.row_packer())
+        return losses.summed_logps(stats.token_logps, stats.labels)
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         tags = inputs["kto_tags"].bool()

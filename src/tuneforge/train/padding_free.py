@@ -176,10 +176,8 @@ def padding_free_collator(model: torch.nn.Module, padded_collator: Any, cfg: Any
 def _why_not(model: torch.nn.Module, padded_collator: Any, cfg: Any, args: Any) -> str | None:
     from ..data.collator import SFTCollator
 
-    if type(padded_collator) is not SFTCollator:  # pairwise / KTO batches have their own layout
-        return f"{type(padded_collator).__name__} batches"
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return f"{DISABLE_ENV}=0"
+    if type(padded_collator) is not SFTCollator:  # rm / dpo / kto pack their rows in the trainer
+        return f"{type(padded_collator).__name__} batches (see padding_free_rows.py)"
     if getattr(padded_collator, "label_pad_token_id", IGNORE_INDEX) != IGNORE_INDEX:
         return "ignore_pad_token_for_loss: false trains on padding, which a padding-free batch does not have"
     if getattr(cfg, "neat_packing", False):
@@ -188,10 +186,17 @@ def _why_not(model: torch.nn.Module, padded_collator: Any, cfg: Any, args: Any) 
         return "evaluation needs every position's logits"
     if getattr(args, "label_smoothing_factor", 0):
         return "label smoothing computes its loss from full logits"
-    if getattr(args, "neftune_noise_alpha", None):
-        return "NEFTune scales its noise by the length of each padded row"
     if getattr(cfg, "shift_attn", False):
         return "shift_attn attends in groups of each padded row"
+    return shared_reason(model, args)
+
+
+def shared_reason(model: torch.nn.Module, args: Any) -> str | None:
+    """Why no stage may run this model padding-free (SFT's collator and the preference trainer alike)."""
+    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return f"{DISABLE_ENV}=0"
+    if getattr(args, "neftune_noise_alpha", None):
+        return "NEFTune scales its noise by the length of each padded row"
     if getattr(model.config, "vision_config", None) is not None:
         return "multimodal models need their own position ids"
     if model.config._attn_implementation not in ("sdpa", "eager", "flash_attention_2"):

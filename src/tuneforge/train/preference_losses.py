@@ -31,11 +31,26 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor,
     With `ld_alpha` (LD-DPO, rows = chosen then rejected) tokens past the shorter answer of each pair
     count alpha times: the "verbose" tail weighs less than the part both answers share.
     """
+    return summed_logps(token_logps(logits, labels), labels, ld_alpha)
+
+
+def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(next label) at each position but the last: (rows, seq - 1); 0 where the label is -100."""
     labels = labels[:, 1:]
-    logits = logits[:, :-1, :]
     mask = labels != IGNORE_INDEX
-    safe_labels = labels.masked_fill(~mask, 0)
-    token_logps = torch.gather(logits.float().log_softmax(-1), 2, safe_labels.unsqueeze(2)).squeeze(2)
+    return target_logps(logits[:, :-1, :], labels.masked_fill(~mask, 0)) * mask
+
+
+def target_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) under `logits` (..., vocab), in fp32."""
+    return torch.gather(logits.float().log_softmax(-1), -1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def summed_logps(token_logps: torch.Tensor, labels: torch.Tensor,
+                 ld_alpha: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sequence_logps` from the per-token log-probs of `token_logps` (0 wherever the label is -100)."""
+    labels = labels[:, 1:]
+    mask = labels != IGNORE_INDEX
     lengths = mask.sum(-1)
     if ld_alpha is None:
         return (token_logps * mask).sum(-1), lengths

@@ -13,13 +13,14 @@ the `eval_` prefix beside `eval_loss`.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from ..data.schema import IGNORE_INDEX
+from . import preference_losses as losses
+from .padding_free_rows import RowPacker, accepts_logits_to_keep, row_packer, unpack
 from .trainer import TuneforgeTrainer
 
 
@@ -72,6 +73,27 @@ class PreferenceTrainer(TuneforgeTrainer):
             metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
         return metrics
 
+    # --- padding-free rows ------------------------------------------------------------------------
+
+    # Whether the stage's outputs come from the LM head (dpo, kto) or from a value head (rm).
+    SCORES_LOGITS = True
+
+    def row_packer(self) -> RowPacker | None:
+        """The padding-free runner of this run's batches (None: padded), set up and checked on first use,
+        when the recipe's reference model and run config are in place."""
+        if not hasattr(self, "_row_packer"):
+            others = tuple(model for model in (getattr(self, "ref_model", None),) if model is not None)
+            self._row_packer = row_packer(self.model, self.args, getattr(self, "run_config", None),
+                                          self.score_rows, lm_head=self.SCORES_LOGITS,
+                                          other_models=tuple(self.accelerator.unwrap_model(m) for m in others))
+        return self._row_packer
+
+    def score_rows(self, model: torch.nn.Module, inputs: dict[str, Any],
+                   packer: RowPacker | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model outputs, mask of the positions read) of a padded batch; the padding-free check compares them."""
+        stats = answer_token_stats(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"], packer)
+        return stats.token_logps, stats.labels[:, 1:] != IGNORE_INDEX
+
     # --- loss -------------------------------------------------------------------------------------
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
@@ -91,6 +113,40 @@ class PreferenceTrainer(TuneforgeTrainer):
         return loss.detach(), None, None
 
 
+class AnswerStats(NamedTuple):
+    """Per-position results of a padded batch from column `start` on (what the losses and metrics read)."""
+
+    token_logps: torch.Tensor  # (rows, n - 1): log p(next label), 0 where the label is -100
+    logit_sums: torch.Tensor  # (rows, n): logits summed over the vocabulary, detached
+    labels: torch.Tensor  # (rows, n)
+    attention_mask: torch.Tensor  # (rows, n)
+    vocab_size: int
+
+
+def answer_token_stats(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor, packer: RowPacker | None = None) -> AnswerStats:
+    """`answer_logits` reduced to what the losses read; with a `packer` the rows run padding-free where that
+    is cheaper (padding_free_rows.py), and the log-softmax sees only the real positions."""
+    start = _answer_start(labels)
+    packed = packer.run(model, input_ids, attention_mask, start, use_cache=False) if packer is not None else None
+    if packed is None:
+        logits, labels, mask = answer_logits(model, input_ids, attention_mask, labels)
+        return AnswerStats(losses.token_logps(logits, labels), logits.detach().sum(-1), labels, mask,
+                           logits.size(-1))
+    outputs, row, column = packed
+    logits, column = outputs.logits[0], column - start
+    labels, mask = labels[:, start:], attention_mask[:, start:]
+    # Position c predicts label c + 1 of its row; a row's last column predicts nothing.
+    scored = column < labels.size(1) - 1
+    targets = labels[row[scored], column[scored] + 1]
+    has_target = targets != IGNORE_INDEX
+    logps = losses.target_logps(logits[scored], targets.masked_fill(~has_target, 0)) * has_target
+    shape = (labels.size(0), labels.size(1) - 1)
+    return AnswerStats(unpack(logps, row[scored], column[scored], shape),
+                       unpack(logits.detach().sum(-1), row, column, tuple(labels.shape)), labels, mask,
+                       logits.size(-1))
+
+
 def answer_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, labels, attention mask) from the position before the batch's earliest answer token on.
@@ -100,17 +156,16 @@ def answer_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mas
     that is most of the LM head's work. The returned labels and mask are cut to the same positions, so
     `sequence_logps(logits, labels)` pairs them as on the full rows.
     """
-    answer = labels != IGNORE_INDEX
-    first = int(answer.int().argmax(-1)[answer.any(-1)].min()) if answer.any() else 1
-    start = max(first - 1, 0)
-    kwargs = {"logits_to_keep": input_ids.size(1) - start} if start and _accepts_logits_to_keep(model) else {}
+    start = _answer_start(labels)
+    kwargs = {"logits_to_keep": input_ids.size(1) - start} if start and accepts_logits_to_keep(model) else {}
     if not kwargs:
         start = 0
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
     return logits, labels[:, start:], attention_mask[:, start:]
 
 
-def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    model = getattr(model, "module", model)  # DDP wrapper
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+def _answer_start(labels: torch.Tensor) -> int:
+    """The column before the batch's earliest answer token: the first whose logits the losses read."""
+    answer = labels != IGNORE_INDEX
+    first = int(answer.int().argmax(-1)[answer.any(-1)].min()) if answer.any() else 1
+    return max(first - 1, 0)

@@ -30,8 +30,18 @@ PLOT_KEYS = ("loss", "eval_loss", "eval_accuracy")  # with plot_loss: LLaMA-Fact
 class RewardTrainer(PreferenceTrainer):
     METRICS = RM_METRICS
 
+    SCORES_LOGITS = False
+
+    def score_rows(self, model: torch.nn.Module, inputs: dict[str, Any],
+                   packer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values per position, attention mask): padded, or padding-free where `packer` runs the batch."""
+        values = packer.values(model, inputs["input_ids"], inputs["attention_mask"]) if packer is not None else None
+        if values is None:
+            values = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        return values, inputs["attention_mask"]
+
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        values = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        values, _ = self.score_rows(model, inputs, self.row_packer())
         chosen, rejected = last_token_values(values, inputs["attention_mask"]).chunk(2)
         self.record("accuracy", (chosen > rejected).float())
         self.record("rewards/chosen", chosen)
