@@ -245,8 +245,12 @@ def test_an_http_reward_endpoint_gets_the_decoded_texts(model_dir):
     ({"reward_model_type": "api", "reward_model": "saves/rm"}, "is not a URL"),
     ({"reward_model_type": "full", "reward_model": "http://x/score"}, "set reward_model_type: api"),
     ({"reward_model_type": "lora", "reward_model_adapters": "a"}, "apply to reward_model_type: full"),
+    ({"reward_model_type": "full", "reward_model": "{tmp}/nope"}, "reward_model: directory .* does not exist"),
+    ({"reward_model_type": "lora", "reward_model": "{model}"}, "holds no LoRA adapter"),
+    ({"reward_model_type": "full", "reward_model": "{model}"}, "has no value_head.safetensors"),
 ])
-def test_reward_settings_are_checked_before_anything_loads(values, message):
+def test_reward_settings_are_checked_before_anything_loads(values, message, model_dir, tmp_path):
+    values = {key: str(value).format(model=model_dir, tmp=tmp_path) for key, value in values.items()}
     cfg = make_config({"stage": "ppo", "reward_model": "saves/rm", "reward_model_type": "lora", **values})
     with pytest.raises(ConfigError, match=message):
         check_reward_settings(cfg)

@@ -15,6 +15,7 @@ stage rm.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import urllib.error
 import urllib.request
@@ -121,6 +122,28 @@ def check_reward_settings(cfg: Any) -> None:
                            or getattr(cfg, "reward_model_quantization_bit", None)):
         raise ConfigError("reward_model_adapters / reward_model_quantization_bit apply to reward_model_type: "
                           "full; a lora reward model is one adapter on the policy's base")
+    if kind != "api":
+        _check_reward_dir(kind, str(path), getattr(cfg, "reward_model_adapters", None))
+
+
+def _check_reward_dir(kind: str, path: str, adapters: Any) -> None:
+    """A local reward model must exist and hold the value head that stage rm saves (hub ids load later)."""
+    from ...model.value_head import read_value_head
+
+    if not os.path.isdir(path):
+        if kind == "lora" or path.startswith(("/", ".", "~")):
+            raise ConfigError(f"reward_model: directory {path!r} does not exist; point it at the output_dir of a "
+                              "stage rm run")
+        return
+    if kind == "lora" and not os.path.isfile(os.path.join(path, "adapter_config.json")):
+        raise ConfigError(f"reward_model: {path!r} holds no LoRA adapter (adapter_config.json); for a full reward "
+                          "model set reward_model_type: full")
+    if isinstance(adapters, str):
+        adapters = [item.strip() for item in adapters.split(",") if item.strip()]
+    head_dir = adapters[-1] if adapters else path
+    if os.path.isdir(head_dir) and read_value_head(head_dir) is None:
+        raise ConfigError(f"reward_model: {head_dir!r} has no value_head.safetensors: it is not a reward model. "
+                          "Train one with stage: rm and point reward_model at its output_dir")
 
 
 def build_reward_source(cfg: Any, policy: Any, tokenizer: Any) -> RewardSource:
