@@ -26,10 +26,10 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..errors import ConfigError
+from .trainer_log import TRAINER_LOG, read_trainer_log
 
 logger = logging.getLogger("tuneforge.train")
 
-TRAINER_LOG = "trainer_log.jsonl"
 
 
 class RunLogCallback(TrainerCallback):
@@ -101,15 +101,6 @@ def format_record(record: dict[str, Any]) -> str:
     parts += [f"epoch {record['epoch']:.2f}", f"elapsed {_clock(record['elapsed'])}",
               f"remaining {_clock(record['remaining'])}"]
     return " | ".join(parts)
-
-
-def read_trainer_log(output_dir: str) -> list[dict[str, Any]]:
-    """All records of a run's trainer_log.jsonl (empty when the run has not logged yet)."""
-    path = os.path.join(output_dir, TRAINER_LOG)
-    if not os.path.isfile(path):
-        return []
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def truncate_trainer_log(output_dir: str, after_step: int) -> None:

@@ -6,28 +6,13 @@ loss, elapsed and remaining; adapter/model files and `checkpoint-N/` for the che
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-TRAINER_LOG = "trainer_log.jsonl"  # written by train/callbacks.py (not imported: it pulls in transformers)
+from ..train.trainer_log import TRAINER_LOG, read_trainer_log
+
 MODEL_MARKERS = ("adapter_config.json", "config.json")
-
-
-def read_trainer_log(output_dir: str) -> list[dict[str, Any]]:
-    """The JSON lines of a run's trainer log; a line being written (incomplete) is skipped."""
-    records = []
-    try:
-        with open(os.path.join(output_dir, TRAINER_LOG), encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    except OSError:
-        pass
-    return records
 
 
 @dataclass
