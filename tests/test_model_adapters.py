@@ -168,3 +168,17 @@ def test_adapter_errors(model_dir, tokenizer, tmp_path):
     with pytest.raises(ConfigError, match="adapter_name_or_path .*lora"):
         _load(model_dir, tokenizer, tmp_path, finetuning_type="freeze",
               adapter_name_or_path=str(tmp_path / "not_an_adapter"))
+
+
+def test_a_missing_adapter_is_reported_before_the_base_weights_load(model_dir, tmp_path, monkeypatch):
+    import tuneforge.model.loader as loader
+
+    class NoWeights:
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            raise AssertionError("the base weights were loaded before the adapter path was checked")
+
+    monkeypatch.setattr(loader, "_model_class_for", lambda config: NoWeights)
+    cfg = tiny_config(model_name_or_path=str(model_dir), adapter_name_or_path=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="adapter_name_or_path: directory .*missing' does not exist"):
+        load_model(cfg, AutoTokenizer.from_pretrained(str(model_dir)), is_trainable=False)

@@ -43,9 +43,11 @@ def output_dtype(cfg: Any, model: Any, device: str) -> torch.dtype:
 def load_merged_model(cfg: Any, tokenizer: Any) -> Any:
     """The base model with the adapters merged, in eval mode, on the export device, in the output dtype."""
     from ..model.adapters import apply_finetuning
+    from ..model.adapters.lora import check_adapters
     from ..model.loader import load_model
 
     adapters = getattr(cfg, "adapter_name_or_path", None)
+    check_adapters(cfg)  # before the base weights load (they load without the adapters here)
     base_cfg = cfg.replace(adapter_name_or_path=None, finetuning_type="lora")
     checkpoint_dtype = _checkpoint_dtype(cfg)
     model = load_model(base_cfg, tokenizer, is_trainable=False)

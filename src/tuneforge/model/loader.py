@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from .adapters import apply_finetuning, count_parameters
+from .adapters.lora import check_adapters
 from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
 from .precision_patches import upcast_precision_layers, use_reentrant_checkpointing, warn_low_cpu_mem_usage
 from .quantization import plan_quantization, quantize_loaded_model
@@ -33,6 +34,7 @@ def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.
     """Return the model ready for training (or, with is_trainable=False, frozen in eval mode)."""
     path = resolve_model_path(cfg)
     config = load_model_config(cfg, path)
+    check_adapters(cfg)  # a wrong adapter path fails now, not after the base weights load
     configure_rope(config, cfg, is_trainable)
     check_shift_attn(config, cfg, is_trainable)
     device = training_device(cfg)

@@ -161,6 +161,12 @@ def _matches_any(target: str, module_names: list[str]) -> bool:
     return any(name == target or name.endswith("." + target) for name in module_names)
 
 
+def check_adapters(cfg: Any) -> None:
+    """Every adapter path of cfg, checked before the base model's weights load (load_model calls this)."""
+    for path in list(getattr(cfg, "adapter_name_or_path", None) or []):
+        _check_adapter(path)
+
+
 def _check_adapter(path: str) -> str:
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "adapter_config.json")):
         raise ConfigError(f"adapter_name_or_path: {path!r} has no adapter_config.json; "
