@@ -97,6 +97,7 @@ def _resolve(raw: dict[str, Any], origin: dict[str, str], source: str | None) ->
     values = copy.deepcopy(_declared_defaults())
     values.update({name: copy.deepcopy(param.default) for name, param in hf.items()})
     values.update(explicit)
+    values.update(_env_aliases(explicit))
     _apply_computed_defaults(values, explicit)
     problems += check_all(values)
 
@@ -139,6 +140,19 @@ def _build_or_raise(kwargs: dict[str, Any], source: str | None) -> Any:
 # Training arguments LLaMA-Factory always sets itself (see _apply_computed_defaults).
 _LF_TRAINING_KEYS = ("output_dir", "generation_max_length", "generation_num_beams", "remove_unused_columns",
                      "label_names")
+
+
+# Declared switches an environment variable may also set (when the key itself is not set).
+ENV_ALIASES = {"padding_free": "TUNEFORGE_PADDING_FREE", "trace_samples": "TUNEFORGE_TRACE_SAMPLES"}
+
+
+def _env_aliases(explicit: dict[str, Any]) -> dict[str, bool]:
+    aliased = {}
+    for key, variable in ENV_ALIASES.items():
+        text = os.environ.get(variable)
+        if key not in explicit and text is not None and text.strip():
+            aliased[key] = text.strip().lower() not in ("0", "false", "no", "off")
+    return aliased
 
 
 def _apply_computed_defaults(v: dict[str, Any], explicit: dict[str, Any]) -> None:

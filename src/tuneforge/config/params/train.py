@@ -29,6 +29,12 @@ declare("logging_dir", "str", None, "TensorBoard log folder (default: output_dir
 declare("save_safetensors", "bool", True, "Save checkpoints as safetensors. transformers 5 always does; false "
         "(legacy .bin files) is refused with an explanation.", G)
 
+# --- tuneforge's own switches (each also read from an environment variable alias) -----------------
+declare("padding_free", "bool", True, "Run training batches padding-free (one packed row, per-row attention) "
+        "where a check on the first batch shows it gives the padded loss. Alias: TUNEFORGE_PADDING_FREE=0.", G)
+declare("trace_samples", "bool", False, "Each rank writes which samples it trained on (output_dir/"
+        "samples-rank<N>.jsonl), to check data parallelism. Alias: TUNEFORGE_TRACE_SAMPLES=1.", G)
+
 # --- FP8 -----------------------------------------------------------------------------------------
 declare("fp8", "bool", False, "FP8 mixed-precision training through accelerate (Hopper GPUs, torch >= 2.7).",
         G, **LATER)
