@@ -60,7 +60,7 @@ def measure(model_dir: str, values: dict, rank: int) -> int:
 
     from tuneforge.model.adapters import apply_finetuning
     from tuneforge.testing.tiny_model import tiny_config
-    from tuneforge.train.optimizers import create_custom_optimizer
+    from tuneforge.train.optim.optimizers import create_custom_optimizer
 
     cfg = tiny_config(model_name_or_path=model_dir, output_dir="unused", report_to="none", finetuning_type="full",
                       galore_rank=rank, apollo_rank=rank, **values)

@@ -1,4 +1,4 @@
-"""Batched prediction against one row at a time: samples/s ratio of train/predict.py's generation loop.
+"""Batched prediction against one row at a time: samples/s ratio of train/evaluation/predict.py's generation loop.
 
     .venv/bin/python bench/predict_batching.py [--rows 32] [--batch 8] [--new-tokens 32]
 
@@ -29,7 +29,7 @@ def main() -> None:
     import torch
 
     from tuneforge.testing.tiny_model import build_tiny_model
-    from tuneforge.train.predict import generate_answers
+    from tuneforge.train.evaluation.predict import generate_answers
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:

@@ -1,4 +1,4 @@
-"""Run by tests/test_memory_estimate.py in a fresh process: train a few steps and report the estimated
+"""Run by tests/train/test_memory_estimate.py in a fresh process: train a few steps and report the estimated
 and the measured peak memory (peak RSS growth from just before the model loads) as one JSON line.
 
     python memory_probe.py MODEL_DIR OUTPUT_DIR '{"finetuning_type": "full", ...}'

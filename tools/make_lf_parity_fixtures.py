@@ -10,7 +10,7 @@ What it does:
 2. for each case below, runs LLaMA-Factory's own argument parser, template and `get_dataset` on that data
    with the committed tiny tokenizer (tests/fixtures/parity/tokenizer/), exactly as its `train` would;
 3. writes what LLaMA-Factory produced (every integer column of every row) to
-   tests/fixtures/parity/expected.json.gz. tests/test_lf_parity.py runs our pipeline on the same cases and
+   tests/fixtures/parity/expected.json.gz. tests/data/test_lf_parity.py runs our pipeline on the same cases and
    compares token for token.
 
 The tokenizer is loaded with AutoTokenizer directly (LLaMA-Factory's load_tokenizer also wants a model

@@ -10,7 +10,7 @@ template records
   - the token ids of LLaMA-Factory's encode_multiturn / encode_oneturn on the conversations below,
     under several options (tool_format, default_system, enable_thinking, preserve_thinking,
     discarding_history_cot), plus the tokenizer state after get_template_and_fix_tokenizer.
-tests/test_templates_lf.py compares tuneforge's templates with these. The llama3 tool prompt contains
+tests/data/test_templates_lf.py compares tuneforge's templates with these. The llama3 tool prompt contains
 today's date: it is pinned to FIXED_DATE here and in the tests.
 """
 

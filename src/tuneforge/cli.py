@@ -155,7 +155,7 @@ def _preflight(cfg, *, training: bool) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.launch import is_our_worker, relaunch_under_torchrun
+    from .train.launch.torchrun import is_our_worker, relaunch_under_torchrun
 
     cfg = _load(args)
     if not is_our_worker(os.environ):  # a worker we launched: the parent checked already

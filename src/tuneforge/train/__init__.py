@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 # Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
-RECIPES = {"pt": ("pt", "run_pt"), "sft": ("sft", "run_sft"), "rm": ("rm", "run_rm"), "dpo": ("dpo", "run_dpo"),
-           "kto": ("kto", "run_kto"), "ppo": ("ppo", "run_ppo")}
+RECIPES = {"pt": ("stages.pt", "run_pt"), "sft": ("stages.sft", "run_sft"), "rm": ("stages.rm", "run_rm"),
+           "dpo": ("stages.dpo", "run_dpo"),
+           "kto": ("stages.kto", "run_kto"), "ppo": ("stages.ppo", "run_ppo")}
 
 
 def run_train(cfg: Any) -> dict[str, float]:

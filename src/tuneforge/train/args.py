@@ -14,8 +14,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..model.loader import resolve_compute_dtype, training_device
-from .callbacks import check_report_to
-from .distributed import distributed_arg_changes, open_cpu_process_group
+from .run.callbacks import check_report_to
+from .launch.distributed import distributed_arg_changes, open_cpu_process_group
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ second moments for Adafactor). Activations are those autograd keeps for a decode
 `per_device_train_batch_size` x `cutoff_len` (the worst case: every row as long as the cutoff), with
 activation checkpointing keeping only each layer's input plus one layer being recomputed.
 The activation formula is per-architecture arithmetic for llama-style decoders (attention + gated MLP);
-it was checked against the measured peak RSS growth of CPU training runs (see tests/test_memory_estimate.py).
+it was checked against the measured peak RSS growth of CPU training runs (see tests/train/test_memory_estimate.py).
 """
 
 from __future__ import annotations

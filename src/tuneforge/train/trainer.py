@@ -20,18 +20,18 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from ..errors import ConfigError
 from ..model.loader import preflight_model, resolve_compute_dtype, training_device, with_local_model
 from .args import build_training_args
-from .callbacks import RunLogCallback, use_maintained_logger_callbacks
-from .checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
-from .distributed import join_process_group
+from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
+from .run.checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .launch.distributed import join_process_group
 from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
-from .optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
+from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                          create_custom_scheduler)
-from .padding_free import is_padding_free_batch, padding_free_collator
-from .pissa import PissaConvertCallback
-from .plot import check_plotting_available, plot_loss
-from .predict import check_prediction
-from .sample_trace import trace_samples
+from .batching.padding_free import is_padding_free_batch, padding_free_collator
+from .run.pissa import PissaConvertCallback
+from .run.plot import check_plotting_available, plot_loss
+from .evaluation.predict import check_prediction
+from .run.sample_trace import trace_samples
 
 
 def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:

@@ -49,7 +49,7 @@ def job_env(values: dict[str, Any], mode: str) -> dict[str, str]:
     """Environment for the job: the device count becomes NPROC_PER_NODE (training only)."""
     if mode != "train":
         return {}
-    from ..train.launch import launch_env
+    from ..train.launch.torchrun import launch_env
 
     raw = values.get("device_count") or 1
     try:

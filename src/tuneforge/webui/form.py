@@ -283,7 +283,7 @@ def parse_deepspeed_config_path(path: str) -> tuple[str, bool] | None:
 def write_deepspeed_config(path: str, stage: str, offload: bool) -> None:
     """The ZeRO config for the page's DeepSpeed stage and offload (train/deepspeed_config.py: LLaMA-Factory's
     settings, "auto" values filled in from the run when it starts)."""
-    from ..train.deepspeed_config import zero_config
+    from ..train.launch.deepspeed import zero_config
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..train.trainer_log import TRAINER_LOG, read_trainer_log
+from ..train.run.trainer_log import TRAINER_LOG, read_trainer_log
 
 MODEL_MARKERS = ("adapter_config.json", "config.json")
 

@@ -2,7 +2,7 @@
 
 Facts (slot strings, stop words, default system prompts, flags) from LLaMA-Factory 0.9.5, written in our
 declaration format (registry.register_template; unlisted arguments take its defaults). Token parity with
-LLaMA-Factory is tested for every template here (tests/test_templates_lf.py).
+LLaMA-Factory is tested for every template here (tests/data/test_templates_lf.py).
 
 Templates with `media` are multimodal in LLaMA-Factory (the facts name the plugin and placeholder tokens);
 here they encode text only.

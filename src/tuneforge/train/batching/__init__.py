@@ -1,0 +1,1 @@
+"""Padding-free batches: packed rows, per-row attention, preference rows as one row."""

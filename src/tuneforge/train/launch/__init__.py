@@ -1,0 +1,1 @@
+"""Several processes: torchrun relaunch, rank setup, DeepSpeed and FSDP configs."""

@@ -1,0 +1,1 @@
+"""Optimizers the trainer builds itself: GaLore, APOLLO, LoRA+, BAdam."""

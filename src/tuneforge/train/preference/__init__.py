@@ -1,0 +1,1 @@
+"""What rm / dpo / kto share: the losses, their trainer and the frozen reference model."""

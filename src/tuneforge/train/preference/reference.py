@@ -1,0 +1,60 @@
+"""The frozen reference model of dpo / kto / ppo (LLaMA-Factory 0.9.5 rules).
+
+- `ref_model` set: that model (plus `ref_model_adapters`, merged; quantized with `ref_model_quantization_bit`),
+  loaded frozen in eval mode.
+- LoRA without `ref_model`: no second model. The reference is the policy with its adapter switched off
+  (`reference_forward` uses peft's `disable_adapter()`), so no parameter is held twice.
+- full / freeze without `ref_model`: a frozen copy of the starting model (its weights change as the
+  policy trains, so a copy is the only way to keep the start).
+- orpo / simpo: no reference at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def needs_reference(cfg: Any) -> bool:
+    from .losses import REFERENCE_FREE_LOSSES
+
+    return not (cfg.stage == "dpo" and cfg.pref_loss in REFERENCE_FREE_LOSSES)
+
+
+def load_reference_model(cfg: Any, tokenizer: Any) -> torch.nn.Module | None:
+    """The separate reference model, or None where none is needed or the adapter-off policy serves."""
+    from ...model.loader import load_model
+
+    if not needs_reference(cfg):
+        return None
+    if cfg.ref_model is None and cfg.finetuning_type == "lora":
+        logger.info("Reference model: the policy with its LoRA adapter disabled (no second copy)")
+        return None
+    adapters = cfg.ref_model_adapters
+    if isinstance(adapters, str):
+        adapters = [path.strip() for path in adapters.split(",") if path.strip()]
+    ref_cfg = cfg.replace(
+        model_name_or_path=cfg.ref_model or cfg.model_name_or_path,
+        adapter_name_or_path=adapters or None,
+        # Adapters of the reference are merged into it (setup_lora with is_trainable=False).
+        finetuning_type="lora" if adapters else "full",
+        # The reference is quantized by its own key only (the policy's quantization_bit is for QLoRA training).
+        quantization_bit=cfg.ref_model_quantization_bit,
+        print_param_status=False,
+    )
+    model = load_model(ref_cfg, tokenizer, is_trainable=False)
+    logger.info("Reference model: %s%s", ref_cfg.model_name_or_path,
+                f" + adapters {','.join(adapters)}" if adapters else "")
+    return model
+
+
+def reference_context(policy: torch.nn.Module, ref_model: torch.nn.Module | None) -> tuple[torch.nn.Module, Any]:
+    """(model to run, context to run it in) for a reference forward pass."""
+    if ref_model is not None:
+        return ref_model, contextlib.nullcontext()
+    return policy, policy.disable_adapter()

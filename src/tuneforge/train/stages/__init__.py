@@ -1,0 +1,1 @@
+"""One recipe per training stage: pt, sft, rm, dpo, kto and ppo (its own loop)."""
