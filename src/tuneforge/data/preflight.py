@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import os
 
+from ..config.groups import DataArgs
 from ..errors import UserError
 from .registry import get_dataset_attrs
 from .templates.registry import name_problems
 
 
-def preflight_problems(cfg) -> list[str]:
+def preflight_problems(data: DataArgs) -> list[str]:
     """Every problem found with the template, tool_format, dataset and eval_dataset names (may be empty)."""
-    problems = name_problems(cfg.template, cfg.tool_format)
-    if cfg.tokenized_path is not None and os.path.exists(cfg.tokenized_path):
+    problems = name_problems(data.template, data.tool_format)
+    if data.tokenized_path is not None and os.path.exists(data.tokenized_path):
         return problems  # the tokenized dataset is loaded as is; dataset names are not used
-    for key in ("dataset", "eval_dataset"):
-        names = getattr(cfg, key)
+    for key, names in (("dataset", data.dataset), ("eval_dataset", data.eval_dataset)):
         if not names:
             continue
         try:
-            get_dataset_attrs(names, cfg.dataset_dir)
+            get_dataset_attrs(names, data.dataset_dir)
         except UserError as err:
             problems.extend(f"{key}: {problem}" for problem in getattr(err, "problems", [str(err)]))
     return problems

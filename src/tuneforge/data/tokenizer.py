@@ -78,3 +78,12 @@ def _load_error(name: str, local: Path, error: Exception) -> ConfigError:
                            "network access and set model_name_or_path to its local directory")
     return ConfigError(f"model_name_or_path: could not fetch the tokenizer of {name!r} from the hub ({error}). "
                        "Check the id (and hf_hub_token for private models), or pass a local directory")
+
+
+def save_tokenizer_with_chat_template(tokenizer: Any, output_dir: str) -> None:
+    """Write the chat template into tokenizer_config.json (not only chat_template.jinja, transformers 5's
+    default), so tools that read the config (older transformers, GGUF converters) chat in the trained format."""
+    tokenizer.save_pretrained(output_dir, save_jinja_files=False)
+    jinja_file = os.path.join(output_dir, "chat_template.jinja")
+    if getattr(tokenizer, "chat_template", None) and os.path.isfile(jinja_file):
+        os.remove(jinja_file)  # one copy only: the config now holds it

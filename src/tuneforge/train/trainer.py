@@ -17,6 +17,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from ..data.tokenizer import save_tokenizer_with_chat_template
 from ..errors import ConfigError
 from ..model.loader import preflight_model, resolve_compute_dtype, training_device, with_local_model
 from .args import build_training_args
@@ -178,15 +179,6 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None,
     if trainer.is_world_process_zero() and getattr(cfg, "plot_loss", False):
         plot_loss(trainer.args.output_dir, plot_keys)
     return result.metrics
-
-
-def save_tokenizer_with_chat_template(tokenizer: Any, output_dir: str) -> None:
-    """Write the chat template into tokenizer_config.json (not only chat_template.jinja, transformers 5's
-    default), so tools that read the config (older transformers, GGUF converters) chat in the trained format."""
-    tokenizer.save_pretrained(output_dir, save_jinja_files=False)
-    jinja_file = os.path.join(output_dir, "chat_template.jinja")
-    if getattr(tokenizer, "chat_template", None) and os.path.isfile(jinja_file):
-        os.remove(jinja_file)  # one copy only: the config now holds it
 
 
 def evaluate(trainer: TuneforgeTrainer, with_perplexity: bool) -> dict[str, float]:

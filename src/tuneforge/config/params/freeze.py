@@ -1,9 +1,11 @@
 """Freeze (partial-parameter) fine-tuning: which layers and modules stay trainable."""
 
+from typing import Any
+
 from ..schema import declare
 
 G = "freeze"
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 declare("freeze_trainable_layers", "int", 2, "Trainable hidden layers: +N = the last N, -N = the first N.",
         G)

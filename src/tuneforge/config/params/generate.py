@@ -1,9 +1,11 @@
 """Decoding parameters used by chat, the API, the web UI and predict-with-generate."""
 
+from typing import Any
+
 from ..schema import declare
 
 G = "generate"
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 declare("do_sample", "bool", True, "Sample the next token (false: greedy decoding).", G)
 declare("temperature", "float", 0.95, "Sampling temperature.", G)

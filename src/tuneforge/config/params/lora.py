@@ -3,9 +3,11 @@
 `lora_alpha` has a computed default (2 x lora_rank), applied by the validator.
 """
 
+from typing import Any
+
 from ..schema import declare
 
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 G = "lora"
 declare("lora_rank", "int", 8, "Rank of the LoRA update matrices.", G)

@@ -4,10 +4,12 @@ belong to no narrower group (loss variants, extra optimizers, multimodal freezin
 `stage` is implemented now because the data pipeline tokenizes differently per stage.
 """
 
+from typing import Any
+
 from ..schema import declare
 
 G = "method"
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 declare("stage", "str", "sft", "Training stage: pre-training, supervised fine-tuning, reward modelling, "
         "PPO, DPO or KTO.", G, choices=("pt", "sft", "rm", "ppo", "dpo", "kto"))

@@ -4,10 +4,12 @@ Tokenizer-related keys are implemented now (the data pipeline needs the tokenize
 loading and patching the model itself arrives with the training issue.
 """
 
+from typing import Any
+
 from ..schema import declare
 
 G = "model"
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 # --- what to load --------------------------------------------------------------------------------
 declare("model_name_or_path", "str", None, "Local model directory or hub model id (Hugging Face or ModelScope).", G)

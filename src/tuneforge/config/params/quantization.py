@@ -1,9 +1,11 @@
 """On-the-fly quantization of the model being trained or served (QLoRA and friends)."""
 
+from typing import Any
+
 from ..schema import declare
 
 G = "quantization"
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 declare("quantization_method", "str", "bnb", "Library used to quantize the model while loading it.", G,
         choices=("bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"))

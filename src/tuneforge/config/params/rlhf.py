@@ -1,9 +1,11 @@
 """Preference and reinforcement learning: DPO family (incl. ORPO, SimPO), KTO, PPO, reward models."""
 
+from typing import Any
+
 from ..schema import declare
 
 G = "rlhf"
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 declare("pref_beta", "float", 0.1, "Beta of the preference loss (strength of the reference-model tie).", G)
 declare("pref_ftx", "float", 0.0, "Weight of an added SFT loss in DPO training.", G)

@@ -10,10 +10,12 @@ class (see config/hf_args.py). Declared here are:
     KTransformers.
 """
 
+from typing import Any
+
 from ..schema import declare
 
 G = "train"
-LATER = {"implemented": False}
+LATER: dict[str, Any] = {"implemented": False}
 
 # --- removed in transformers 5, mapped by the validator ------------------------------------------
 declare("overwrite_output_dir", "bool", False, "Start over in an existing output_dir instead of resuming "

@@ -15,7 +15,7 @@ from . import builtin_core  # noqa: F401 - registers the templates
 from . import builtin_more_a_to_g, builtin_more_h_to_l, builtin_more_m_to_p, builtin_more_q_to_z  # noqa: F401
 from .export import render_text
 from .jinja_fallback import JinjaTemplate
-from .registry import TEMPLATES, get_template, register_template, template_names
+from .registry import TEMPLATES, get_template, register_template, template_for, template_names
 from .slots import BOS, EOS, Token
 from .template import Template
 from .tool_formats import FORMATS as TOOL_FORMATS
@@ -23,5 +23,5 @@ from .tool_formats import FunctionCall
 
 __all__ = [
     "BOS", "EOS", "FunctionCall", "JinjaTemplate", "TEMPLATES", "TOOL_FORMATS", "Template", "Token",
-    "get_template", "register_template", "render_text", "template_names",
+    "get_template", "register_template", "render_text", "template_for", "template_names",
 ]

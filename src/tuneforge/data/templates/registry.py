@@ -15,11 +15,16 @@ import dataclasses
 import difflib
 import logging
 
+from typing import TYPE_CHECKING
+
 from tuneforge.errors import ConfigError
 
 from .slots import CONTENT, EOS, as_slots, has_content
 from .template import Template
 from .tool_formats import FORMATS
+
+if TYPE_CHECKING:
+    from tuneforge.config.groups import DataArgs
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +124,14 @@ def _unknown(kind: str, value: str, known) -> ConfigError:
     else:
         listing = f"{len(known)} are known (tuneforge.data.templates.template_names() lists them)"
     return ConfigError(f"{kind}: unknown {kind} {value!r}{hint}; {listing}")
+
+
+def template_for(tokenizer, data: DataArgs):
+    """The run's template from its data settings, `tokenizer` fixed for it: the one place a template is resolved
+    for training, chat, the API, evaluation and export."""
+    return get_template(data.template, tokenizer, tool_format=data.tool_format, default_system=data.default_system,
+                        enable_thinking=data.enable_thinking, preserve_thinking=data.preserve_thinking,
+                        train_on_prompt=data.train_on_prompt)
 
 
 def get_template(

@@ -23,7 +23,8 @@ from ....config.generation import generation_settings, resolve_generation
 from ....model.loader import load_model
 from ...preference.reference import load_reference_model
 from ...run.run_dir import RunDirectory
-from ...trainer import prepare_run, save_tokenizer_with_chat_template
+from ....data.tokenizer import save_tokenizer_with_chat_template
+from ...trainer import prepare_run
 from .loop import PPOLoop, PPOSettings
 from .policy import new_value_head, save_value_head
 from .rewards import build_reward_source, check_reward_settings
