@@ -43,7 +43,7 @@ def test_train_with_tokenized_path_preprocesses(config_file, fake_pipeline, tmp_
     assert code == 0
     ((name, cfg),) = fake_pipeline
     assert name == "preprocess_only"
-    assert (cfg.tokenized_path, cfg.cutoff_len, cfg.dataset) == (str(tmp_path / "tok"), 64, ["a"])
+    assert (cfg.data.tokenized_path, cfg.data.cutoff_len, cfg.data.dataset) == (str(tmp_path / "tok"), 64, ["a"])
 
 
 def test_train_without_tokenized_path_runs_the_training_recipe(config_file, fake_pipeline, monkeypatch):
@@ -53,7 +53,7 @@ def test_train_without_tokenized_path_runs_the_training_recipe(config_file, fake
     monkeypatch.setattr(train, "run_train", lambda cfg: calls.append(cfg))
     assert cli.main(["train", str(config_file), "learning_rate=5e-5"]) == 0
     ((cfg,),) = [calls]
-    assert cfg.learning_rate == 5e-5
+    assert cfg.train.learning_rate == 5e-5
     assert fake_pipeline == []
 
 

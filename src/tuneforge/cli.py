@@ -22,7 +22,12 @@ import os
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 EXIT_USAGE = 2
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -123,56 +128,44 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
     return (paths[0] if paths else None), overrides
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, *, data_only: bool = False) -> Config:
+    """The command's Config, validated on the one path every entry point shares (tuneforge.validate)."""
     from .config import load_config
+    from .validate import validate_config
 
     path, overrides = _split_config_args(args.args)
     if path is None and not overrides:
         raise ConfigError("no configuration given; pass a YAML/JSON file and/or key=value pairs, "
                           "e.g. `tuneforge train examples/sft_lora.yaml`.")
-    return load_config(path, overrides)
+    cfg = load_config(path, overrides)
+    validate_config(cfg, data_only=data_only)
+    return cfg
 
 
-def _require(cfg, command: str, *keys: str) -> None:
-    missing = [key for key in keys if getattr(cfg, key) is None]
+def _require(cfg: Config, command: str, *keys: str) -> None:
+    missing = [key for key in keys if cfg.value(key) is None]
     if missing:
         raise ConfigError([f"{key} is not set; `tuneforge {command}` needs it." for key in missing], cfg.source)
 
 
-def _preflight(cfg, *, training: bool) -> None:
-    """Every remaining configuration problem at once, before any data or weights load."""
-    from .config import check_implemented
-    from .data.preflight import preflight_problems
-
-    problems = preflight_problems(cfg)
-    if training:
-        try:
-            check_implemented(cfg)
-        except ConfigError as err:
-            problems = err.problems + problems
-    if problems:
-        raise ConfigError(problems, cfg.source)
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.launch.torchrun import is_our_worker, relaunch_under_torchrun
+    from .train.launch.torchrun import relaunch_under_torchrun
 
     cfg = _load(args)
-    if not is_our_worker(os.environ):  # a worker we launched: the parent checked already
-        _preflight(cfg, training=True)
     if not _only_preprocesses(cfg):
         # Several devices/nodes (or FORCE_TORCHRUN=1): the same command again, under torchrun.
-        exit_code = relaunch_under_torchrun(args.args, deepspeed=bool(getattr(cfg, "deepspeed", None)))
+        exit_code = relaunch_under_torchrun(args.args, deepspeed=bool(cfg.train.deepspeed))
         if exit_code is not None:
             return exit_code
     return run_training(cfg)
 
 
-def _only_preprocesses(cfg) -> bool:
-    return cfg.tokenized_path is not None and not os.path.exists(cfg.tokenized_path)
+def _only_preprocesses(cfg: Config) -> bool:
+    path = cfg.data.tokenized_path
+    return path is not None and not os.path.exists(path)
 
 
-def run_training(cfg) -> int:
+def run_training(cfg: Config) -> int:
     """What `tuneforge train` does with a valid config.
 
     As in LLaMA-Factory, a `tokenized_path` that does not exist yet means "preprocess, save there and stop";
@@ -190,19 +183,15 @@ def run_training(cfg) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = _load(args, data_only=True)
     _require(cfg, "data check", "model_name_or_path", "dataset")
-    _preflight(cfg, training=False)
     from .data.pipeline import run_data_check
 
     return run_data_check(cfg)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from .config import check_implemented
-
     cfg = _load(args)
-    check_implemented(cfg)
     _require(cfg, "chat", "model_name_or_path")
     from .chat import run_chat
 
@@ -210,10 +199,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .config import check_implemented
-
     cfg = _load(args)
-    check_implemented(cfg)
     from .export import run_export
 
     run_export(cfg)
@@ -221,10 +207,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .config import check_implemented
-
     cfg = _load(args)
-    check_implemented(cfg)
     from .evaluate import run_eval
 
     run_eval(cfg)
@@ -232,10 +215,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
-    from .config import check_implemented
-
     cfg = _load(args)
-    check_implemented(cfg)
     _require(cfg, "api", "model_name_or_path")
     import importlib.util
 

@@ -4,24 +4,25 @@ reported in one ConfigError before any data or weights load.
 
 load_config / make_config already checked keys, value types and cross-field rules (config/); this adds what
 the config layer cannot know because it sits below the data layer: whether the template, tool format and
-dataset names exist (data/preflight.py), and, for training, that no not-yet-built feature is switched on.
+dataset names exist (data/preflight.py), and that no not-yet-built feature is switched on (not for a data-only
+job such as `tuneforge data check` or the web UI's dataset preview, which do not use those keys).
 """
 
 from __future__ import annotations
 
 from .config import Config, check_implemented
-from .data.preflight import preflight_problems
+from .data import preflight
 from .errors import ConfigError
 
 
-def validate_config(cfg: Config, *, training: bool) -> None:
+def validate_config(cfg: Config, *, data_only: bool = False) -> None:
     """Raise one ConfigError listing every remaining problem of `cfg` (none: return)."""
     problems: list[str] = []
-    if training:
+    if not data_only:
         try:
             check_implemented(cfg)
         except ConfigError as err:
             problems += err.problems
-    problems += preflight_problems(cfg.data)
+    problems += preflight.preflight_problems(cfg.data)
     if problems:
         raise ConfigError(problems, cfg.source)

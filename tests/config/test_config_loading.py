@@ -19,8 +19,8 @@ def test_yaml_file_with_lf_number_forms(tmp_path):
     path = write(tmp_path, "run.yaml", "learning_rate: 5e-5\nnum_train_epochs: 3\nlora_dropout: 1.0e-1\n"
                                        "dataset: a,b  # comment\nresume_from_checkpoint: null\n")
     cfg = load_config(str(path))
-    assert cfg.learning_rate == 5e-5 and isinstance(cfg.learning_rate, float)
-    assert (cfg.num_train_epochs, cfg.lora_dropout, cfg.dataset) == (3, 0.1, ["a", "b"])
+    assert cfg.train.learning_rate == 5e-5 and isinstance(cfg.train.learning_rate, float)
+    assert (cfg.train.num_train_epochs, cfg.lora.lora_dropout, cfg.data.dataset) == (3, 0.1, ["a", "b"])
     assert cfg.source == str(path)
     assert cfg.explicit == {"learning_rate": 5e-5, "num_train_epochs": 3, "lora_dropout": 0.1,
                             "dataset": ["a", "b"], "resume_from_checkpoint": None}
@@ -28,17 +28,17 @@ def test_yaml_file_with_lf_number_forms(tmp_path):
 
 def test_json_file(tmp_path):
     path = write(tmp_path, "run.json", json.dumps({"dataset": "a", "cutoff_len": 64}))
-    assert load_config(path).cutoff_len == 64
+    assert load_config(path).data.cutoff_len == 64
 
 
 def test_overrides_win_over_values_and_file(tmp_path):
     path = write(tmp_path, "run.yaml", "cutoff_len: 64\ndataset: a\nlearning_rate: 1.0e-4\n")
     cfg = load_config(path, ["learning_rate=5e-5", "dataset=b,c", "template=qwen"], {"cutoff_len": 99})
-    assert (cfg.learning_rate, cfg.dataset, cfg.template, cfg.cutoff_len) == (5e-5, ["b", "c"], "qwen", 99)
+    assert (cfg.train.learning_rate, cfg.data.dataset, cfg.data.template, cfg.data.cutoff_len) == (5e-5, ["b", "c"], "qwen", 99)
 
 
 def test_no_file_only_overrides():
-    assert load_config(None, ["dataset=x", "stage=pt"]).packing is True
+    assert load_config(None, ["dataset=x", "stage=pt"]).data.packing is True
 
 
 @pytest.mark.parametrize("text, value", [
@@ -96,4 +96,4 @@ def test_file_must_hold_a_mapping(tmp_path):
 
 
 def test_empty_file_gives_defaults(tmp_path):
-    assert load_config(write(tmp_path, "empty.yaml", "# nothing\n")).cutoff_len == 2048
+    assert load_config(write(tmp_path, "empty.yaml", "# nothing\n")).data.cutoff_len == 2048

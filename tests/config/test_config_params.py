@@ -89,7 +89,7 @@ def test_every_lf_parameter_is_declared_with_its_default():
 
 
 # Parameters tuneforge adds for features LLaMA-Factory lacks.
-TUNEFORGE_ONLY = {"export_gguf": None}
+TUNEFORGE_ONLY = {"export_gguf": None, "padding_free": True, "trace_samples": False}
 
 
 def test_no_parameter_beyond_lf_and_the_removed_transformers_keys():
@@ -132,9 +132,9 @@ def test_choices_follow_lf():
 
 
 def test_lora_alpha_defaults_to_twice_the_rank():
-    assert make_config({}).lora_alpha == 16
-    assert make_config({"lora_rank": 32}).lora_alpha == 64
-    assert make_config({"lora_rank": 32, "lora_alpha": 8}).lora_alpha == 8
+    assert make_config({}).lora.lora_alpha == 16
+    assert make_config({"lora_rank": 32}).lora.lora_alpha == 64
+    assert make_config({"lora_rank": 32, "lora_alpha": 8}).lora.lora_alpha == 8
 
 
 @pytest.mark.parametrize("values, packing", [
@@ -146,11 +146,11 @@ def test_lora_alpha_defaults_to_twice_the_rank():
     ({"neat_packing": True, "packing": False}, True),
 ])
 def test_packing_default(values, packing):
-    assert make_config(values).packing is packing
+    assert make_config(values).data.packing is packing
 
 
 def test_cutoff_len_keeps_the_user_value_when_packing():
-    assert make_config({"packing": True, "cutoff_len": 1024}).cutoff_len == 1024
+    assert make_config({"packing": True, "cutoff_len": 1024}).data.cutoff_len == 1024
 
 
 def test_comma_strings_become_lists():
@@ -161,41 +161,41 @@ def test_comma_strings_become_lists():
         "galore_target": "mlp", "apollo_target": "attn", "oft_target": "q_proj",
         "mix_strategy": "interleave_under", "interleave_probs": "0.25,0.75",
     })
-    assert cfg.dataset == ["a", "b"]
-    assert make_config({"eval_dataset": "c"}).eval_dataset == ["c"]
-    assert cfg.adapter_name_or_path == ["x", "y"]
-    assert cfg.lora_target == ["q_proj", "v_proj"]
-    assert cfg.additional_target == ["embed_tokens", "lm_head"]
-    assert cfg.freeze_trainable_modules == ["mlp", "self_attn"]
-    assert cfg.freeze_extra_modules == ["embed_tokens"]
-    assert cfg.add_tokens == ["<a>", "<b>"]
-    assert cfg.add_special_tokens == ["<c>"]
-    assert (cfg.galore_target, cfg.apollo_target, cfg.oft_target) == (["mlp"], ["attn"], ["q_proj"])
-    assert cfg.interleave_probs == [0.25, 0.75]
+    assert cfg.data.dataset == ["a", "b"]
+    assert make_config({"eval_dataset": "c"}).data.eval_dataset == ["c"]
+    assert cfg.model.adapter_name_or_path == ["x", "y"]
+    assert cfg.lora.lora_target == ["q_proj", "v_proj"]
+    assert cfg.lora.additional_target == ["embed_tokens", "lm_head"]
+    assert cfg.freeze.freeze_trainable_modules == ["mlp", "self_attn"]
+    assert cfg.freeze.freeze_extra_modules == ["embed_tokens"]
+    assert cfg.model.add_tokens == ["<a>", "<b>"]
+    assert cfg.model.add_special_tokens == ["<c>"]
+    assert (cfg.galore.galore_target, cfg.apollo.apollo_target, cfg.oft.oft_target) == (["mlp"], ["attn"], ["q_proj"])
+    assert cfg.data.interleave_probs == [0.25, 0.75]
 
 
 def test_list_defaults_are_lists_and_yaml_lists_are_accepted():
     cfg = make_config({"dataset": ["a", "b"], "interleave_probs": [1, 0], "mix_strategy": "interleave_over"})
-    assert cfg.dataset == ["a", "b"]
-    assert cfg.interleave_probs == [1.0, 0.0]
-    assert cfg.lora_target == ["all"]
-    assert cfg.freeze_trainable_modules == ["all"]
+    assert cfg.data.dataset == ["a", "b"]
+    assert cfg.data.interleave_probs == [1.0, 0.0]
+    assert cfg.lora.lora_target == ["all"]
+    assert cfg.freeze.freeze_trainable_modules == ["all"]
     # Defaults are copied per config: changing one config's list does not change another's.
-    cfg.lora_target.append("x")
-    assert make_config({}).lora_target == ["all"]
+    cfg.lora.lora_target.append("x")
+    assert make_config({}).lora.lora_target == ["all"]
 
 
 def test_media_dir_defaults_to_dataset_dir():
-    assert make_config({}).media_dir == "data"
-    assert make_config({"dataset_dir": "my/data"}).media_dir == "my/data"
-    assert make_config({"dataset_dir": "my/data", "media_dir": "media"}).media_dir == "media"
+    assert make_config({}).data.media_dir == "data"
+    assert make_config({"dataset_dir": "my/data"}).data.media_dir == "my/data"
+    assert make_config({"dataset_dir": "my/data", "media_dir": "media"}).data.media_dir == "media"
 
 
 def test_lf_training_argument_post_processing():
     cfg = make_config({"cutoff_len": 300, "eval_num_beams": 3})
     args = cfg.training_args
-    assert (cfg.generation_max_length, args.generation_max_length) == (300, 300)
-    assert (cfg.generation_num_beams, args.generation_num_beams) == (3, 3)
+    assert (cfg.train.generation_max_length, args.generation_max_length) == (300, 300)
+    assert (cfg.train.generation_num_beams, args.generation_num_beams) == (3, 3)
     assert args.remove_unused_columns is False
     assert args.label_names == ["labels"]
     assert make_config({"finetuning_type": "full"}).training_args.label_names is None
@@ -203,14 +203,14 @@ def test_lf_training_argument_post_processing():
 
 def test_hf_defaults_are_visible_on_the_config():
     cfg = make_config({})
-    assert cfg.seed == 42
-    assert cfg.learning_rate == 5e-05
-    assert cfg.output_dir == "trainer_output"
-    assert cfg.do_train is False
+    assert cfg.train.seed == 42
+    assert cfg.train.learning_rate == 5e-05
+    assert cfg.train.output_dir == "trainer_output"
+    assert cfg.train.do_train is False
 
 
 def test_init_special_tokens_falls_back_without_descriptions(caplog):
-    assert make_config({"init_special_tokens": "desc_init"}).init_special_tokens == "noise_init"
+    assert make_config({"init_special_tokens": "desc_init"}).model.init_special_tokens == "noise_init"
     assert "needs new_special_tokens_config" in caplog.text
 
 

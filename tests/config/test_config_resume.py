@@ -25,34 +25,34 @@ def test_resumes_from_the_last_complete_checkpoint(tmp_path):
     checkpoint(tmp_path, 3)
     (tmp_path / "checkpoint-tmp-30").mkdir()
     cfg = train_config(tmp_path)
-    assert cfg.resume_from_checkpoint == last
+    assert cfg.train.resume_from_checkpoint == last
     assert cfg.training_args.resume_from_checkpoint == last
 
 
 def test_no_resume_when_overwriting_or_not_training_or_user_chose(tmp_path):
     checkpoint(tmp_path, 5)
-    assert train_config(tmp_path, overwrite_output_dir=True).resume_from_checkpoint is None
-    assert make_config({"output_dir": str(tmp_path)}).resume_from_checkpoint is None
+    assert train_config(tmp_path, overwrite_output_dir=True).train.resume_from_checkpoint is None
+    assert make_config({"output_dir": str(tmp_path)}).train.resume_from_checkpoint is None
     other = checkpoint(tmp_path / "elsewhere", 1)
-    assert train_config(tmp_path, resume_from_checkpoint=other).resume_from_checkpoint == other
-    assert train_config(tmp_path, resume_from_checkpoint=False).resume_from_checkpoint is None
+    assert train_config(tmp_path, resume_from_checkpoint=other).train.resume_from_checkpoint == other
+    assert train_config(tmp_path, resume_from_checkpoint=False).train.resume_from_checkpoint is None
 
 
 def test_full_reward_model_training_never_resumes(tmp_path):
     checkpoint(tmp_path, 5)
     cfg = train_config(tmp_path, stage="rm", finetuning_type="full", resume_from_checkpoint=True)
-    assert cfg.resume_from_checkpoint is None
+    assert cfg.train.resume_from_checkpoint is None
 
 
 def test_true_and_auto(tmp_path):
-    assert train_config(tmp_path, resume_from_checkpoint="auto").resume_from_checkpoint is None
+    assert train_config(tmp_path, resume_from_checkpoint="auto").train.resume_from_checkpoint is None
     with pytest.raises(ConfigError) as info:
         train_config(tmp_path, resume_from_checkpoint=True)
     assert info.value.problems == [f"resume_from_checkpoint is True but output_dir {str(tmp_path)!r} holds no "
                                    "complete checkpoint-N folder; remove resume_from_checkpoint to start a new run."]
     last = checkpoint(tmp_path, 7)
-    assert train_config(tmp_path, resume_from_checkpoint="auto").resume_from_checkpoint == last
-    assert train_config(tmp_path, resume_from_checkpoint=True).resume_from_checkpoint == last
+    assert train_config(tmp_path, resume_from_checkpoint="auto").train.resume_from_checkpoint == last
+    assert train_config(tmp_path, resume_from_checkpoint=True).train.resume_from_checkpoint == last
 
 
 def test_missing_checkpoint_path(tmp_path):
@@ -68,4 +68,4 @@ def test_output_dir_with_a_finished_model_needs_overwrite(tmp_path):
         train_config(tmp_path)
     assert info.value.problems == [f"output_dir {str(tmp_path)!r} already holds a trained model; set "
                                    "overwrite_output_dir: true to replace it, or choose another output_dir."]
-    assert train_config(tmp_path, overwrite_output_dir=True).resume_from_checkpoint is None
+    assert train_config(tmp_path, overwrite_output_dir=True).train.resume_from_checkpoint is None

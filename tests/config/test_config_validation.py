@@ -99,12 +99,12 @@ def test_several_problems_are_reported_together(tmp_path):
 
 def test_numbers_given_as_strings_are_converted():
     cfg = make_config({"learning_rate": "5e-5", "cutoff_len": "1024", "train_on_prompt": "true"})
-    assert (cfg.learning_rate, cfg.cutoff_len, cfg.train_on_prompt) == (5e-5, 1024, True)
+    assert (cfg.train.learning_rate, cfg.data.cutoff_len, cfg.data.train_on_prompt) == (5e-5, 1024, True)
     assert cfg.training_args.learning_rate == 5e-5
 
 
 def test_dict_values_accept_json_strings():
-    assert make_config({"vllm_config": '{"max_model_len": 8}'}).vllm_config == {"max_model_len": 8}
+    assert make_config({"vllm_config": '{"max_model_len": 8}'}).infer.vllm_config == {"max_model_len": 8}
 
 
 @pytest.mark.parametrize("values, problem", [
@@ -149,7 +149,7 @@ def test_lf_cross_field_rules(values, problem):
 
 
 def test_training_run_rules_do_not_apply_to_inference_configs():
-    assert make_config({"infer_backend": "vllm"}).infer_backend == "vllm"
+    assert make_config({"infer_backend": "vllm"}).infer.infer_backend == "vllm"
 
 
 def test_hf_keys_pass_through_to_the_real_training_arguments():
@@ -175,11 +175,11 @@ def test_removed_transformers_keys_are_mapped_and_kept_visible():
                        "group_by_length": True, "overwrite_output_dir": True, "logging_dir": "logs",
                        "save_safetensors": False, "dataset": "a", "val_size": 0.1, "eval_steps": 5})
     args = cfg.training_args
-    assert (cfg.warmup_ratio, cfg.warmup_steps, args.warmup_steps) == (0.1, 0.1, 0.1)
-    assert (cfg.evaluation_strategy, cfg.eval_strategy, args.eval_strategy) == ("steps", "steps", "steps")
-    assert (cfg.no_cuda, cfg.use_cpu, args.use_cpu) == (True, True, True)
-    assert (cfg.group_by_length, args.train_sampling_strategy) == (True, "group_by_length")
-    assert (cfg.overwrite_output_dir, cfg.logging_dir, cfg.save_safetensors) == (True, "logs", False)
+    assert (cfg.train.warmup_ratio, cfg.train.warmup_steps, args.warmup_steps) == (0.1, 0.1, 0.1)
+    assert (cfg.train.evaluation_strategy, cfg.train.eval_strategy, args.eval_strategy) == ("steps", "steps", "steps")
+    assert (cfg.train.no_cuda, cfg.train.use_cpu, args.use_cpu) == (True, True, True)
+    assert (cfg.train.group_by_length, args.train_sampling_strategy) == (True, "group_by_length")
+    assert (cfg.train.overwrite_output_dir, cfg.train.logging_dir, cfg.train.save_safetensors) == (True, "logs", False)
 
 
 def test_removed_key_conflicts_with_its_new_name():
@@ -192,7 +192,7 @@ def test_removed_key_conflicts_with_its_new_name():
 
 def test_bf16_validates_on_a_cpu_machine_and_keeps_the_intent():
     cfg = make_config({"bf16": True})
-    assert cfg.bf16 is True and cfg.training_args.bf16 is True
+    assert cfg.train.bf16 is True and cfg.training_args.bf16 is True
 
 
 def test_deepspeed_config_file_is_checked(tmp_path):
@@ -204,7 +204,7 @@ def test_deepspeed_config_file_is_checked(tmp_path):
         f"deepspeed: {str(bad)!r} is not valid JSON (line 1: Expecting property name enclosed in double quotes)."]
     good = tmp_path / "z3.json"
     good.write_text('{"zero_optimization": {"stage": 3}}')
-    assert make_config({"deepspeed": str(good)}).deepspeed == str(good)
+    assert make_config({"deepspeed": str(good)}).train.deepspeed == str(good)
     assert problems_of({"deepspeed": str(good), "do_train": True, "dataset": "a", "pure_bf16": True}).problems == [
         "pure_bf16 does not work with DeepSpeed ZeRO-3."]
 
@@ -214,14 +214,20 @@ def test_config_pickles():
 
     cfg = make_config({"dataset": "a"})
     again = pickle.loads(pickle.dumps(cfg))
-    assert again.dataset == ["a"] and again.explicit == {"dataset": ["a"]}
+    assert again.data.dataset == ["a"] and again.explicit == {"dataset": ["a"]}
     assert again.training_args.output_dir == "trainer_output"
 
 
 def test_config_is_read_only():
+    import dataclasses
+
     cfg = make_config({})
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cutoff_len"):
+        cfg.data.cutoff_len = 5
     with pytest.raises(AttributeError, match="read-only"):
-        cfg.cutoff_len = 5
-    with pytest.raises(AttributeError, match="unknown configuration key 'nope'"):
+        cfg.data = cfg.data
+    with pytest.raises(AttributeError, match="nope"):
         cfg.nope
-    assert cfg.replace(cutoff_len=5).cutoff_len == 5
+    with pytest.raises(KeyError, match="nope"):
+        cfg.replace(nope=1)
+    assert cfg.replace(cutoff_len=5).data.cutoff_len == 5

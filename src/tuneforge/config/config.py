@@ -76,24 +76,28 @@ class Config:
     ):
         from .groups import GROUP_CLASSES
 
-        self._values = dict(values)
+        init = object.__setattr__  # the object is read-only once built (see __setattr__)
+        init(self, "_values", dict(values))
         for name, cls in GROUP_CLASSES.items():
-            setattr(self, name, _group(cls, self._values))
+            init(self, name, _group(cls, self._values))
         # The HF Seq2SeqTrainingArguments built from group train, or the function that builds them on first
         # access (then dropped).
-        self._training_args = training_args
-        self._build_training_args = build_training_args
-        self.source = source
+        init(self, "_training_args", training_args)
+        init(self, "_build_training_args", build_training_args)
+        init(self, "source", source)
         # The keys the user set (file, overrides or dict), with their validated values.
-        self.explicit = dict(explicit or {})
+        init(self, "explicit", dict(explicit or {}))
 
     @property
     def training_args(self) -> Seq2SeqTrainingArguments:
         if self._build_training_args is not None:
-            self._training_args = self._build_training_args()
-            self._build_training_args = None
+            object.__setattr__(self, "_training_args", self._build_training_args())
+            object.__setattr__(self, "_build_training_args", None)
         assert self._training_args is not None, "a resolved Config always has training arguments"
         return self._training_args
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Config is read-only; use cfg.replace(key=value)")
 
     def value(self, name: str) -> Any:
         """One value by its name, for code that walks the declarations (web UI form, docs, run.yaml)."""

@@ -127,7 +127,7 @@ def preprocess_only_run(values: dict[str, Any]) -> bool:
     (`cfg.training_args`): building them imports torch and peft, which preprocessing does not need. Their
     types were still checked above; transformers' own cross-field checks run in the later training run."""
     path = values.get("tokenized_path")
-    return bool(path) and not os.path.exists(path)
+    return path is not None and path != "" and not os.path.exists(path)
 
 
 def _build_or_raise(kwargs: dict[str, Any], source: str | None) -> Any:

@@ -136,9 +136,10 @@ _CONVERTERS = {
 
 
 def _choice_problem(param: Param, value: Any) -> str:
-    allowed = ", ".join(str(choice) for choice in param.choices)
+    choices = [str(choice) for choice in param.choices or ()]
+    allowed = ", ".join(choices)
     problem = f"{param.name}: {value!r} is not allowed; choose one of: {allowed}."
-    close = difflib.get_close_matches(str(value), [str(choice) for choice in param.choices], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
     if close:
         problem += f" Did you mean {close[0]!r}?"
     return problem

@@ -1,11 +1,18 @@
-"""Training: one recipe per stage (pt.py, sft.py, rm.py, dpo.py, kto.py) on the shared trainer (trainer.py).
+"""Training: one recipe per stage (stages/: pt, sft, rm, dpo, kto, ppo) on the shared trainer (trainer.py).
 
     run_train(cfg) -> metrics      cfg: a Config from tuneforge.config, or a plain dict of values
+
+Folders: stages/ (recipes), preference/ (rm/dpo/kto losses, trainer, reference model), batching/ (padding-free
+rows, packed attention), optim/ (GaLore, APOLLO, BAdam, LoRA+), run/ (run directory, checkpoints, callbacks,
+trainer log, plots), launch/ (torchrun, DeepSpeed, FSDP), evaluation/ (predict with generate, BLEU/ROUGE).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 # Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
 RECIPES = {"pt": ("stages.pt", "run_pt"), "sft": ("stages.sft", "run_sft"), "rm": ("stages.rm", "run_rm"),
@@ -13,23 +20,23 @@ RECIPES = {"pt": ("stages.pt", "run_pt"), "sft": ("stages.sft", "run_sft"), "rm"
            "kto": ("stages.kto", "run_kto"), "ppo": ("stages.ppo", "run_ppo")}
 
 
-def run_train(cfg: Any) -> dict[str, float]:
-    """Run the recipe for cfg.stage; the run directory is cfg.output_dir. Returns the final metrics."""
+def run_train(cfg: Config | dict[str, Any]) -> dict[str, float]:
+    """Run the recipe for the stage; the run directory is output_dir. Returns the final metrics.
+
+    A dict is validated exactly as a YAML file is (make_config, then the one validation path)."""
     import importlib
 
+    from ..config import make_config
     from ..errors import ConfigError
+    from ..validate import validate_config
 
     if isinstance(cfg, dict):
-        from ..config import make_config
-
         cfg = make_config(cfg)
-    from ..config import check_implemented
+    validate_config(cfg)
 
-    check_implemented(cfg)
-
-    if cfg.finetuning_type == "oft":  # declared for LLaMA-Factory compatibility; its feature comes later
+    if cfg.method.finetuning_type == "oft":  # declared for LLaMA-Factory compatibility; its feature comes later
         raise ConfigError("not implemented yet: finetuning_type: oft; use lora, freeze or full")
-    stage = getattr(cfg, "stage", "sft")
+    stage = cfg.method.stage
     if stage not in RECIPES:
         raise ConfigError(f"stage: {stage} training is not implemented yet; available stages: "
                           f"{', '.join(RECIPES)}")
