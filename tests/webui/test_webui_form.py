@@ -78,6 +78,33 @@ def test_widgets_follow_the_declarations():
     assert form.decode(PARAMS["report_to"], "none") == "none"  # there "none" is a real value
 
 
+def test_declared_switches_are_form_fields():
+    # padding_free / trace_samples (group train) were declared after the form was written.
+    assert form.widget_for(PARAMS["padding_free"]) == form.Widget("checkbox", True)
+    assert form.widget_for(PARAMS["trace_samples"]) == form.Widget("checkbox", False)
+    assert {"padding_free", "trace_samples"} <= set(FIELDS)
+    config = form.form_to_config({**defaults(), "padding_free": False, "trace_samples": True}, PARAMS)
+    assert config["padding_free"] is False and config["trace_samples"] is True
+    assert "padding_free" not in form.form_to_config(defaults(), PARAMS)  # at its default: not written
+
+
+def test_a_bad_form_is_refused_before_the_job_starts_with_every_problem(tmp_path, monkeypatch):
+    from tuneforge.errors import ConfigError
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text('{"known": {"file_name": "known.json"}}')
+    values = {**defaults(), "model_name_or_path": "m", "output_dir": str(tmp_path / "run"),
+              "dataset_dir": str(tmp_path / "data"), "template": "no_such_template", "dataset": ["missing"]}
+    monkeypatch.setattr(actions.JOBS, "start", lambda *args, **kwargs: pytest.fail("the job must not start"))
+    with pytest.raises(ConfigError) as refused:
+        actions.start_job(values, PARAMS, "train")
+    problems = refused.value.problems
+    assert len(problems) == 2 and "no_such_template" in problems[0] and problems[1].startswith("dataset: ")
+    shown = actions.error_text(refused.value)  # the page's Markdown: the problems as a list, no traceback
+    assert shown.startswith("⚠ 2 problems in the configuration") and "Traceback" not in shown
+    assert shown.splitlines()[-2:] == [f"- {problem}" for problem in problems]
+
+
 def test_save_and_load_config(tmp_path):
     path = tmp_path / "cfg" / "run.yaml"
     values = {**defaults(), "model_name_or_path": "m", "lora_rank": 4, "output_dir": "o"}

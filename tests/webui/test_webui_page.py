@@ -92,6 +92,23 @@ def test_a_new_declaration_appears_without_ui_code_and_unbuilt_features_are_disa
     assert unbuilt and all("coming" in by_id[f"tf-{name}"].info for name in unbuilt)  # shown, not offered yet
 
 
+def test_declared_switches_appear_in_the_train_tab(built):
+    app, _ = built
+    by_id = {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
+    assert (by_id["tf-padding_free"].value, by_id["tf-trace_samples"].value) == (True, False)
+    assert by_id["tf-padding_free"].label == "Padding free" and by_id["tf-trace_samples"].interactive
+
+
+def test_chat_model_load_validates_first():
+    from tuneforge.errors import ConfigError, UserError
+    from tuneforge.webui.chat_tab import ChatHolder
+
+    with pytest.raises(ConfigError, match="no_such_template"):
+        ChatHolder().load({"model_name_or_path": "m", "template": "no_such_template"})
+    with pytest.raises(UserError, match="model path is empty"):
+        ChatHolder().load({})
+
+
 def test_webui_command_serves_on_the_documented_address(monkeypatch):
     from tuneforge import cli
     from tuneforge.webui import app as webui_app

@@ -46,3 +46,34 @@ def run_train(cfg: Config | dict[str, Any]) -> dict[str, float]:
 
 
 __all__ = ["run_train"]
+
+
+# ---- Public entry points for the web UI (issue 13) ---------------------------------------------------
+# Imported on first use (module __getattr__), so `import tuneforge.train` stays cheap.
+from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
+
+if _TYPE_CHECKING:
+    from .launch.deepspeed import DS_STAGES, zero_config
+    from .launch.torchrun import launch_env
+    from .run.trainer_log import TRAINER_LOG, read_trainer_log
+
+# Re-exported name -> the module (under tuneforge.train) that defines it.
+_LAZY_EXPORTS = {
+    "DS_STAGES": "launch.deepspeed",
+    "zero_config": "launch.deepspeed",
+    "launch_env": "launch.torchrun",
+    "TRAINER_LOG": "run.trainer_log",
+    "read_trainer_log": "run.trainer_log",
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+__all__ += ["DS_STAGES", "TRAINER_LOG", "launch_env", "read_trainer_log", "zero_config"]

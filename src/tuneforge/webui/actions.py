@@ -1,7 +1,10 @@
 """What the page's buttons do, as plain functions of the form values (testable without a browser).
 
 Each takes `values` (field -> widget value, top bar included) and the declarations, and returns text or
-raises ValueError / UserError with a message for the page.
+raises ValueError / UserError with a message for the page (`error_text` words it for the page).
+
+Whatever loads data, weights or starts training first goes through the one validation path every entry point
+takes: `make_config`, then `tuneforge.validate.validate_config` (`validated_config` here).
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ import os
 import shlex
 from typing import Any
 
-from ..config.schema import Param
-from ..errors import UserError
+from ..config import Config, Param
+from ..errors import ConfigError, UserError
 from . import form
 from .jobs import JOBS, Job
 
@@ -26,11 +29,24 @@ def build_config(values: dict[str, Any], params: dict[str, Param], mode: str) ->
         raise UserError(f"the form has a value that cannot be read: {error}") from None
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """The same up-front checks `tuneforge train` does (every problem at once), as a UserError."""
-    from ..config import check_implemented, make_config
+def validated_config(config: dict[str, Any], *, training: bool) -> Config:
+    """The Config of the form's values after the same up-front checks as the CLI (every problem at once, as
+    one ConfigError). `training`: also refuse features not built yet (starting a training job)."""
+    from ..config import make_config
+    from ..validate import validate_config
 
-    check_implemented(make_config(config))
+    cfg = make_config(config)
+    validate_config(cfg, training=training)
+    return cfg
+
+
+def error_text(error: Exception) -> str:
+    """An error as the page shows it (Markdown): a ConfigError's problems as a list, never a traceback."""
+    if isinstance(error, ConfigError) and len(error.problems) > 1:
+        where = f" ({error.source})" if error.source else ""
+        items = "\n".join(f"- {problem}" for problem in error.problems)
+        return f"⚠ {len(error.problems)} problems in the configuration{where}:\n\n{items}"
+    return f"⚠ {error}"
 
 
 def command_for(mode: str, config: dict[str, Any]) -> list[str]:
@@ -49,7 +65,7 @@ def job_env(values: dict[str, Any], mode: str) -> dict[str, str]:
     """Environment for the job: the device count becomes NPROC_PER_NODE (training only)."""
     if mode != "train":
         return {}
-    from ..train.launch.torchrun import launch_env
+    from ..train import launch_env
 
     raw = values.get("device_count") or 1
     try:
@@ -89,7 +105,7 @@ def start_job(values: dict[str, Any], params: dict[str, Param], mode: str, valid
     if not folder:
         raise UserError("export dir is empty" if mode == "export" else "output dir is empty")
     if validate and mode == "train":
-        check_config(config)
+        validated_config(config, training=True)
     if isinstance(config.get("deepspeed"), str):
         parsed = form.parse_deepspeed_config_path(config["deepspeed"])
         if parsed is not None:

@@ -55,14 +55,15 @@ def _top_bar(page: Page) -> dict[str, Any]:
         for name in locales.TOP_FIELDS[4:]:
             top[name] = page.field(name, **_top_options(name))
 
-    def on_model_name(name: str, path: str, template: str):
+    def on_model_name(name: str, path: str, template: str) -> tuple[dict[str, Any], dict[str, Any]]:
         hub_id, default_template = models.model_defaults(name)
         return (gr.update(value=hub_id) if hub_id else gr.update(value=path),
                 gr.update(value=default_template) if default_template else gr.update(value=template))
 
     top["model_name"].change(on_model_name, [top["model_name"], top["model_name_or_path"], top["template"]],
                              [top["model_name_or_path"], top["template"]])
-    def list_checkpoints():  # runs finished since the page was built are offered too
+
+    def list_checkpoints() -> dict[str, Any]:  # runs finished since the page was built are offered too
         return gr.update(choices=runs.find_checkpoints(page.output_root))
 
     top["finetuning_type"].change(list_checkpoints, None, top["checkpoint_path"])
@@ -72,7 +73,7 @@ def _top_bar(page: Page) -> dict[str, Any]:
 
 def _top_options(name: str) -> dict[str, Any]:
     if name == "template":
-        from ..data.templates import template_names
+        from ..data import template_names
 
         return {"choices": sorted(template_names())}
     return {}

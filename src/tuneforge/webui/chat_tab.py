@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import gc
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from ..data.checks import PLACEHOLDERS
+from ..data import PLACEHOLDERS
 from ..errors import UserError
 from . import actions
 from .form import decode
+from .widgets import Page
+
+if TYPE_CHECKING:
+    from ..infer import ChatEngine
+
+# A Chatbot conversation in gradio's "messages" format: {"role": ..., "content": ...} per turn.
+History = list[dict[str, Any]]
 
 GENERATE_GROUPS = (("generate", True), ("infer", False))  # (group, accordion open)
 
@@ -21,23 +29,22 @@ class ChatHolder:
     """The one loaded model of this server (models are large; every page shares it)."""
 
     def __init__(self) -> None:
-        self.engine: Any = None
+        self.engine: ChatEngine | None = None
         self.description = ""
         self._lock = threading.Lock()
 
     def load(self, config: dict[str, Any]) -> str:
-        from ..config import check_implemented, make_config
-        from ..infer.engine import ChatEngine
+        """Load the model the form's `config` names (validated first, like every entry point)."""
+        from ..infer import ChatEngine
 
-        if not config.get("model_name_or_path"):
+        cfg = actions.validated_config(config, training=False)
+        model_path, adapters = cfg.model.model_name_or_path, cfg.model.adapter_name_or_path
+        if not model_path:
             raise UserError("model path is empty: choose a model name or type a model directory")
-        cfg = make_config(config)
-        check_implemented(cfg)
         with self._lock:
             self.unload()
             self.engine = ChatEngine(cfg)
-            adapters = config.get("adapter_name_or_path")
-            self.description = config["model_name_or_path"] + (f" + {', '.join(adapters)}" if adapters else "")
+            self.description = model_path + (f" + {', '.join(adapters)}" if adapters else "")
         return f"model loaded: {self.description}"
 
     def unload(self) -> str:
@@ -49,7 +56,7 @@ class ChatHolder:
 CHAT = ChatHolder()
 
 
-def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
+def build(page: Page, top: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     with gr.Row():
         load = page.text("load_model", gr.Button, variant="primary", elem_id="tf-chat-load")
@@ -76,19 +83,20 @@ def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
     names = [*top, *fields]
     inputs = [*top.values(), *fields.values()]
 
-    def on_load(*args):
+    def on_load(*args: Any) -> str:
         try:
             config = actions.build_config(dict(zip(names, args)), page.params, "chat")
             return CHAT.load(config)
         except Exception as error:  # noqa: BLE001  (a bad path or config is shown, the page stays up)
-            return f"⚠ {error}"
+            return actions.error_text(error)
 
     load.click(on_load, inputs, status)
     unload.click(CHAT.unload, None, status)
 
     generate_names = [name for name in fields if page.params[name].group == "generate"]
 
-    def on_send(history, text, system_prompt, tools_json, image_path, *generation):
+    def on_send(history: History | None, text: str, system_prompt: str, tools_json: str, image_path: str | None,
+                *generation: Any) -> Iterator[tuple[History, str]]:
         history = list(history or [])
         if not text or not text.strip():
             yield history, text

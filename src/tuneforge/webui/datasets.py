@@ -9,9 +9,10 @@ from __future__ import annotations
 import html
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..data.preview import trained_spans
+if TYPE_CHECKING:
+    from ..config import Config
 
 PAIRWISE_STAGES = ("rm", "dpo")
 
@@ -28,7 +29,7 @@ def dataset_names(dataset_dir: str | None, stage: str | None = None) -> tuple[li
         return [], f"{path}: {error}"
     if not isinstance(info, dict):
         return [], f"{path}: expected a JSON object of datasets"
-    names = []
+    names: list[str] = []
     for name, entry in info.items():
         ranking = isinstance(entry, dict) and bool(entry.get("ranking"))
         if stage is None or ranking == (stage in PAIRWISE_STAGES):
@@ -36,9 +37,10 @@ def dataset_names(dataset_dir: str | None, stage: str | None = None) -> tuple[li
     return names, ""
 
 
-def preview_html(cfg: Any, n: int = 2) -> str:
-    """The first `n` examples as the model will see them, trained tokens highlighted."""
-    from ..data.pipeline import preview_rows
+def preview_html(cfg: Config, n: int = 2) -> str:
+    """The first `n` examples as the model will see them, trained tokens highlighted (cfg: validated by the
+    caller, actions.validated_config)."""
+    from ..data import preview_rows, trained_spans
 
     rows, tokenizer, stage = preview_rows(cfg, n)
     blocks = []

@@ -19,12 +19,12 @@ from typing import Any
 
 import yaml
 
-from ..config.schema import Param
+from ..config import Param
+from ..train import DS_STAGES
 
-NONE = "none"  # the drop-down entry meaning "not set" (None)
+NONE = "none"  # the drop-down entry meaning "not set" (None); DS_STAGES (the training layer's) starts with it
 COMPUTE_TYPES = ("fp32", "bf16", "fp16", "pure_bf16")
 BOOSTERS = ("auto", "flashattn2", "unsloth", "liger_kernel")
-DS_STAGES = (NONE, "2", "3")
 # Suggested values for parameters declared without choices; other values may still be typed.
 SUGGESTIONS: dict[str, tuple[str, ...]] = {
     "quantization_bit": (NONE, "8", "4"),
@@ -54,7 +54,7 @@ ALWAYS = ("stage", "model_name_or_path", "finetuning_type", "template", "dataset
 class Widget:
     type: str  # checkbox | number | dropdown | text
     value: Any  # the widget value of the declared default
-    choices: tuple | None = None
+    choices: tuple[str, ...] | None = None
     multiselect: bool = False
     custom: bool = False  # values outside `choices` may be typed
     integer: bool = False
@@ -137,7 +137,7 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
-def _as_list(value: Any) -> list:
+def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -166,7 +166,7 @@ def form_to_config(values: dict[str, Any], params: dict[str, Param], mode: str =
         value = decode(param, shown)
         if field in ALWAYS and value is not None or not _same(value, param.default, param):
             config[field] = value
-    config.update(_page_fields_to_config(values, config))
+    config.update(_page_fields_to_config(values, config, params))
     if mode == "eval":
         config.update(do_predict=True, predict_with_generate=True)
         config.pop("do_train", None)
@@ -185,7 +185,8 @@ def _same(value: Any, default: Any, param: Param) -> bool:
     return value == default
 
 
-def _page_fields_to_config(values: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def _page_fields_to_config(values: dict[str, Any], config: dict[str, Any],
+                           params: dict[str, Param]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     compute = values.get("compute_type", "fp32")
     if compute in ("bf16", "fp16", "pure_bf16"):
@@ -199,7 +200,7 @@ def _page_fields_to_config(values: dict[str, Any], config: dict[str, Any]) -> di
         out["enable_liger_kernel"] = True
     checkpoints = _as_list(values.get("checkpoint_path"))
     if checkpoints:
-        if config.get("finetuning_type", "lora") in ("lora", "oft"):
+        if config.get("finetuning_type", params["finetuning_type"].default) in ("lora", "oft"):
             out["adapter_name_or_path"] = checkpoints
         else:  # a full / freeze run's checkpoint is a whole model
             out["model_name_or_path"] = checkpoints[0]
@@ -231,7 +232,7 @@ def config_to_form(config: dict[str, Any], fields: list[str], params: dict[str, 
             if config.get(name) is True or config.get(name) is False:
                 config.pop(name)
     if "booster" in fields:
-        booster = {"fa2": "flashattn2", "auto": "auto"}.get(config.get("flash_attn", "auto"))
+        booster = {"fa2": "flashattn2", "auto": "auto"}.get(config.get("flash_attn", params["flash_attn"].default))
         if config.get("use_unsloth"):
             booster = "unsloth" if booster == "auto" else None
         if config.get("enable_liger_kernel"):
@@ -281,9 +282,9 @@ def parse_deepspeed_config_path(path: str) -> tuple[str, bool] | None:
 
 
 def write_deepspeed_config(path: str, stage: str, offload: bool) -> None:
-    """The ZeRO config for the page's DeepSpeed stage and offload (train/deepspeed_config.py: LLaMA-Factory's
-    settings, "auto" values filled in from the run when it starts)."""
-    from ..train.launch.deepspeed import zero_config
+    """The ZeRO config for the page's DeepSpeed stage and offload (the training layer's zero_config:
+    LLaMA-Factory's settings, "auto" values filled in from the run when it starts)."""
+    from ..train import zero_config
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:

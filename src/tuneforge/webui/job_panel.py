@@ -16,9 +16,10 @@ import pandas as pd
 
 from . import runs
 from .jobs import JOBS, Job
+from .widgets import OnLoad, Page
 
 
-def build(page: Any, kind: str, with_plot: bool) -> tuple[list[Any], Any, Any]:
+def build(page: Page, kind: str, with_plot: bool) -> tuple[list[Any], Any, Any]:
     """(outputs refreshed by `refresh`, start button, abort button)."""
     with gr.Row():
         start = page.text("start", gr.Button, variant="primary", elem_id=f"tf-{kind}-start")
@@ -27,14 +28,14 @@ def build(page: Any, kind: str, with_plot: bool) -> tuple[list[Any], Any, Any]:
     with gr.Row():
         log = page.text("log", gr.Textbox, lines=12, max_lines=12, autoscroll=True, interactive=False,
                         elem_id=f"tf-{kind}-log", scale=3 if with_plot else 1)
-        outputs = [progress, log]
+        outputs: list[Any] = [progress, log]
         if with_plot:
             plot = gr.LinePlot(_empty_frame(), x="step", y="loss", label="loss", elem_id=f"tf-{kind}-loss", scale=2)
             outputs.append(plot)
     return outputs, start, abort
 
 
-def watch(kind: str, with_plot: bool, outputs: list[Any], on_load: list) -> None:
+def watch(kind: str, with_plot: bool, outputs: list[Any], on_load: list[OnLoad]) -> None:
     """Refresh `outputs` every second while a page is open, and when a page opens. A tick that finds
     nothing new sends nothing (the browser would otherwise redraw the plot every second, taking CPU
     from the training it watches); what a page last saw is kept in its own session state."""
@@ -51,7 +52,7 @@ def watch(kind: str, with_plot: bool, outputs: list[Any], on_load: list) -> None
     on_load.append((lambda: refresh(kind, with_plot), outputs))
 
 
-def signature(kind: str) -> tuple | None:
+def signature(kind: str) -> tuple[Any, ...] | None:
     """Changes whenever what the panel shows would change."""
     job = JOBS.get(kind)
     if job is None:

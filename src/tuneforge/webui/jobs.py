@@ -29,7 +29,7 @@ class Job:
     kind: str  # train | eval | export
     command: list[str]
     output_dir: str
-    process: subprocess.Popen | None
+    process: subprocess.Popen[bytes] | None
     started: float = field(default_factory=time.time)
     finished: float | None = None
     returncode: int | None = None
@@ -108,8 +108,10 @@ class JobRegistry:
         job = self._jobs.get(kind)
         if job is None or not job.running:
             return job
-        job.aborted = True
         pid = job.process.pid if job.process is not None else job.pid
+        if pid is None:  # not reached: a running job has a Popen or (adopted) its pid
+            return job
+        job.aborted = True
         for sig, wait in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), waits):
             try:
                 os.killpg(pid, sig)  # the whole session: workers of a launcher go too
@@ -136,7 +138,8 @@ class JobRegistry:
             current = self._jobs.get(kind)
             if not isinstance(pid, int) or not _alive(pid) or (current is not None and current.running):
                 continue
-            job = Job(kind, record.get("command", []), folder, None, started=record.get("started", time.time()), pid=pid)
+            job = Job(kind, record.get("command", []), folder, None, started=record.get("started", time.time()),
+                      pid=pid)
             self._jobs[kind] = job
             adopted.append(job)
         return adopted

@@ -1,6 +1,6 @@
 """Reading run directories for the page: progress, loss curves, and the runs found under the output root.
 
-Everything comes from the files a run writes (train/run_dir.py): `trainer_log.jsonl` for step, total,
+Everything comes from the files a run writes: its trainer log (tuneforge.train.TRAINER_LOG) for step, total,
 loss, elapsed and remaining; adapter/model files and `checkpoint-N/` for the checkpoint list.
 """
 
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..train.run.trainer_log import TRAINER_LOG, read_trainer_log
+from ..train import TRAINER_LOG, read_trainer_log
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MODEL_MARKERS = ("adapter_config.json", "config.json")
 
@@ -50,7 +53,7 @@ def format_seconds(seconds: float) -> str:
 
 def find_runs(root: str) -> list[str]:
     """Run directories under `root` (any depth): the folders holding a trainer log, newest first."""
-    found = []
+    found: list[str] = []
     if not os.path.isdir(root):
         return found
     for folder, subfolders, files in os.walk(root):
@@ -63,7 +66,7 @@ def find_runs(root: str) -> list[str]:
 def find_checkpoints(root: str) -> list[str]:
     """Loadable results under `root`: run directories holding a final adapter or model, and their
     `checkpoint-N/` folders."""
-    found = []
+    found: list[str] = []
     if not os.path.isdir(root):
         return found
     for folder, subfolders, files in os.walk(root):
@@ -73,7 +76,7 @@ def find_checkpoints(root: str) -> list[str]:
     return found
 
 
-def runs_figure(root: str, max_runs: int = 6):
+def runs_figure(root: str, max_runs: int = 6) -> Figure:
     """A matplotlib figure with the loss curves of the newest runs under `root`, side by side."""
     import matplotlib
 
@@ -105,7 +108,7 @@ def runs_figure(root: str, max_runs: int = 6):
 
 def runs_table(root: str) -> list[list[Any]]:
     """One row per run: path, steps done / total, last loss, final result present."""
-    rows = []
+    rows: list[list[Any]] = []
     for path in find_runs(root):
         progress = progress_of(read_trainer_log(path))
         done = any(os.path.exists(os.path.join(path, marker)) for marker in MODEL_MARKERS)

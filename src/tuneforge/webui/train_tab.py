@@ -11,17 +11,18 @@ from typing import Any
 
 import gradio as gr
 
-from ..config.schema import GROUPS
+from ..config import Param, all_params
 from ..errors import UserError
 from . import actions, datasets, form, job_panel, locales
 from .jobs import JOBS
+from .widgets import Page
 
 PANEL_SECTIONS = ("freeze", "lora", "rlhf", "galore", "badam")
 # Groups that have their own tab (generation settings, evaluation, export, inference).
 OTHER_TAB_GROUPS = ("generate", "eval", "export", "infer")
 
 
-def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
+def build(page: Page, top: dict[str, Any]) -> dict[str, Any]:
     """Lay out the tab; returns its fields (name -> component)."""
     fields: dict[str, Any] = {}
     placed = set(top) | set(form.COVERED) | set(locales.OUTPUT_FIELDS)
@@ -37,10 +38,10 @@ def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
                 placed |= set(rest)
                 _grid(page, rest, fields, "more")
     with page.text("other", gr.Accordion, open=False):
-        for group in GROUPS:
+        for group in page.groups:
             if group in OTHER_TAB_GROUPS:
                 continue
-            rest = [name for name, param in _own_params(page).items() if param.group == group and name not in placed]
+            rest = [name for name, param in _own_params().items() if param.group == group and name not in placed]
             if rest:
                 placed |= set(rest)
                 with gr.Accordion(group, open=False):
@@ -68,14 +69,12 @@ def build(page: Any, top: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _own_params(page: Any) -> dict[str, Any]:
+def _own_params() -> dict[str, Param]:
     """tuneforge's declarations (transformers' own training arguments beyond the seed go in extra args)."""
-    from ..config.schema import all_params
-
     return all_params()
 
 
-def _grid(page: Any, names: list[str], fields: dict[str, Any], title: str) -> None:
+def _grid(page: Page, names: list[str], fields: dict[str, Any], title: str) -> None:
     if not names:
         return
     with page.text(title, gr.Accordion, open=False):
@@ -84,7 +83,7 @@ def _grid(page: Any, names: list[str], fields: dict[str, Any], title: str) -> No
                 fields[name] = page.field(name)
 
 
-def _field_options(page: Any, name: str) -> dict[str, Any]:
+def _field_options(page: Page, name: str) -> dict[str, Any]:
     if name == "dataset":
         names, _ = datasets.dataset_names(page.params["dataset_dir"].default, page.params["stage"].default)
         return {"choices": names}
@@ -93,14 +92,14 @@ def _field_options(page: Any, name: str) -> dict[str, Any]:
     return {}
 
 
-def _wire(page: Any, top: dict[str, Any], fields: dict[str, Any], ui: dict[str, Any]) -> None:
+def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str, Any]) -> None:
     names = [*top, *fields]
     inputs = [*top.values(), *fields.values()]
 
-    def values_of(args: tuple) -> dict[str, Any]:
+    def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(names, args))
 
-    def on_dataset_dir(dataset_dir: str, stage: str, chosen: list[str]):
+    def on_dataset_dir(dataset_dir: str, stage: str, chosen: list[str] | None) -> tuple[dict[str, Any], str]:
         choices, problem = datasets.dataset_names(dataset_dir, stage)
         keep = [name for name in (chosen or []) if name in choices]
         return gr.update(choices=choices, value=keep), (f"⚠ {problem}" if problem else "")
@@ -109,38 +108,39 @@ def _wire(page: Any, top: dict[str, Any], fields: dict[str, Any], ui: dict[str, 
         trigger(on_dataset_dir, [fields["dataset_dir"], fields["stage"], fields["dataset"]],
                 [fields["dataset"], ui["message"]])
 
-    def on_preview_data(*args):
+    def on_preview_data(*args: Any) -> tuple[dict[str, Any], str]:
         values = values_of(args)
         try:
             config = actions.build_config(values, page.params, "train")
-            from ..config import make_config
-
-            html = datasets.preview_html(make_config({**config, "do_train": False}), n=2)
-            return gr.update(value=html), ""
+            cfg = actions.validated_config({**config, "do_train": False}, training=False)
+        except UserError as error:  # the configuration's problems, all at once
+            return gr.update(value=""), actions.error_text(error)
+        try:
+            return gr.update(value=datasets.preview_html(cfg, n=2)), ""
         except Exception as error:  # noqa: BLE001  (shown to the user; the page must keep working)
             return gr.update(value=""), f"⚠ preview failed: {error}"
 
     ui["preview_data"].click(on_preview_data, inputs, [ui["preview"], ui["message"]])
 
-    def on_preview_cmd(*args):
+    def on_preview_cmd(*args: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
         try:
             yaml_text, command = actions.preview_command(values_of(args), page.params, "train")
         except UserError as error:
-            return gr.update(), gr.update(), f"⚠ {error}"
+            return gr.update(), gr.update(), actions.error_text(error)
         return gr.update(value=yaml_text, visible=True), gr.update(value=command, visible=True), ""
 
     ui["preview_cmd"].click(on_preview_cmd, inputs, [ui["yaml_box"], ui["command_box"], ui["message"]])
 
-    def on_save(*args):
+    def on_save(*args: Any) -> str:
         values = values_of(args)
         try:
             return actions.save_config(values, page.params, values["config_path"])
         except UserError as error:
-            return f"⚠ {error}"
+            return actions.error_text(error)
 
     ui["save"].click(on_save, inputs, ui["message"])
 
-    def on_load(*args):
+    def on_load(*args: Any) -> list[Any]:
         values = values_of(args)
         try:
             loaded = actions.load_config(values["config_path"], names, page.params)
@@ -148,21 +148,22 @@ def _wire(page: Any, top: dict[str, Any], fields: dict[str, Any], ui: dict[str, 
             return [gr.update()] * len(inputs) + [f"⚠ {error}"]
         if loaded.get("dataset"):  # a dataset the picker does not list yet is still shown
             choices, _ = datasets.dataset_names(loaded.get("dataset_dir"), None)
-            loaded["dataset"] = gr.update(choices=sorted(set(choices) | set(loaded["dataset"])), value=loaded["dataset"])
+            loaded["dataset"] = gr.update(choices=sorted(set(choices) | set(loaded["dataset"])),
+                                          value=loaded["dataset"])
         return [loaded.get(name, gr.update()) for name in names] + [f"loaded {values['config_path']}"]
 
     ui["load"].click(on_load, inputs, [*inputs, ui["message"]])
 
-    def on_start(*args):
+    def on_start(*args: Any) -> list[Any]:
         try:
             job = actions.start_job(values_of(args), page.params, "train")
-        except UserError as error:
-            return [f"⚠ {error}", *job_panel.refresh("train", True)]
+        except UserError as error:  # a ConfigError lists every problem of the form
+            return [actions.error_text(error), *job_panel.refresh("train", True)]
         return [f"started: `{' '.join(job.command[2:])}`", *job_panel.refresh("train", True)]
 
     ui["start"].click(on_start, inputs, [ui["message"], *ui["outputs"]])
 
-    def on_abort():
+    def on_abort() -> list[Any]:
         job = JOBS.abort("train")
         note = "no training job" if job is None else f"training job {job.status}"
         return [note, *job_panel.refresh("train", True)]

@@ -9,26 +9,33 @@ Every labelled component is remembered, so switching the language relabels the w
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from ..config import Param, all_params
+
+# Not re-exported by tuneforge.config (yet): the transformers training arguments described as Params, and
+# the group order the page's panels follow.
 from ..config.hf_args import hf_params
-from ..config.schema import Param, all_params
+from ..config.schema import GROUPS
 from . import form, locales, models, runs
 
-
 MIN_WIDTH = 220  # fields wrap onto new lines instead of squeezing (a row of checkboxes would be unreadable)
+# (function, the components it fills) run when a page opens.
+OnLoad = tuple[Callable[[], Any], list[Any]]
 
 
 class Page:
-    def __init__(self, output_root: str, lang: str = "en"):
+    def __init__(self, output_root: str, lang: str = "en") -> None:
         self.output_root = output_root
         self.lang = lang
         self.params: dict[str, Param] = {**hf_params(), **all_params()}
+        self.groups: tuple[str, ...] = GROUPS  # the parameter groups, in the order the page shows them
         self._labelled: list[tuple[Any, str, str]] = []  # (component, key, "field" | "text")
-        # (function, outputs) run when a page opens: it shows the jobs that are already running.
-        self.on_load: list[tuple[Any, Any]] = []
+        # Run when a page opens: they show the jobs that are already running.
+        self.on_load: list[OnLoad] = []
 
     # ---- components ------------------------------------------------------------------------------
 
@@ -57,8 +64,8 @@ class Page:
 
     def _param_field(self, param: Param, **overrides: Any) -> Any:
         widget = form.widget_for(param)
-        common = dict(label=locales.label(param.name, self.lang), info=self.hint(param.name),
-                      interactive=param.implemented, elem_id=f"tf-{param.name}", min_width=MIN_WIDTH)
+        common: dict[str, Any] = dict(label=locales.label(param.name, self.lang), info=self.hint(param.name),
+                                      interactive=param.implemented, elem_id=f"tf-{param.name}", min_width=MIN_WIDTH)
         value = overrides.pop("value", widget.value)
         choices = overrides.pop("choices", None)
         common.update(overrides)
@@ -77,7 +84,7 @@ class Page:
         return gr.Textbox(value=value, lines=widget.lines, **common)
 
     def _page_field(self, name: str, **overrides: Any) -> Any:
-        common = dict(label=locales.label(name, self.lang), elem_id=f"tf-{name}", min_width=MIN_WIDTH)
+        common: dict[str, Any] = dict(label=locales.label(name, self.lang), elem_id=f"tf-{name}", min_width=MIN_WIDTH)
         value = overrides.pop("value", form.PAGE_FIELDS[name])
         common.update(overrides)
         if name == "model_name":
