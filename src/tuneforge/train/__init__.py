@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import Config
+    from .launch.deepspeed import DS_STAGES, zero_config
+    from .launch.torchrun import launch_env
+    from .run.trainer_log import TRAINER_LOG, read_trainer_log
 
 # Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
 RECIPES = {"pt": ("stages.pt", "run_pt"), "sft": ("stages.sft", "run_sft"), "rm": ("stages.rm", "run_rm"),
@@ -45,19 +48,10 @@ def run_train(cfg: Config | dict[str, Any]) -> dict[str, float]:
     return getattr(module, function_name)(cfg)
 
 
-__all__ = ["run_train"]
 
 
-# ---- Public entry points for the web UI (issue 13) ---------------------------------------------------
-# Imported on first use (module __getattr__), so `import tuneforge.train` stays cheap.
-from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
-
-if _TYPE_CHECKING:
-    from .launch.deepspeed import DS_STAGES, zero_config
-    from .launch.torchrun import launch_env
-    from .run.trainer_log import TRAINER_LOG, read_trainer_log
-
-# Re-exported name -> the module (under tuneforge.train) that defines it.
+# Public entry points for the layers above (the web UI), imported on first use (module __getattr__) so that
+# `import tuneforge.train` stays cheap. Re-exported name -> the module (under tuneforge.train) that defines it.
 _LAZY_EXPORTS = {
     "DS_STAGES": "launch.deepspeed",
     "zero_config": "launch.deepspeed",
@@ -76,4 +70,4 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
-__all__ += ["DS_STAGES", "TRAINER_LOG", "launch_env", "read_trainer_log", "zero_config"]
+__all__ = ["DS_STAGES", "TRAINER_LOG", "launch_env", "read_trainer_log", "run_train", "zero_config"]

@@ -29,14 +29,14 @@ def build_config(values: dict[str, Any], params: dict[str, Param], mode: str) ->
         raise UserError(f"the form has a value that cannot be read: {error}") from None
 
 
-def validated_config(config: dict[str, Any], *, training: bool) -> Config:
+def validated_config(config: dict[str, Any], *, data_only: bool = False) -> Config:
     """The Config of the form's values after the same up-front checks as the CLI (every problem at once, as
-    one ConfigError). `training`: also refuse features not built yet (starting a training job)."""
+    one ConfigError). `data_only`: a dataset preview, which does not refuse features not built yet."""
     from ..config import make_config
     from ..validate import validate_config
 
     cfg = make_config(config)
-    validate_config(cfg, training=training)
+    validate_config(cfg, data_only=data_only)
     return cfg
 
 
@@ -105,7 +105,7 @@ def start_job(values: dict[str, Any], params: dict[str, Param], mode: str, valid
     if not folder:
         raise UserError("export dir is empty" if mode == "export" else "output dir is empty")
     if validate and mode == "train":
-        validated_config(config, training=True)
+        validated_config(config)
     if isinstance(config.get("deepspeed"), str):
         parsed = form.parse_deepspeed_config_path(config["deepspeed"])
         if parsed is not None:

@@ -37,7 +37,7 @@ class ChatHolder:
         """Load the model the form's `config` names (validated first, like every entry point)."""
         from ..infer import ChatEngine
 
-        cfg = actions.validated_config(config, training=False)
+        cfg = actions.validated_config(config)
         model_path, adapters = cfg.model.model_name_or_path, cfg.model.adapter_name_or_path
         if not model_path:
             raise UserError("model path is empty: choose a model name or type a model directory")

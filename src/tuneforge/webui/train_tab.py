@@ -112,7 +112,7 @@ def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str,
         values = values_of(args)
         try:
             config = actions.build_config(values, page.params, "train")
-            cfg = actions.validated_config({**config, "do_train": False}, training=False)
+            cfg = actions.validated_config({**config, "do_train": False}, data_only=True)
         except UserError as error:  # the configuration's problems, all at once
             return gr.update(value=""), actions.error_text(error)
         try:
