@@ -48,8 +48,6 @@ def run_train(cfg: Config | dict[str, Any]) -> dict[str, float]:
     return getattr(module, function_name)(cfg)
 
 
-
-
 # Public entry points for the layers above (the web UI), imported on first use (module __getattr__) so that
 # `import tuneforge.train` stays cheap. Re-exported name -> the module (under tuneforge.train) that defines it.
 _LAZY_EXPORTS = {

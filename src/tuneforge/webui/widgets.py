@@ -14,12 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..config import Param, all_params
-
-# Not re-exported by tuneforge.config (yet): the transformers training arguments described as Params, and
-# the group order the page's panels follow.
-from ..config.hf_args import hf_params
-from ..config.schema import GROUPS
+from ..config import GROUPS, Param, all_params, hf_params
 from . import form, locales, models, runs
 
 MIN_WIDTH = 220  # fields wrap onto new lines instead of squeezing (a row of checkboxes would be unreadable)
