@@ -18,7 +18,9 @@ $(STAMP): constraints.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m tuneforge.demo
 
+# Static checks first (mypy over the whole package, settings in pyproject.toml), then the test suite.
 test: $(STAMP)
+	$(BIN)/mypy
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
 
 # Benchmarks against LLaMA-Factory 0.9.5 (not tests; each makes its own LF venv unless LF_VENV is set).
