@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tuneforge import cli
 from tuneforge.errors import ConfigError
 from tuneforge.model.loader import load_model
-from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
+from tuneforge.testing.tiny_model import tiny_config
 
 from test_train_recipes import run_recipe
 
@@ -23,10 +23,9 @@ def _logits(model, ids):
 
 
 @pytest.fixture(scope="module")
-def expanded(tmp_path_factory):
+def expanded(tiny_llama_dir, tmp_path_factory):
     """A 2-layer llama expanded by 2 blocks with the CLI: layers 0, new (1), 1 -> 2, new (3)."""
-    base_dir = tmp_path_factory.mktemp("llama_pro_base")
-    build_tiny_model(base_dir)
+    base_dir = tiny_llama_dir
     out_dir = tmp_path_factory.mktemp("llama_pro_expanded")
     assert cli.main(["expand", "--model_name_or_path", str(base_dir), "--output_dir", str(out_dir),
                      "--num_expand", "2"]) == 0
@@ -34,12 +33,11 @@ def expanded(tmp_path_factory):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_expanded_model_computes_what_the_original_did(expanded, tmp_path, arch):
+def test_expanded_model_computes_what_the_original_did(expanded, tiny_qwen2_dir, tmp_path, arch):
     if arch == "llama":
         base_dir, out_dir = expanded
     else:  # qwen2 configs carry a per-layer `layer_types` list that must grow too
-        base_dir, out_dir = tmp_path / "base", tmp_path / "expanded"
-        build_tiny_model(base_dir, arch="qwen2")
+        base_dir, out_dir = tiny_qwen2_dir, tmp_path / "expanded"
         assert cli.main(["expand", "--model_name_or_path", str(base_dir), "--output_dir", str(out_dir),
                          "--num_expand", "1"]) == 0
     base = AutoModelForCausalLM.from_pretrained(str(base_dir))

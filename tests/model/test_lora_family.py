@@ -11,21 +11,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.errors import ConfigError
 from tuneforge.model.loader import load_model
-from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
+from tuneforge.testing.tiny_model import tiny_config
 
 from test_train_recipes import run_recipe
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama_lora")
-    build_tiny_model(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tokenizer(model_dir):
-    return AutoTokenizer.from_pretrained(str(model_dir))
+def tokenizer(tiny_llama_dir):
+    return AutoTokenizer.from_pretrained(str(tiny_llama_dir))
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +26,8 @@ def input_ids(tokenizer):
     return torch.tensor([tokenizer("User: Say hello.\nAssistant: Hello there!")["input_ids"]])
 
 
-def _load(model_dir, tokenizer, tmp_path, **values):
-    cfg = tiny_config(model_name_or_path=str(model_dir), output_dir=str(tmp_path / "out"),
+def _load(tiny_llama_dir, tokenizer, tmp_path, **values):
+    cfg = tiny_config(model_name_or_path=str(tiny_llama_dir), output_dir=str(tmp_path / "out"),
                       finetuning_type="lora", **values)
     return load_model(cfg, tokenizer, is_trainable=True)
 
@@ -57,8 +50,8 @@ def _train_steps(model, input_ids, steps=3, lr=1e-2):
         optimizer.zero_grad()
 
 
-def test_dora_magnitude_vectors_exist_and_train(model_dir, tokenizer, tmp_path, input_ids):
-    model = _load(model_dir, tokenizer, tmp_path, use_dora=True, lora_target="q_proj,v_proj")
+def test_dora_magnitude_vectors_exist_and_train(tiny_llama_dir, tokenizer, tmp_path, input_ids):
+    model = _load(tiny_llama_dir, tokenizer, tmp_path, use_dora=True, lora_target="q_proj,v_proj")
     magnitudes = {name: param for name, param in model.named_parameters() if "lora_magnitude_vector" in name}
     # one magnitude per output feature of every adapted layer: 2 layers x (q_proj 64, v_proj 32 with 2 kv heads)
     assert sorted((name.split(".")[-4], tuple(p.shape)) for name, p in magnitudes.items()) == \
@@ -73,8 +66,8 @@ def test_dora_magnitude_vectors_exist_and_train(model_dir, tokenizer, tmp_path, 
 
 
 @pytest.mark.parametrize("use_rslora, expected", [(False, 16 / 4), (True, 16 / math.sqrt(4))])
-def test_rslora_scaling_is_alpha_over_sqrt_rank(model_dir, tokenizer, tmp_path, use_rslora, expected):
-    model = _load(model_dir, tokenizer, tmp_path, lora_rank=4, lora_alpha=16, use_rslora=use_rslora,
+def test_rslora_scaling_is_alpha_over_sqrt_rank(tiny_llama_dir, tokenizer, tmp_path, use_rslora, expected):
+    model = _load(tiny_llama_dir, tokenizer, tmp_path, lora_rank=4, lora_alpha=16, use_rslora=use_rslora,
                   lora_target="q_proj")
     layer = model.base_model.model.model.layers[0].self_attn.q_proj
     assert layer.scaling["default"] == pytest.approx(expected)
@@ -88,9 +81,9 @@ def test_rslora_scaling_is_alpha_over_sqrt_rank(model_dir, tokenizer, tmp_path, 
 
 
 @pytest.mark.parametrize("pissa_iter", [-1, 4])
-def test_pissa_init_keeps_the_original_outputs(model_dir, tokenizer, tmp_path, input_ids, pissa_iter):
-    original = _logits(AutoModelForCausalLM.from_pretrained(str(model_dir)), input_ids)
-    model = _load(model_dir, tokenizer, tmp_path, pissa_init=True, pissa_iter=pissa_iter, lora_rank=4)
+def test_pissa_init_keeps_the_original_outputs(tiny_llama_dir, tokenizer, tmp_path, input_ids, pissa_iter):
+    original = _logits(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)), input_ids)
+    model = _load(tiny_llama_dir, tokenizer, tmp_path, pissa_init=True, pissa_iter=pissa_iter, lora_rank=4)
     expected_init = "pissa" if pissa_iter == -1 else f"pissa_niter_{pissa_iter}"
     assert model.peft_config["default"].init_lora_weights == expected_init
     # the adapter holds the principal components (B is not zero) and the base keeps only the residual
@@ -101,9 +94,9 @@ def test_pissa_init_keeps_the_original_outputs(model_dir, tokenizer, tmp_path, i
         assert not torch.allclose(_logits(model, input_ids), original, atol=1e-2)
 
 
-def test_pissa_iter_must_be_positive_or_minus_one(model_dir, tokenizer, tmp_path):
+def test_pissa_iter_must_be_positive_or_minus_one(tiny_llama_dir, tokenizer, tmp_path):
     with pytest.raises(ConfigError, match="pissa_iter: 0 is not a number of SVD iterations"):
-        _load(model_dir, tokenizer, tmp_path, pissa_init=True, pissa_iter=0)
+        _load(tiny_llama_dir, tokenizer, tmp_path, pissa_init=True, pissa_iter=0)
 
 
 def test_pissa_convert_needs_pissa_init_and_no_dora():
@@ -115,28 +108,28 @@ def test_pissa_convert_needs_pissa_init_and_no_dora():
                     use_dora=True)
 
 
-def test_pissa_convert_saves_a_plain_lora_adapter_of_the_trained_model(model_dir, tokenizer, tmp_path, input_ids):
+def test_pissa_convert_saves_a_plain_lora_adapter_of_the_trained_model(tiny_llama_dir, tokenizer, tmp_path, input_ids):
     from peft import PeftModel
 
     output_dir = tmp_path / "pissa_run"
-    _, trainer = run_recipe("sft", model_dir, output_dir, finetuning_type="lora", lora_rank=4, pissa_init=True,
+    _, trainer = run_recipe("sft", tiny_llama_dir, output_dir, finetuning_type="lora", lora_rank=4, pissa_init=True,
                             pissa_convert=True, pissa_iter=4, learning_rate=1e-2, max_steps=4, save_steps=100)
     trained = _logits(trainer.model, input_ids)
     converted = output_dir / "pissa_converted"
     config = json.load(open(converted / "adapter_config.json"))
     assert (config["init_lora_weights"], config["r"], config["lora_alpha"]) == (True, 8, 16)  # rank doubles
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     original = _logits(base, input_ids)
     reloaded = PeftModel.from_pretrained(base, str(converted))
     assert torch.allclose(_logits(reloaded, input_ids), trained, atol=1e-4)
     assert not torch.allclose(original, trained, atol=1e-3)  # training did move the model
     # the unconverted fast-SVD adapter would rebuild other residual weights on reload: refused, pointing here
     with pytest.raises(ConfigError, match=f"randomised SVD .*load the plain LoRA adapter '{converted}'"):
-        _load(model_dir, tokenizer, tmp_path, adapter_name_or_path=str(output_dir))
+        _load(tiny_llama_dir, tokenizer, tmp_path, adapter_name_or_path=str(output_dir))
 
 
-def test_additional_target_is_trained_and_saved(model_dir, tokenizer, tmp_path, input_ids):
-    model = _load(model_dir, tokenizer, tmp_path, lora_target="q_proj", additional_target="embed_tokens,norm")
+def test_additional_target_is_trained_and_saved(tiny_llama_dir, tokenizer, tmp_path, input_ids):
+    model = _load(tiny_llama_dir, tokenizer, tmp_path, lora_target="q_proj", additional_target="embed_tokens,norm")
     trainable = {name for name, param in model.named_parameters() if param.requires_grad}
     assert {"base_model.model.model.embed_tokens.modules_to_save.default.weight",
             "base_model.model.model.norm.modules_to_save.default.weight"} <= trainable
@@ -144,7 +137,7 @@ def test_additional_target_is_trained_and_saved(model_dir, tokenizer, tmp_path, 
     model.save_pretrained(str(tmp_path / "adapter"))
     saved = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert {"base_model.model.model.embed_tokens.weight", "base_model.model.model.norm.weight"} <= set(saved)
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     assert not torch.equal(saved["base_model.model.model.norm.weight"], base.model.norm.weight)
 
 
@@ -154,19 +147,19 @@ def test_dora_on_a_non_bnb_quantized_model_is_refused():
                     quantization_method="hqq")
 
 
-def test_pissa_convert_after_a_resume_uses_the_first_runs_initial_adapter(model_dir, tmp_path, input_ids):
+def test_pissa_convert_after_a_resume_uses_the_first_runs_initial_adapter(tiny_llama_dir, tmp_path, input_ids):
     from peft import PeftModel
 
     output_dir = tmp_path / "pissa_resume"
     settings = dict(finetuning_type="lora", lora_rank=4, pissa_init=True, pissa_convert=True, pissa_iter=4,
                     learning_rate=1e-2, save_steps=2)
-    run_recipe("sft", model_dir, output_dir, max_steps=2, **settings)
+    run_recipe("sft", tiny_llama_dir, output_dir, max_steps=2, **settings)
     initial = load_file(str(output_dir / "pissa_init" / "adapter_model.safetensors"))
-    _, trainer = run_recipe("sft", model_dir, output_dir, max_steps=4, **settings)  # resumes from checkpoint-2
+    _, trainer = run_recipe("sft", tiny_llama_dir, output_dir, max_steps=4, **settings)  # resumes from checkpoint-2
     assert trainer.state.global_step == 4
     resumed_initial = load_file(str(output_dir / "pissa_init" / "adapter_model.safetensors"))
     assert all(torch.equal(initial[name], resumed_initial[name]) for name in initial)
     # the same seed redraws the same fast SVD, so the resumed model's residual base is the first run's
-    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(model_dir)),
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)),
                                          str(output_dir / "pissa_converted"))
     assert torch.allclose(_logits(reloaded, input_ids), _logits(trainer.model, input_ids), atol=1e-4)

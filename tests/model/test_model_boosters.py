@@ -20,6 +20,15 @@ def _cfg(**values):
     return tiny_config(model_name_or_path="unused", **values)
 
 
+def _attention(device, dtype, **values):
+    cfg = _cfg(**values)
+    return resolve_attention(cfg.model, cfg.data, device, dtype)
+
+
+def _check_unsloth(cfg):
+    return check_unsloth(cfg.model, cfg.method, cfg.quantization)
+
+
 @pytest.fixture
 def flash_attn_installed(monkeypatch):
     monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: True)
@@ -28,7 +37,7 @@ def flash_attn_installed(monkeypatch):
 
 def test_auto_on_cpu_picks_sdpa_and_says_why(caplog):
     with caplog.at_level(logging.INFO):
-        assert resolve_attention(_cfg(), "cpu", torch.float32) == "sdpa"
+        assert _attention("cpu", torch.float32) == "sdpa"
     assert "flash_attn: auto picked sdpa (FlashAttention-2 needs a CUDA GPU (none is available here))" in caplog.text
 
 
@@ -40,7 +49,7 @@ def test_auto_on_cpu_picks_sdpa_and_says_why(caplog):
 ])
 def test_auto_on_a_gpu_with_flash_attn(flash_attn_installed, caplog, dtype, neat_packing, expected, reason):
     with caplog.at_level(logging.INFO):
-        assert resolve_attention(_cfg(neat_packing=neat_packing), "cuda", dtype) == expected
+        assert _attention("cuda", dtype, neat_packing=neat_packing) == expected
     assert f"flash_attn: auto picked {expected}" in caplog.text
     assert reason in caplog.text
 
@@ -48,19 +57,19 @@ def test_auto_on_a_gpu_with_flash_attn(flash_attn_installed, caplog, dtype, neat
 def test_auto_on_a_gpu_without_flash_attn_picks_sdpa(monkeypatch, caplog):
     monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: False)
     with caplog.at_level(logging.INFO):
-        assert resolve_attention(_cfg(), "cuda", torch.bfloat16) == "sdpa"
+        assert _attention("cuda", torch.bfloat16) == "sdpa"
     assert "FlashAttention-2 needs the flash-attn package" in caplog.text
 
 
 @pytest.mark.parametrize("choice, expected", [("disabled", "eager"), ("sdpa", "sdpa")])
 def test_explicit_eager_and_sdpa_run_anywhere(choice, expected):
-    assert resolve_attention(_cfg(flash_attn=choice), "cpu", torch.float32) == expected
+    assert _attention("cpu", torch.float32, flash_attn=choice) == expected
 
 
 def test_explicit_flash_attention_on_a_suitable_gpu(flash_attn_installed, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))
-    assert resolve_attention(_cfg(flash_attn="fa2"), "cuda", torch.bfloat16) == "flash_attention_2"
-    assert resolve_attention(_cfg(flash_attn="fa3"), "cuda", torch.bfloat16) == "flash_attention_3"
+    assert _attention("cuda", torch.bfloat16, flash_attn="fa2") == "flash_attention_2"
+    assert _attention("cuda", torch.bfloat16, flash_attn="fa3") == "flash_attention_3"
 
 
 @pytest.mark.parametrize("choice, device, capability, message", [
@@ -72,13 +81,13 @@ def test_explicit_flash_attention_that_cannot_run(flash_attn_installed, monkeypa
                                                   message):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: capability)
     with pytest.raises(ConfigError, match=message):
-        resolve_attention(_cfg(flash_attn=choice), device, torch.float32 if choice == "fa2" else torch.bfloat16)
+        _attention(device, torch.float32 if choice == "fa2" else torch.bfloat16, flash_attn=choice)
 
 
 def test_fa2_requested_without_the_package(monkeypatch):
     monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: False)
     with pytest.raises(ConfigError, match=r"flash_attn: fa2 needs the flash-attn package >= 2.3.3 \(pip install"):
-        resolve_attention(_cfg(flash_attn="fa2"), "cuda", torch.bfloat16)
+        _attention("cuda", torch.bfloat16, flash_attn="fa2")
 
 
 # --- Liger ---------------------------------------------------------------------------------------
@@ -104,24 +113,24 @@ def fake_liger(monkeypatch):
 
 
 def test_liger_off_or_inference_does_nothing():
-    assert liger_patch(_cfg(), LLAMA, "cuda", is_trainable=True) is None
-    assert liger_patch(_cfg(enable_liger_kernel=True), LLAMA, "cpu", is_trainable=False) is None
+    assert liger_patch(_cfg().model, LLAMA, "cuda", is_trainable=True) is None
+    assert liger_patch(_cfg(enable_liger_kernel=True).model, LLAMA, "cpu", is_trainable=False) is None
 
 
 def test_liger_on_cpu_is_refused():
     with pytest.raises(ConfigError, match="enable_liger_kernel needs a CUDA GPU"):
-        liger_patch(_cfg(enable_liger_kernel=True), LLAMA, "cpu", is_trainable=True)
+        liger_patch(_cfg(enable_liger_kernel=True).model, LLAMA, "cpu", is_trainable=True)
 
 
 def test_liger_not_installed_names_the_package(monkeypatch):
     monkeypatch.setattr(boosters, "installed", lambda name: False)
     with pytest.raises(ConfigError, match="pip install liger-kernel"):
-        liger_patch(_cfg(enable_liger_kernel=True), LLAMA, "cuda", is_trainable=True)
+        liger_patch(_cfg(enable_liger_kernel=True).model, LLAMA, "cuda", is_trainable=True)
 
 
 @pytest.mark.parametrize("stage, fused", [("sft", True), ("pt", True), ("dpo", False), ("rm", False)])
 def test_liger_patches_the_architecture(fake_liger, stage, fused):
-    patch = liger_patch(_cfg(enable_liger_kernel=True), LLAMA, "cuda", is_trainable=True)
+    patch = liger_patch(_cfg(enable_liger_kernel=True).model, LLAMA, "cuda", is_trainable=True)
     apply_liger(patch, stage)
     # Stages that read the logits get the plain Liger cross-entropy instead of the fused one.
     expected = {} if fused else {"cross_entropy": True, "fused_linear_cross_entropy": False}
@@ -130,7 +139,7 @@ def test_liger_patches_the_architecture(fake_liger, stage, fused):
 
 def test_liger_unsupported_architecture(fake_liger):
     with pytest.raises(ConfigError, match=r"no kernels for model type 'gpt2' \(it supports llama, qwen2\)"):
-        liger_patch(_cfg(enable_liger_kernel=True), types.SimpleNamespace(model_type="gpt2"), "cuda", True)
+        liger_patch(_cfg(enable_liger_kernel=True).model, types.SimpleNamespace(model_type="gpt2"), "cuda", True)
 
 
 # --- unsloth -------------------------------------------------------------------------------------
@@ -138,9 +147,9 @@ def test_liger_unsupported_architecture(fake_liger):
 
 def test_unsloth_not_installed_is_refused(monkeypatch):
     monkeypatch.setattr(boosters, "installed", lambda name: False)
-    assert check_unsloth(_cfg()) is False
+    assert _check_unsloth(_cfg()) is False
     with pytest.raises(ConfigError, match=r"use_unsloth needs the unsloth package \(pip install unsloth"):
-        check_unsloth(_cfg(use_unsloth=True))
+        _check_unsloth(_cfg(use_unsloth=True))
 
 
 @pytest.mark.parametrize("values, message", [
@@ -151,7 +160,7 @@ def test_unsloth_not_installed_is_refused(monkeypatch):
 def test_unsloth_combinations_it_cannot_honour(monkeypatch, values, message):
     monkeypatch.setattr(boosters, "installed", lambda name: name == "unsloth")
     with pytest.raises(ConfigError, match=message):
-        check_unsloth(_cfg(use_unsloth=True, **values))
+        _check_unsloth(_cfg(use_unsloth=True, **values))
 
 
 def test_unsloth_loads_through_fast_language_model(monkeypatch):
@@ -166,8 +175,9 @@ def test_unsloth_loads_through_fast_language_model(monkeypatch):
     monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FastLanguageModel))
     monkeypatch.setattr(boosters, "installed", lambda name: name == "unsloth")
     cfg = _cfg(use_unsloth=True, quantization_bit=4, cutoff_len=512)
-    assert check_unsloth(cfg) is True
-    model = load_with_unsloth(cfg, "/models/x", LLAMA, torch.bfloat16, "cuda", is_trainable=True)
+    assert _check_unsloth(cfg) is True
+    model = load_with_unsloth(cfg.model, cfg.data, cfg.method, cfg.quantization, "/models/x", LLAMA, torch.bfloat16,
+                              "cuda", is_trainable=True)
     assert model == "model"
     assert (seen["model_name"], seen["load_in_4bit"], seen["dtype"], seen["max_seq_length"]) == (
         "/models/x", True, torch.bfloat16, 512)

@@ -12,7 +12,7 @@ import tuneforge.train.trainer as trainer_module
 from tuneforge.errors import ConfigError
 from tuneforge.model.loader import preflight_model
 from tuneforge.model.quantization import quantized_linear_layers
-from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
+from tuneforge.testing.tiny_model import tiny_config
 from tuneforge.train.memory_estimate import report_memory_estimate, weight_bytes
 
 LINEAR_LAYERS = 2 * 7  # q k v o gate up down in each of the tiny model's two layers
@@ -23,18 +23,11 @@ QLORA_RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama_q")
-    build_tiny_model(path)
-    return path
-
-
 memory_estimates = {}  # run name -> the MemoryEstimate printed before its training
 
 
 @pytest.fixture(scope="module")
-def qlora_runs(model_dir, tmp_path_factory):
+def qlora_runs(tiny_llama_dir, tmp_path_factory):
     cache = {}
 
     def get(name):
@@ -47,7 +40,7 @@ def qlora_runs(model_dir, tmp_path_factory):
 
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(trainer_module, "report_memory_estimate", spy)
-                _, trainer = run_recipe("sft", model_dir, output_dir, finetuning_type="lora", learning_rate=2e-2,
+                _, trainer = run_recipe("sft", tiny_llama_dir, output_dir, finetuning_type="lora", learning_rate=2e-2,
                                         max_steps=20, **QLORA_RUNS[name])
             cache[name] = output_dir, trainer.model
             memory_estimates[name] = estimates[0]
@@ -75,15 +68,15 @@ def test_qlora_trains_lora_on_quantized_linear_layers(qlora_runs, name, kind):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_bnb_4bit_settings_reach_the_weights(qlora_runs, model_dir, tmp_path):
+def test_bnb_4bit_settings_reach_the_weights(qlora_runs, tiny_llama_dir, tmp_path):
     from transformers import AutoTokenizer
 
     from tuneforge.model.loader import load_model
 
     _, nf4 = qlora_runs("bnb-nf4")
-    fp4 = load_model(tiny_config(model_name_or_path=str(model_dir), output_dir=str(tmp_path), quantization_bit=4,
+    fp4 = load_model(tiny_config(model_name_or_path=str(tiny_llama_dir), output_dir=str(tmp_path), quantization_bit=4,
                                  quantization_type="fp4", double_quantization=False),
-                     AutoTokenizer.from_pretrained(str(model_dir)))
+                     AutoTokenizer.from_pretrained(str(tiny_llama_dir)))
     nf4_state = quantized_linear_layers(nf4)[0].weight.quant_state
     fp4_state = quantized_linear_layers(fp4)[0].weight.quant_state
     assert (nf4_state.quant_type, nf4_state.nested) == ("nf4", True)  # double_quantization defaults to true
@@ -97,21 +90,21 @@ def test_hqq_bit_width_reaches_the_layers(qlora_runs):
 
 @pytest.mark.parametrize("name, low, high", [("bnb-int8", 0.25, 0.27), ("bnb-nf4", 0.125, 0.14),
                                             ("hqq-4", 0.125, 0.16)])
-def test_memory_estimate_counts_the_quantized_weights(qlora_runs, model_dir, name, low, high):
+def test_memory_estimate_counts_the_quantized_weights(qlora_runs, tiny_llama_dir, name, low, high):
     """The printed estimate's weights: the linear layers shrink to ~bits/32 of fp32 (plus scales)."""
     from transformers import AutoModelForCausalLM
 
     _, model = qlora_runs(name)
-    fp32 = weight_bytes(AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    fp32 = weight_bytes(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)))
     linear = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128) * 4  # fp32 bytes of the tiny model's linear layers
     lora = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     quantized_linear = memory_estimates[name].weights - lora - (fp32 - linear)
     assert low <= quantized_linear / linear <= high, quantized_linear / linear
 
 
-def _preflight(model_dir, **values):
+def _preflight(tiny_llama_dir, **values):
     values.setdefault("finetuning_type", "lora")
-    preflight_model(tiny_config(model_name_or_path=str(model_dir), **values))
+    preflight_model(tiny_config(model_name_or_path=str(tiny_llama_dir), **values))
 
 
 @pytest.mark.parametrize("values, message", [
@@ -126,25 +119,25 @@ def _preflight(model_dir, **values):
     (dict(quantization_method="bnb", quantization_bit=8, quantization_device_map="auto"),
      "quantization_device_map: auto works only with 4-bit bnb quantization"),
 ])
-def test_what_cannot_run_is_refused_before_weights_load(model_dir, values, message):
+def test_what_cannot_run_is_refused_before_weights_load(tiny_llama_dir, values, message):
     with pytest.raises(ConfigError, match=message):
-        _preflight(model_dir, **values)
+        _preflight(tiny_llama_dir, **values)
 
 
 @pytest.mark.parametrize("method", ["full", "freeze"])
-def test_quantization_bit_with_full_or_freeze_is_refused_as_in_llamafactory(model_dir, method):
+def test_quantization_bit_with_full_or_freeze_is_refused_as_in_llamafactory(tiny_llama_dir, method):
     with pytest.raises(ConfigError, match=f"quantization_bit only works with finetuning_type lora or oft "
                                           f"\\(it is '{method}'\\)"):
-        tiny_config(model_name_or_path=str(model_dir), finetuning_type=method, quantization_bit=4)
+        tiny_config(model_name_or_path=str(tiny_llama_dir), finetuning_type=method, quantization_bit=4)
 
 
 @pytest.fixture
-def prequantized_dir(model_dir, tmp_path):
+def prequantized_dir(tiny_llama_dir, tmp_path):
     """The tiny model's config.json with a quantization_config, as a GPTQ/AWQ/AQLM/bnb checkpoint has."""
     def make(settings):
         path = tmp_path / settings["quant_method"]
         path.mkdir()
-        shutil.copy(model_dir / "config.json", path / "config.json")
+        shutil.copy(tiny_llama_dir / "config.json", path / "config.json")
         config = json.loads((path / "config.json").read_text())
         config["quantization_config"] = settings
         (path / "config.json").write_text(json.dumps(config))
@@ -171,9 +164,9 @@ def test_prequantized_checkpoint_refuses_full_and_freeze(prequantized_dir, metho
     _preflight(path, finetuning_type="lora")  # LoRA on the pre-quantized weights is fine
 
 
-def test_quantization_fails_before_the_data_is_read(model_dir, tmp_path):
+def test_quantization_fails_before_the_data_is_read(tiny_llama_dir, tmp_path):
     from tuneforge.train import run_train
 
     with pytest.raises(ConfigError, match="quantization_method: eetq needs a CUDA GPU"):
-        run_train(dict(model_name_or_path=str(model_dir), output_dir=str(tmp_path / "out"), do_train=True,
+        run_train(dict(model_name_or_path=str(tiny_llama_dir), output_dir=str(tmp_path / "out"), do_train=True,
                        dataset="no_such_dataset", quantization_method="eetq", quantization_bit=8))

@@ -96,6 +96,6 @@ def test_model_without_rope_parameters_is_refused():
 
     from tuneforge.model.rope import configure_rope
 
+    cfg = tiny_config(model_name_or_path="unused", rope_scaling="linear", cutoff_len=64)
     with pytest.raises(ConfigError, match="cannot be RoPE-scaled here .*no rotary position embeddings"):
-        configure_rope(SimpleNamespace(max_position_embeddings=32), SimpleNamespace(rope_scaling="linear",
-                                                                                  cutoff_len=64), True)
+        configure_rope(SimpleNamespace(max_position_embeddings=32), cfg.model, cfg.data, True)

@@ -94,5 +94,5 @@ def test_model_attends_in_shifted_groups_while_training_only(one_layer_dir, tmp_
 def test_only_llama_models_take_shift_attn():
     cfg = tiny_config(model_name_or_path="x", shift_attn=True)
     with pytest.raises(ConfigError, match="shift_attn: S\\^2-Attn supports llama models \\(llama\\), not 'qwen2'"):
-        check_shift_attn(Qwen2Config(), cfg, is_trainable=True)
-    check_shift_attn(Qwen2Config(), cfg, is_trainable=False)  # inference: full attention, nothing to refuse
+        check_shift_attn(Qwen2Config(), cfg.model, is_trainable=True)
+    check_shift_attn(Qwen2Config(), cfg.model, is_trainable=False)  # inference: full attention, nothing to refuse

@@ -11,11 +11,14 @@ import importlib
 import importlib.util
 import inspect
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.groups import DataArgs, MethodArgs, ModelArgs, QuantizationArgs
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +30,9 @@ ATTENTION_IMPLEMENTATIONS = {"disabled": "eager", "sdpa": "sdpa", "fa2": "flash_
 # --- attention -----------------------------------------------------------------------------------
 
 
-def resolve_attention(cfg: Any, device: str, compute_dtype: torch.dtype) -> str:
+def resolve_attention(args: ModelArgs, data: DataArgs, device: str, compute_dtype: torch.dtype) -> str:
     """The transformers `attn_implementation` for `flash_attn` (auto | disabled | sdpa | fa2 | fa3)."""
-    choice = getattr(cfg, "flash_attn", None) or "auto"
+    choice = args.flash_attn
     if choice not in ATTENTION_IMPLEMENTATIONS and choice != "auto":
         raise ConfigError(f"flash_attn: unknown value {choice!r}; use one of auto, disabled, sdpa, fa2, fa3")
     if choice in ("fa2", "fa3"):
@@ -41,7 +44,7 @@ def resolve_attention(cfg: Any, device: str, compute_dtype: torch.dtype) -> str:
         return ATTENTION_IMPLEMENTATIONS[choice]
     # auto: FlashAttention-2 where it can run; packed sequences with block-diagonal masks need SDPA.
     problem = flash_attention_problem("fa2", device, compute_dtype)
-    if problem is None and getattr(cfg, "neat_packing", False):
+    if problem is None and data.neat_packing:
         problem = "no block-diagonal masks (neat_packing is on)"
     picked = "sdpa" if problem else "flash_attention_2"
     logger.info("flash_attn: auto picked %s%s", picked, f" (FlashAttention-2 needs {problem})" if problem else "")
@@ -69,13 +72,13 @@ def flash_attention_problem(version: str, device: str, compute_dtype: torch.dtyp
 # --- Liger kernels -------------------------------------------------------------------------------
 
 
-def liger_patch(cfg: Any, model_config: Any, device: str, is_trainable: bool) -> Any:
+def liger_patch(args: ModelArgs, model_config: Any, device: str, is_trainable: bool) -> Any:
     """The `apply_liger_kernel_to_<model_type>` function to call before the model is built, or None.
 
     Liger's kernels are Triton (GPU) kernels: on CPU the import works but the first kernel fails mid-run,
     so CPU is refused here. Only training uses them, as in LLaMA-Factory.
     """
-    if not (is_trainable and getattr(cfg, "enable_liger_kernel", False)):
+    if not (is_trainable and args.enable_liger_kernel):
         return None
     if device != "cuda":
         raise ConfigError("enable_liger_kernel needs a CUDA GPU (Liger's Triton kernels do not run on CPU); "
@@ -106,24 +109,25 @@ def apply_liger(patch: Any, stage: str) -> None:
 # --- unsloth -------------------------------------------------------------------------------------
 
 
-def check_unsloth(cfg: Any) -> bool:
+def check_unsloth(args: ModelArgs, method: MethodArgs, quantization: QuantizationArgs) -> bool:
     """True when the run asks for unsloth and it is installed; a ConfigError when it is not."""
-    if not getattr(cfg, "use_unsloth", False):
+    if not args.use_unsloth:
         return False
     if not installed("unsloth"):
         raise ConfigError("use_unsloth needs the unsloth package (pip install unsloth, on a CUDA machine: its "
                           "requirements replace torch); remove use_unsloth to train with plain transformers/peft")
-    if getattr(cfg, "finetuning_type", "lora") == "freeze":
+    if method.finetuning_type == "freeze":
         raise ConfigError("use_unsloth supports finetuning_type lora or full, not freeze")
-    bits = getattr(cfg, "quantization_bit", None)
-    if bits is not None and (bits != 4 or getattr(cfg, "quantization_method", "bnb") != "bnb"):
+    bits = quantization.quantization_bit
+    if bits is not None and (bits != 4 or quantization.quantization_method != "bnb"):
         # unsloth quantizes only to bnb 4-bit; anything else would silently train unquantized.
-        raise ConfigError(f"use_unsloth quantizes only with bnb 4-bit; got {cfg.quantization_method} "
+        raise ConfigError(f"use_unsloth quantizes only with bnb 4-bit; got {quantization.quantization_method} "
                           f"{bits}-bit: set quantization_bit: 4 with quantization_method: bnb, or remove use_unsloth")
     return True
 
 
-def load_with_unsloth(cfg: Any, path: str, model_config: Any, compute_dtype: torch.dtype, device: str,
+def load_with_unsloth(args: ModelArgs, data: DataArgs, method: MethodArgs, quantization: QuantizationArgs,
+                      path: str, model_config: Any, compute_dtype: torch.dtype, device: str,
                       is_trainable: bool) -> Any:
     """The model loaded by unsloth's FastLanguageModel (its fused kernels patched in)."""
     try:
@@ -132,15 +136,15 @@ def load_with_unsloth(cfg: Any, path: str, model_config: Any, compute_dtype: tor
         raise ConfigError(f"use_unsloth: unsloth cannot run on this machine ({error}); remove use_unsloth") from None
     kwargs = {
         "model_name": path,
-        "max_seq_length": getattr(cfg, "cutoff_len", None) or 4096,
+        "max_seq_length": data.cutoff_len,
         "dtype": compute_dtype,
-        "load_in_4bit": getattr(cfg, "quantization_bit", None) == 4,
-        "token": getattr(cfg, "hf_hub_token", None),
-        "full_finetuning": getattr(cfg, "finetuning_type", "lora") == "full",
+        "load_in_4bit": quantization.quantization_bit == 4,
+        "token": args.hf_hub_token,
+        "full_finetuning": method.finetuning_type == "full",
         "device_map": {"": 0} if device == "cuda" else {"": "cpu"},
         "rope_scaling": getattr(model_config, "rope_scaling", None),
         "fix_tokenizer": False,
-        "trust_remote_code": bool(getattr(cfg, "trust_remote_code", False)),
+        "trust_remote_code": args.trust_remote_code,
         "use_gradient_checkpointing": "unsloth" if is_trainable else False,
     }
     try:
@@ -154,7 +158,7 @@ def load_with_unsloth(cfg: Any, path: str, model_config: Any, compute_dtype: tor
     return model
 
 
-def unsloth_peft_model(model: Any, lora_config: Any, cfg: Any) -> Any:
+def unsloth_peft_model(model: Any, lora_config: Any, max_seq_length: int) -> Any:
     """A new LoRA adapter through unsloth (its fused LoRA kernels), from the peft LoraConfig we built."""
     from unsloth import FastLanguageModel
 
@@ -166,7 +170,7 @@ def unsloth_peft_model(model: Any, lora_config: Any, cfg: Any) -> Any:
         lora_dropout=lora_config.lora_dropout,
         use_rslora=lora_config.use_rslora,
         modules_to_save=lora_config.modules_to_save,
-        max_seq_length=getattr(cfg, "cutoff_len", None) or 4096,
+        max_seq_length=max_seq_length,
         use_gradient_checkpointing="unsloth",
     )
 

@@ -63,7 +63,8 @@ def recorded_layers(model: Any) -> list[int] | None:
 
 def expanded_block_modules(model: Any, targets: list[str], num_expanded: int) -> list[str]:
     """Full names of the `targets` modules that sit inside the inserted blocks (LoRA + LLaMA Pro)."""
-    layer_ids = expanded_layer_ids(_num_layers(model), num_expanded, recorded_layers(model))
+    layers = num_layers(model, needed_by="use_llama_pro", fix="remove use_llama_pro")
+    layer_ids = expanded_layer_ids(layers, num_expanded, recorded_layers(model))
     ids = {f".{index}." for index in layer_ids}
     names = [name for name, _ in model.named_modules()
              if name.split(".")[-1] in targets and any(index in name for index in ids)]
@@ -71,12 +72,15 @@ def expanded_block_modules(model: Any, targets: list[str], num_expanded: int) ->
     return names
 
 
-def _num_layers(model: Any) -> int:
+def num_layers(model: Any, needed_by: str, fix: str) -> int:
+    """The number of decoder layers of a loaded model (of its language model, for a composite model); a
+    ConfigError naming the setting that `needed_by` it, and its `fix`, when the config does not say."""
     config = getattr(model.config, "text_config", None) or model.config
-    layers = getattr(config, "num_hidden_layers", None)
-    if not layers:
-        raise ConfigError(f"use_llama_pro: cannot find the layer count of {type(model).__name__}")
-    return int(layers)
+    for key in ("num_hidden_layers", "num_layers", "n_layer"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise ConfigError(f"{needed_by}: cannot find the layer count of {type(model).__name__} (its config has no "
+                      f"num_hidden_layers, num_layers or n_layer); {fix}")
 
 
 # --- expanding a model ---------------------------------------------------------------------------
@@ -88,14 +92,14 @@ def expand_model(model_name_or_path: str, output_dir: str, num_expand: int, shar
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-    num_layers = int(getattr(config, "num_hidden_layers", 0) or 0)
-    if num_expand <= 0 or not num_layers or num_layers % num_expand:
-        raise ConfigError(f"num_expand: the model's {num_layers} layers must be divisible by num_expand "
-                          f"(got {num_expand}); choose a divisor of {num_layers}")
+    layer_count = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if num_expand <= 0 or not layer_count or layer_count % num_expand:
+        raise ConfigError(f"num_expand: the model's {layer_count} layers must be divisible by num_expand "
+                          f"(got {num_expand}); choose a divisor of {layer_count}")
     model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype="auto",
                                                  trust_remote_code=trust_remote_code)
-    layers = _decoder_layers(model, num_layers)
-    split = num_layers // num_expand
+    layers = _decoder_layers(model, layer_count)
+    split = layer_count // num_expand
     expanded, sources = [], []
     for index, layer in enumerate(layers):
         expanded.append(layer)
@@ -110,19 +114,19 @@ def expand_model(model_name_or_path: str, output_dir: str, num_expand: int, shar
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir, max_shard_size=shard_size, safe_serialization=save_safetensors)
     _copy_tokenizer(model_name_or_path, output_dir, trust_remote_code)
-    print(f"Expanded {num_layers} layers to {len(expanded)} layers in {output_dir}.\n"
+    print(f"Expanded {layer_count} layers to {len(expanded)} layers in {output_dir}.\n"
           f"Fine-tune the new blocks with:\n  model_name_or_path: {output_dir}\n  finetuning_type: freeze\n"
           f"  freeze_trainable_layers: {num_expand}\n  use_llama_pro: true")
     return model
 
 
-def _decoder_layers(model: Any, num_layers: int) -> Any:
+def _decoder_layers(model: Any, layer_count: int) -> Any:
     import torch
 
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers and name.endswith("layers"):
+        if isinstance(module, torch.nn.ModuleList) and len(module) == layer_count and name.endswith("layers"):
             return module
-    raise ConfigError(f"{type(model).__name__}: cannot find its list of {num_layers} decoder layers to expand")
+    raise ConfigError(f"{type(model).__name__}: cannot find its list of {layer_count} decoder layers to expand")
 
 
 def _identity_copy(layer: Any) -> Any:

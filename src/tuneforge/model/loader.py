@@ -13,11 +13,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import ConfigError
+from ..runtime import env_flag, runtime
 from .adapters import apply_finetuning, count_parameters
 from .adapters.lora import check_adapters
 from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
@@ -27,46 +28,53 @@ from .rope import configure_rope
 from .shift_attn import check_shift_attn, enable_shift_attn
 from .vocab import resize_embeddings
 
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..config.groups import ModelArgs
+
 logger = logging.getLogger(__name__)
 
 
-def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.Module:
+def load_model(cfg: Config, tokenizer: Any, is_trainable: bool = True) -> torch.nn.Module:
     """Return the model ready for training (or, with is_trainable=False, frozen in eval mode)."""
+    args = cfg.model
     path = resolve_model_path(cfg)
     config = load_model_config(cfg, path)
     check_adapters(cfg)  # a wrong adapter path fails now, not after the base weights load
-    configure_rope(config, cfg, is_trainable)
-    check_shift_attn(config, cfg, is_trainable)
+    configure_rope(config, args, cfg.data, is_trainable)
+    check_shift_attn(config, args, is_trainable)
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)
-    attention = resolve_attention(cfg, device, compute_dtype)
-    quantization = plan_quantization(cfg, config, device, compute_dtype, is_trainable)
-    liger = liger_patch(cfg, config, device, is_trainable)
+    attention = resolve_attention(args, cfg.data, device, compute_dtype)
+    quantization = plan_quantization(cfg.quantization, cfg.method, cfg.lora, config, device, compute_dtype,
+                                     is_trainable)
+    liger = liger_patch(args, config, device, is_trainable)
     model_class = _model_class_for(config)
-    warn_low_cpu_mem_usage(cfg)
+    warn_low_cpu_mem_usage(args)
     if liger is not None:
-        apply_liger(liger, getattr(cfg, "stage", "sft"))
+        apply_liger(liger, cfg.method.stage)
 
     # Mixed precision keeps weights in the compute dtype and upcasts only the trainable ones later
     # (as LLaMA-Factory does); fp32 training simply loads fp32.
-    if check_unsloth(cfg):
-        model = load_with_unsloth(cfg, path, config, compute_dtype, device, is_trainable)
-    elif getattr(cfg, "train_from_scratch", False):
+    if check_unsloth(args, cfg.method, cfg.quantization):
+        model = load_with_unsloth(args, cfg.data, cfg.method, cfg.quantization, path, config, compute_dtype,
+                                  device, is_trainable)
+    elif args.train_from_scratch:
         model = model_class.from_config(config, dtype=compute_dtype, attn_implementation=attention,
-                                        trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)))
+                                        trust_remote_code=args.trust_remote_code)
     else:
         extra = quantization.load_kwargs if quantization else {}
         model = model_class.from_pretrained(path, config=config, dtype=compute_dtype,
-                                            attn_implementation=attention, **_hub_kwargs(cfg), **extra)
+                                            attn_implementation=attention, **_hub_kwargs(args), **extra)
     if quantization is not None and quantization.quantize_after_load:
         quantize_loaded_model(model, quantization, device, compute_dtype)
     logger.info("Attention implementation: %s", model.config._attn_implementation)
-    enable_shift_attn(model, cfg, is_trainable)
+    enable_shift_attn(model, args, is_trainable)
 
-    resize_embeddings(model, tokenizer, cfg)
+    resize_embeddings(model, tokenizer, args)
 
     if is_trainable:
-        _prepare_for_training(model, cfg)
+        _prepare_for_training(model, args, use_reentrant_checkpointing(cfg.explicit))
 
     model = apply_finetuning(model, cfg, is_trainable)
 
@@ -82,112 +90,107 @@ def load_model(cfg: Any, tokenizer: Any, is_trainable: bool = True) -> torch.nn.
     logger.info(message)
     print(message)
 
-    if getattr(cfg, "print_param_status", False):
+    if args.print_param_status:
         for name, param in model.named_parameters():
             print(f"name: {name}, dtype: {param.dtype}, device: {param.device}, trainable: {param.requires_grad}")
     return model
 
 
-def preflight_model(cfg: Any, is_trainable: bool = True) -> None:
+def preflight_model(cfg: Config, is_trainable: bool = True) -> None:
     """Every model-side check that needs only config.json (precision, attention, quantization, boosters),
     so a request this machine cannot honour fails before the data is processed or any weights load."""
     path = resolve_model_path(cfg)
     config = load_model_config(cfg, path)
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)
-    resolve_attention(cfg, device, compute_dtype)
-    plan_quantization(cfg, config, device, compute_dtype, is_trainable)
-    liger_patch(cfg, config, device, is_trainable)
-    check_unsloth(cfg)
+    resolve_attention(cfg.model, cfg.data, device, compute_dtype)
+    plan_quantization(cfg.quantization, cfg.method, cfg.lora, config, device, compute_dtype, is_trainable)
+    liger_patch(cfg.model, config, device, is_trainable)
+    check_unsloth(cfg.model, cfg.method, cfg.quantization)
 
 
 # --- where the weights come from -----------------------------------------------------------------
 
 
-def resolve_model_path(cfg: Any) -> str:
+def resolve_model_path(cfg: Config) -> str:
     """A local directory, or a hub id that transformers will fetch (ModelScope ids are downloaded here)."""
-    name = getattr(cfg, "model_name_or_path", None)
+    name = cfg.model.model_name_or_path
     if not name:
         raise ConfigError("model_name_or_path is not set: give a local model directory or a hub id "
                           "(e.g. model_name_or_path: ./my-model)")
-    local = os.path.expanduser(str(name))
+    local = os.path.expanduser(name)
     if os.path.isdir(local):
         return local
-    if _looks_like_path(str(name)):
+    if _looks_like_path(name):
         raise ConfigError(f"model_name_or_path: directory {name!r} does not exist "
                           f"(resolved to {os.path.abspath(local)}); check the path")
-    if _env_enabled("USE_MODELSCOPE_HUB"):
-        return _download_from_modelscope(str(name), cfg)
-    return str(name)
+    if runtime().hub == "ms_hub":
+        return _download_from_modelscope(name, cfg.model)
+    return name
 
 
-def with_local_model(cfg: Any) -> Any:
+def with_local_model(cfg: Config) -> Config:
     """The config with a ModelScope id replaced by its downloaded directory, so that the tokenizer and
     the model both load from disk; unchanged otherwise."""
     path = resolve_model_path(cfg)
-    if path == cfg.model_name_or_path:
+    if path == cfg.model.model_name_or_path:
         return cfg
-    if hasattr(cfg, "replace"):
-        return cfg.replace(model_name_or_path=path)
-    import copy
-
-    localized = copy.copy(cfg)
-    localized.model_name_or_path = path
-    return localized
+    return cfg.replace(model_name_or_path=path)
 
 
-def load_model_config(cfg: Any, path: str) -> Any:
+def load_model_config(cfg: Config, path: str) -> Any:
     """The model's `config.json`, with a clear error when a hub id cannot be reached."""
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(path, **_hub_kwargs(cfg))
+        return AutoConfig.from_pretrained(path, **_hub_kwargs(cfg.model))
     except (OSError, ValueError) as error:
         if os.path.isdir(path):
             raise ConfigError(f"model_name_or_path: {path!r} is not a Hugging Face model directory "
                               f"({error}); it needs a config.json next to the weights") from None
-        raise _hub_error(path, cfg, error) from None
+        raise _hub_error(path, cfg.model, error) from None
 
 
-def _hub_kwargs(cfg: Any) -> dict[str, Any]:
+def _hub_kwargs(args: ModelArgs) -> dict[str, Any]:
     return {
-        "trust_remote_code": bool(getattr(cfg, "trust_remote_code", False)),
-        "cache_dir": getattr(cfg, "cache_dir", None),
-        "revision": getattr(cfg, "model_revision", None) or "main",
-        "token": getattr(cfg, "hf_hub_token", None),
+        "trust_remote_code": args.trust_remote_code,
+        "cache_dir": args.cache_dir,
+        "revision": args.model_revision,
+        "token": args.hf_hub_token,
     }
 
 
-def _hub_error(model_id: str, cfg: Any, error: Exception) -> ConfigError:
-    offline = _env_enabled("HF_HUB_OFFLINE") or _env_enabled("TRANSFORMERS_OFFLINE")
+def _hub_error(model_id: str, args: ModelArgs, error: Exception) -> ConfigError:
+    # TRANSFORMERS_OFFLINE is transformers' own older name for HF_HUB_OFFLINE (huggingface_hub honours both);
+    # runtime() reads only HF_HUB_OFFLINE.
+    offline = runtime().hub_offline or env_flag(os.environ, "TRANSFORMERS_OFFLINE")
     why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else f"{error}"
     local_name = model_id.rstrip("/").split("/")[-1]
     return ConfigError(
         f"model_name_or_path: cannot load {model_id!r} from the Hugging Face hub: {why}. "
         f"Download it where there is network (`huggingface-cli download {model_id} --local-dir "
         f"./{local_name}`) and set model_name_or_path: ./{local_name}"
-        + (f" (cache_dir: {cfg.cache_dir})" if getattr(cfg, "cache_dir", None) else "")
+        + (f" (cache_dir: {args.cache_dir})" if args.cache_dir else "")
     )
 
 
-def _download_from_modelscope(model_id: str, cfg: Any) -> str:
+def _download_from_modelscope(model_id: str, args: ModelArgs) -> str:
     """ModelScope snapshot into `cache_dir` (or MODELSCOPE_CACHE, which modelscope itself reads)."""
     if importlib.util.find_spec("modelscope") is None:
         raise ConfigError("USE_MODELSCOPE_HUB=1 needs the modelscope package: pip install modelscope "
                           "(or unset USE_MODELSCOPE_HUB to use the Hugging Face hub)")
     from modelscope import snapshot_download
 
-    revision = getattr(cfg, "model_revision", None) or "main"
     # ModelScope names the default branch "master" where the HF hub says "main".
-    revision = "master" if revision == "main" else revision
+    revision = "master" if args.model_revision == "main" else args.model_revision
     try:
-        if getattr(cfg, "ms_hub_token", None):
+        if args.ms_hub_token:
             from modelscope.hub.api import HubApi
 
-            HubApi().login(cfg.ms_hub_token)
-        return snapshot_download(model_id, revision=revision, cache_dir=getattr(cfg, "cache_dir", None))
+            HubApi().login(args.ms_hub_token)
+        return snapshot_download(model_id, revision=revision, cache_dir=args.cache_dir)
     except Exception as error:  # modelscope raises many unrelated types for "no network"
-        cache = getattr(cfg, "cache_dir", None) or os.environ.get("MODELSCOPE_CACHE", "~/.cache/modelscope")
+        cache = args.cache_dir or os.environ.get("MODELSCOPE_CACHE", "~/.cache/modelscope")
         local_name = model_id.rstrip("/").split("/")[-1]
         raise ConfigError(
             f"model_name_or_path: cannot download {model_id!r} from ModelScope ({error}); cache: {cache}. "
@@ -201,10 +204,6 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def _env_enabled(name: str) -> bool:
-    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "y", "on")
-
-
 def _model_class_for(config: Any) -> Any:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
@@ -216,18 +215,16 @@ def _model_class_for(config: Any) -> Any:
 # --- precision and attention ---------------------------------------------------------------------
 
 
-def training_device(cfg: Any) -> str:
+def training_device(cfg: Config) -> str:
     """"cuda" when a GPU is usable for this run, else "cpu"."""
-    if _hf_value(cfg, "use_cpu", False):
+    if cfg.train.use_cpu:
         return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_compute_dtype(cfg: Any, device: str) -> torch.dtype:
+def resolve_compute_dtype(cfg: Config, device: str) -> torch.dtype:
     """Map bf16 / fp16 / pure_bf16 / (none = fp32) to a dtype, refusing what the device would fake."""
-    bf16 = bool(_hf_value(cfg, "bf16", False))
-    fp16 = bool(_hf_value(cfg, "fp16", False))
-    pure_bf16 = bool(getattr(cfg, "pure_bf16", False))
+    bf16, fp16, pure_bf16 = cfg.train.bf16, cfg.train.fp16, cfg.method.pure_bf16
     if fp16 and (bf16 or pure_bf16):
         raise ConfigError("fp16 and bf16/pure_bf16 are both set: choose one precision")
     if fp16:
@@ -247,33 +244,25 @@ def resolve_compute_dtype(cfg: Any, device: str) -> torch.dtype:
     return torch.float32
 
 
-def _hf_value(cfg: Any, key: str, default: Any) -> Any:
-    """A HF TrainingArguments key: the user's value on cfg first, else the built training args."""
-    value = getattr(cfg, key, None)
-    if value is None and getattr(cfg, "training_args", None) is not None:
-        value = getattr(cfg.training_args, key, None)
-    return default if value is None else value
-
-
 # --- training preparation ------------------------------------------------------------------------
 
 
-def _prepare_for_training(model: torch.nn.Module, cfg: Any) -> None:
+def _prepare_for_training(model: Any, args: ModelArgs, use_reentrant: bool) -> None:
     """Gradient checkpointing (on unless disabled) and LLaMA-Factory's optional fp32 upcasts."""
-    upcast_precision_layers(model, cfg)
-    if getattr(cfg, "disable_gradient_checkpointing", False):
+    upcast_precision_layers(model, args)
+    if args.disable_gradient_checkpointing:
         return
-    if getattr(cfg, "use_unsloth", False):
+    if args.use_unsloth:
         return  # unsloth turned on its own (offloaded) gradient checkpointing while loading
     if not getattr(model, "supports_gradient_checkpointing", False):
         logger.warning("This model does not support gradient checkpointing; training without it")
         return
     # transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns).
-    kwargs = {"use_reentrant": use_reentrant_checkpointing(cfg)}
+    kwargs = {"use_reentrant": use_reentrant}
     enable = getattr(model, "activation_checkpointing_enable", None)
     if enable is not None:
         enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.config.use_cache = False
-    logger.info("Gradient checkpointing enabled (%s)", "reentrant" if kwargs["use_reentrant"] else "non-reentrant")
+    logger.info("Gradient checkpointing enabled (%s)", "reentrant" if use_reentrant else "non-reentrant")

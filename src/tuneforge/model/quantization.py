@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import ConfigError
+from ..runtime import runtime
+
+if TYPE_CHECKING:
+    from ..config.groups import LoraArgs, MethodArgs, QuantizationArgs
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +58,25 @@ class QuantizationPlan:
         return not (self.prequantized and self.method in DEQUANTIZED_ON_LOAD)
 
 
-def plan_quantization(cfg: Any, model_config: Any, device: str, compute_dtype: torch.dtype,
-                      is_trainable: bool) -> QuantizationPlan | None:
+def plan_quantization(args: QuantizationArgs, method: MethodArgs, lora: LoraArgs, model_config: Any, device: str,
+                      compute_dtype: torch.dtype, is_trainable: bool) -> QuantizationPlan | None:
     """What to quantize and how, or None for plain weights; a ConfigError for what cannot run here."""
     existing = getattr(model_config, "quantization_config", None)
     if existing:
-        plan = _prequantized_plan(cfg, existing)
-    elif getattr(cfg, "quantization_bit", None) is not None:
-        plan = _on_the_fly_plan(cfg, device, compute_dtype)
+        plan = _prequantized_plan(args, existing)
+    elif args.quantization_bit is not None:
+        plan = _on_the_fly_plan(args, args.quantization_bit, device, compute_dtype)
     else:
         return None
     if is_trainable and plan.keeps_quantized_weights:
-        _check_trainable(cfg, plan)
+        _check_trainable(method, lora, plan)
     return plan
 
 
-def _prequantized_plan(cfg: Any, existing: Any) -> QuantizationPlan:
+def _prequantized_plan(args: QuantizationArgs, existing: Any) -> QuantizationPlan:
     settings = existing if isinstance(existing, dict) else existing.to_dict()
     method = str(settings.get("quant_method", "")).lower()
-    if getattr(cfg, "quantization_bit", None) is not None:
+    if args.quantization_bit is not None:
         logger.warning("quantization_bit is ignored: the checkpoint is already %s-quantized", method.upper())
     missing = [pip for module, pip in PREQUANTIZED_REQUIREMENTS.get(method, []) if not _installed(module)]
     if missing:
@@ -86,7 +89,8 @@ def _prequantized_plan(cfg: Any, existing: Any) -> QuantizationPlan:
     if method == "aqlm" and isinstance(existing, dict):
         existing["bits"] = 2
     if method in DEQUANTIZED_ON_LOAD:
-        from transformers import FineGrainedFP8Config, Mxfp4Config
+        # transformers' top-level package does not re-export Mxfp4Config to type checkers; import its home.
+        from transformers.utils.quantization_config import FineGrainedFP8Config, Mxfp4Config
 
         config_class = Mxfp4Config if method == "mxfp4" else FineGrainedFP8Config
         plan.load_kwargs = {"quantization_config": config_class(dequantize=True), "ignore_mismatched_sizes": True}
@@ -94,21 +98,21 @@ def _prequantized_plan(cfg: Any, existing: Any) -> QuantizationPlan:
     return plan
 
 
-def _on_the_fly_plan(cfg: Any, device: str, compute_dtype: torch.dtype) -> QuantizationPlan:
-    method, bits = cfg.quantization_method, int(cfg.quantization_bit)
+def _on_the_fly_plan(args: QuantizationArgs, bits: int, device: str, compute_dtype: torch.dtype) -> QuantizationPlan:
+    method = args.quantization_method
     if method not in ON_THE_FLY_BITS:
         raise ConfigError(f"quantization_method: {method!r} cannot quantize while loading; use bnb, hqq or eetq "
                           f"with quantization_bit ({method} loads checkpoints that are already quantized)")
     if bits not in ON_THE_FLY_BITS[method]:
         allowed = ", ".join(str(b) for b in ON_THE_FLY_BITS[method])
         raise ConfigError(f"quantization_bit: {method} quantizes to {allowed} bits, not {bits}")
-    if getattr(cfg, "quantization_device_map", None) == "auto" and not (method == "bnb" and bits == 4):
+    if args.quantization_device_map == "auto" and not (method == "bnb" and bits == 4):
         raise ConfigError("quantization_device_map: auto works only with 4-bit bnb quantization; remove it")
     plan = QuantizationPlan(method=method, bits=bits)
     if method == "bnb":
         _require("bitsandbytes", "bitsandbytes", "quantization_method: bnb")
-        plan.load_kwargs = {"quantization_config": _bnb_config(cfg, bits, compute_dtype),
-                            "device_map": _device_map(cfg, device)}
+        plan.load_kwargs = {"quantization_config": _bnb_config(args, bits, compute_dtype),
+                            "device_map": _device_map(args, device)}
     elif method == "hqq":
         # transformers' HqqConfig raises NotImplementedError on this stack; hqq's own API quantizes the
         # loaded model's linear layers in place, and peft wraps HQQLinear with its HQQ LoRA layer.
@@ -125,12 +129,12 @@ def _on_the_fly_plan(cfg: Any, device: str, compute_dtype: torch.dtype) -> Quant
                               "quantization_method: bnb or hqq (both run on CPU)")
         from transformers import EetqConfig
 
-        plan.load_kwargs = {"quantization_config": EetqConfig(), "device_map": _device_map(cfg, device)}
+        plan.load_kwargs = {"quantization_config": EetqConfig(), "device_map": _device_map(args, device)}
     logger.info("Quantizing the model to %d bit with %s", bits, method)
     return plan
 
 
-def _bnb_config(cfg: Any, bits: int, compute_dtype: torch.dtype) -> Any:
+def _bnb_config(args: QuantizationArgs, bits: int, compute_dtype: torch.dtype) -> Any:
     from transformers import BitsAndBytesConfig
 
     if bits == 8:
@@ -138,34 +142,34 @@ def _bnb_config(cfg: Any, bits: int, compute_dtype: torch.dtype) -> Any:
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_compute_dtype=compute_dtype,
-        bnb_4bit_use_double_quant=bool(cfg.double_quantization),
-        bnb_4bit_quant_type=cfg.quantization_type,
+        bnb_4bit_use_double_quant=args.double_quantization,
+        bnb_4bit_quant_type=args.quantization_type,
         bnb_4bit_quant_storage=compute_dtype,  # FSDP shards 4-bit weights only when stored in the compute dtype
     )
 
 
-def _device_map(cfg: Any, device: str) -> Any:
-    if getattr(cfg, "quantization_device_map", None) == "auto":
+def _device_map(args: QuantizationArgs, device: str) -> Any:
+    if args.quantization_device_map == "auto":
         return "auto"
     if device == "cuda":
-        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+        return {"": runtime().local_rank}
     return {"": "cpu"}
 
 
-def _check_trainable(cfg: Any, plan: QuantizationPlan) -> None:
-    method = getattr(cfg, "finetuning_type", "lora")
-    if method not in ("lora", "oft"):
-        raise ConfigError(f"finetuning_type: {method} cannot train quantized weights ({plan.method}, "
+def _check_trainable(method: MethodArgs, lora: LoraArgs, plan: QuantizationPlan) -> None:
+    finetuning_type = method.finetuning_type
+    if finetuning_type not in ("lora", "oft"):
+        raise ConfigError(f"finetuning_type: {finetuning_type} cannot train quantized weights ({plan.method}, "
                           f"{plan.bits} bit); use finetuning_type: lora (QLoRA), or load the model unquantized")
-    if getattr(cfg, "pissa_init", False):
+    if lora.pissa_init:
         raise ConfigError("pissa_init cannot initialise on quantized weights; initialise PiSSA on the full model "
                           "first, then quantize")
-    if getattr(cfg, "use_dora", False) and plan.method not in ("bnb", "bitsandbytes"):
+    if lora.use_dora and plan.method not in ("bnb", "bitsandbytes"):
         raise ConfigError(f"use_dora does not work with {plan.method}-quantized weights; use bnb quantization "
                           "or remove use_dora")
 
 
-def quantize_loaded_model(model: torch.nn.Module, plan: QuantizationPlan, device: str,
+def quantize_loaded_model(model: Any, plan: QuantizationPlan, device: str,
                           compute_dtype: torch.dtype) -> None:
     """HQQ: replace every linear layer but the output head by an HQQLinear of `plan.bits` bits, in place."""
     from hqq.core.quantize import BaseQuantizeConfig
@@ -173,7 +177,7 @@ def quantize_loaded_model(model: torch.nn.Module, plan: QuantizationPlan, device
 
     # axis=0 as LLaMA-Factory chooses (the fast ATen path); scales and zeros stay in the compute dtype.
     quant_config = BaseQuantizeConfig(nbits=plan.bits, group_size=64, axis=0)
-    target = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if device == "cuda" else "cpu"
+    target = f"cuda:{runtime().local_rank}" if device == "cuda" else "cpu"
     AutoHQQHFModel.quantize_model(model, quant_config=quant_config, compute_dtype=compute_dtype, device=target)
     model.hqq_quantization_bits = plan.bits  # read by the memory estimate and for the log
     logger.info("HQQ: %d linear layers quantized to %d bit", len(quantized_linear_layers(model)), plan.bits)

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.groups import DataArgs, ModelArgs
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +31,9 @@ ROPE_TYPES = ("linear", "dynamic", "yarn", "llama3")
 INFERENCE_FACTOR = 2.0
 
 
-def configure_rope(config: Any, cfg: Any, is_trainable: bool) -> None:
-    """Write the scaling of `cfg.rope_scaling` into `config` (no-op when it is unset)."""
-    rope_type = getattr(cfg, "rope_scaling", None)
+def configure_rope(config: Any, args: ModelArgs, data: DataArgs, is_trainable: bool) -> None:
+    """Write the scaling of `rope_scaling` into the model's `config` (no-op when it is unset)."""
+    rope_type = args.rope_scaling
     if rope_type is None:
         return
     if rope_type not in ROPE_TYPES:
@@ -49,7 +52,7 @@ def configure_rope(config: Any, cfg: Any, is_trainable: bool) -> None:
                           "remove rope_scaling")
 
     if is_trainable:
-        wanted = int(getattr(cfg, "cutoff_len", 0) or 0)
+        wanted = data.cutoff_len
         if wanted <= old_length:
             logger.warning("rope_scaling: cutoff_len %d fits in the model's %d positions; RoPE scaling is not "
                            "applied", wanted, old_length)

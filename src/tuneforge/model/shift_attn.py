@@ -19,12 +19,15 @@ attention, with a warning.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.groups import ModelArgs
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +36,9 @@ GROUP_SIZE_RATIO = 0.25
 PREFIX = "tuneforge_s2attn_"
 
 
-def check_shift_attn(config: Any, cfg: Any, is_trainable: bool) -> None:
+def check_shift_attn(config: Any, args: ModelArgs, is_trainable: bool) -> None:
     """Before the weights load: shift_attn is for training llama models."""
-    if not getattr(cfg, "shift_attn", False):
+    if not args.shift_attn:
         return
     if not is_trainable:
         logger.info("shift_attn: applies to training only; inference uses full attention")
@@ -46,9 +49,9 @@ def check_shift_attn(config: Any, cfg: Any, is_trainable: bool) -> None:
                           f"not {model_type!r}; remove shift_attn")
 
 
-def enable_shift_attn(model: torch.nn.Module, cfg: Any, is_trainable: bool) -> None:
+def enable_shift_attn(model: Any, args: ModelArgs, is_trainable: bool) -> None:
     """Route the model's attention through the shifting function (training only)."""
-    if not (getattr(cfg, "shift_attn", False) and is_trainable):
+    if not (args.shift_attn and is_trainable):
         return
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface

@@ -17,12 +17,15 @@ module because trl 1.x no longer ships that class outside trl.experimental.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 VALUE_HEAD_BIN = "value_head.bin"  # older LLaMA-Factory runs (save_safetensors: false)
@@ -42,9 +45,10 @@ class ValueHead(nn.Module):
 class ValueHeadModel(nn.Module):
     """`pretrained_model` (causal LM, maybe PEFT-wrapped) + `v_head`; the head always trains in fp32."""
 
-    def __init__(self, pretrained_model: nn.Module, dropout: float = 0.1):
+    def __init__(self, pretrained_model: Any, dropout: float = 0.1):
         super().__init__()
-        self.pretrained_model = pretrained_model
+        # A transformers model or peft PeftModel: Any, as nn.Module's attribute types hide their methods.
+        self.pretrained_model: Any = pretrained_model
         self.config = pretrained_model.config
         self.v_head = ValueHead(_hidden_size(pretrained_model.config), dropout)
         device = next(pretrained_model.parameters()).device
@@ -87,15 +91,15 @@ class ValueHeadModel(nn.Module):
         save_file(state, os.path.join(output_dir, VALUE_HEAD_FILE), metadata={"format": "pt"})
 
 
-def load_value_head_model(cfg: Any, tokenizer: Any, is_trainable: bool = False) -> ValueHeadModel:
+def load_value_head_model(cfg: Config, tokenizer: Any, is_trainable: bool = False) -> ValueHeadModel:
     """The causal LM of cfg (load_model: full / freeze / LoRA, adapters) with a value head. The head comes
     from the last adapter, else the model directory, when one was saved there; it is required when not
     training (a reward model to score with), optional when training (a fresh head starts at random)."""
-    from .loader import load_model
+    from .loader import load_model, resolve_model_path
 
     model = ValueHeadModel(load_model(cfg, tokenizer, is_trainable=is_trainable))
-    adapters = list(getattr(cfg, "adapter_name_or_path", None) or [])
-    source = adapters[-1] if adapters else cfg.model_name_or_path
+    adapters = cfg.model.adapter_name_or_path
+    source = adapters[-1] if adapters else resolve_model_path(cfg)
     load_value_head(model, source, required=not is_trainable)
     if not is_trainable:
         model.eval()

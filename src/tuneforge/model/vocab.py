@@ -1,7 +1,7 @@
 """Grow the embedding matrices to the tokenizer's vocabulary (`resize_vocab`, `add_tokens`, `add_special_tokens`).
 
 The tokenizer loader (data/tokenizer.py) adds the new tokens, because the data is tokenized with them
-before the model loads; `resize_embeddings(model, tokenizer, cfg)` then gives them embedding rows.
+before the model loads; `resize_embeddings(model, tokenizer, cfg.model)` then gives them embedding rows.
 New rows start at the mean of the existing rows plus small Gaussian noise (LLaMA-Factory's default
 "noise_init"), so a new token begins as an "average" token instead of a random direction that would
 spike the loss.
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.groups import ModelArgs
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +26,18 @@ logger = logging.getLogger(__name__)
 PAD_VOCAB_TO_MULTIPLE_OF = 64
 
 
-def needs_resize(cfg: Any) -> bool:
+def needs_resize(args: ModelArgs) -> bool:
     """`resize_vocab`, switched on implicitly when the user adds tokens (as LLaMA-Factory does)."""
-    return bool(getattr(cfg, "resize_vocab", False) or getattr(cfg, "add_tokens", None)
-                or getattr(cfg, "add_special_tokens", None))
+    return bool(args.resize_vocab or args.add_tokens or args.add_special_tokens)
 
 
-def resize_embeddings(model: torch.nn.Module, tokenizer: Any, cfg: Any) -> int:
+def resize_embeddings(model: Any, tokenizer: Any, args: ModelArgs) -> int:
     """Grow input/output embeddings to cover the tokenizer; return the number of new rows (0 if none)."""
     current = model.get_input_embeddings().weight.size(0)
     wanted = len(tokenizer)
     if wanted <= current:
         return 0
-    if not needs_resize(cfg):
+    if not needs_resize(args):
         raise ConfigError(
             f"the tokenizer has {wanted} tokens but the model's embedding matrix has only {current} rows "
             "(the template or add_tokens added tokens): set resize_vocab: true to grow the embeddings"

@@ -8,7 +8,10 @@ the vision tower and projector.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...config.groups import MethodArgs
 
 
 @dataclass(frozen=True)
@@ -29,20 +32,25 @@ COMPOSITE_MODELS: dict[str, CompositeParts] = {
 }
 
 
+def model_type(model: Any) -> str:
+    """The model's `model_type` ("" when its config has none)."""
+    return str(getattr(model.config, "model_type", None) or "")
+
+
 def composite_parts(model: Any) -> CompositeParts | None:
-    return COMPOSITE_MODELS.get(getattr(model.config, "model_type", None))
+    return COMPOSITE_MODELS.get(model_type(model))
 
 
-def forbidden_modules(model: Any, cfg: Any) -> set[str]:
+def forbidden_modules(model: Any, method: MethodArgs) -> set[str]:
     """Name keys that must stay frozen under the freeze_* switches (empty for text-only models)."""
     parts = composite_parts(model)
     if parts is None:
         return set()
     blocked: set[str] = set()
-    if getattr(cfg, "freeze_vision_tower", True):
+    if method.freeze_vision_tower:
         blocked.update(parts.vision)
-    if getattr(cfg, "freeze_multi_modal_projector", True):
+    if method.freeze_multi_modal_projector:
         blocked.update(parts.projector)
-    if getattr(cfg, "freeze_language_model", False):
+    if method.freeze_language_model:
         blocked.update(parts.language)
     return blocked

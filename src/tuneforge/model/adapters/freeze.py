@@ -13,31 +13,34 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from ..llama_pro import expanded_layer_ids, recorded_layers
+from ..llama_pro import expanded_layer_ids, num_layers, recorded_layers
 from .composite import composite_parts, forbidden_modules
+
+if TYPE_CHECKING:
+    from ...config.groups import FreezeArgs, MethodArgs
 
 logger = logging.getLogger(__name__)
 
 _LAYER_INDEX = re.compile(r"\.(\d+)\.")
 
 
-def setup_freeze(model: Any, cfg: Any) -> None:
+def setup_freeze(model: Any, method: MethodArgs, freeze: FreezeArgs) -> None:
     """Set requires_grad on exactly the parameters freeze tuning trains."""
-    num_layers = _num_layers(model)
-    wanted = getattr(cfg, "freeze_trainable_layers", 2)
-    if getattr(cfg, "use_llama_pro", False):  # only the blocks `tuneforge expand` inserted
-        layer_ids = set(expanded_layer_ids(num_layers, wanted, recorded_layers(model)))
+    layers = num_layers(model, needed_by="finetuning_type: freeze", fix="use finetuning_type: lora or full")
+    wanted = freeze.freeze_trainable_layers
+    if method.use_llama_pro:  # only the blocks `tuneforge expand` inserted
+        layer_ids = set(expanded_layer_ids(layers, wanted, recorded_layers(model)))
     elif wanted > 0:
-        layer_ids = set(range(max(0, num_layers - wanted), num_layers))
+        layer_ids = set(range(max(0, layers - wanted), layers))
     else:
-        layer_ids = set(range(min(-wanted, num_layers)))
+        layer_ids = set(range(min(-wanted, layers)))
 
     layer_modules, outer_modules = _module_names(model)
-    modules = list(getattr(cfg, "freeze_trainable_modules", None) or ["all"])
-    extras = list(getattr(cfg, "freeze_extra_modules", None) or [])
+    modules = list(freeze.freeze_trainable_modules)
+    extras = list(freeze.freeze_extra_modules or [])
     for name in modules:
         if name != "all" and name not in layer_modules:
             raise ConfigError(f"freeze_trainable_modules: module {name!r} is not in the decoder layers; "
@@ -48,8 +51,8 @@ def setup_freeze(model: Any, cfg: Any) -> None:
                               f"choose from: {', '.join(sorted(outer_modules))}")
 
     parts = composite_parts(model)
-    projector = parts.projector if parts and not getattr(cfg, "freeze_multi_modal_projector", True) else ()
-    blocked = forbidden_modules(model, cfg)
+    projector = parts.projector if parts and not method.freeze_multi_modal_projector else ()
+    blocked = forbidden_modules(model, method)
 
     def trainable(param_name: str) -> bool:
         if any(key in param_name for key in blocked):
@@ -66,15 +69,6 @@ def setup_freeze(model: Any, cfg: Any) -> None:
         param.requires_grad_(trainable(name))
     logger.info("Trainable layers: %s; modules: %s%s", sorted(layer_ids), ",".join(modules),
                 f"; extra modules: {','.join(extras)}" if extras else "")
-
-
-def _num_layers(model: Any) -> int:
-    config = getattr(model.config, "text_config", None) or model.config
-    for key in ("num_hidden_layers", "num_layers", "n_layer"):
-        if getattr(config, key, None):
-            return int(getattr(config, key))
-    raise ConfigError(f"finetuning_type: freeze cannot find the layer count of {type(model).__name__}; "
-                      "use finetuning_type: lora or full")
 
 
 def _module_names(model: Any) -> tuple[set[str], set[str]]:

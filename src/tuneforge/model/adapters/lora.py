@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ...errors import ConfigError
-from ..vocab import needs_resize
-from .composite import composite_parts, forbidden_modules
 from ..llama_pro import expanded_block_modules
+from ..vocab import needs_resize
+from .composite import composite_parts, forbidden_modules, model_type
+
+if TYPE_CHECKING:
+    from ...config import Config
+    from ...config.groups import DataArgs, FreezeArgs, LoraArgs, MethodArgs, ModelArgs
 
 logger = logging.getLogger(__name__)
 
@@ -23,69 +27,71 @@ logger = logging.getLogger(__name__)
 _OUTPUT_LAYER = {"chatglm": "output_layer", "internlm2": "output"}
 
 
-def setup_lora(model: Any, cfg: Any, is_trainable: bool) -> Any:
+def setup_lora(model: Any, args: ModelArgs, method: MethodArgs, lora: LoraArgs, freeze: FreezeArgs, data: DataArgs,
+               is_trainable: bool) -> Any:
     from peft import PeftModel
 
-    adapters = list(getattr(cfg, "adapter_name_or_path", None) or [])
+    adapters = list(args.adapter_name_or_path or [])
     to_resume = None
     if adapters:
-        if is_trainable and not getattr(cfg, "create_new_adapter", False):
+        if is_trainable and not lora.create_new_adapter:
             to_merge, to_resume = adapters[:-1], adapters[-1]
         else:
             to_merge = adapters
         for path in to_merge:
-            model = PeftModel.from_pretrained(model, _check_adapter(path), **_adapter_kwargs(cfg)).merge_and_unload()
+            model = PeftModel.from_pretrained(model, _check_adapter(path), **_adapter_kwargs(args)).merge_and_unload()
         if to_merge:
             logger.info("Merged %d adapter(s) into the base weights: %s", len(to_merge), ",".join(to_merge))
         if to_resume is not None:
             model = PeftModel.from_pretrained(model, _check_adapter(to_resume), is_trainable=is_trainable,
-                                              **_adapter_kwargs(cfg))
+                                              **_adapter_kwargs(args))
             logger.info("Continuing to train adapter %s", to_resume)
 
     if is_trainable and to_resume is None:
-        model = _new_adapter(model, cfg)
+        model = _new_adapter(model, args, method, lora, freeze, data)
     return model
 
 
-def _new_adapter(model: Any, cfg: Any) -> Any:
+def _new_adapter(model: Any, args: ModelArgs, method: MethodArgs, lora: LoraArgs, freeze: FreezeArgs,
+                 data: DataArgs) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
-    logger.info("Fine-tuning method: %s", "DoRA" if getattr(cfg, "use_dora", False) else "LoRA")
-    rank = getattr(cfg, "lora_rank", 8)
-    alpha = getattr(cfg, "lora_alpha", None) or rank * 2
-    targets = lora_targets(model, cfg)
-    if getattr(cfg, "use_llama_pro", False):
-        targets = expanded_block_modules(model, targets, getattr(cfg, "freeze_trainable_layers", 2))
+    logger.info("Fine-tuning method: %s", "DoRA" if lora.use_dora else "LoRA")
+    targets = lora_targets(model, lora, method)
+    if method.use_llama_pro:
+        targets = expanded_block_modules(model, targets, freeze.freeze_trainable_layers)
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         inference_mode=False,
-        r=rank,
-        lora_alpha=alpha,
-        lora_dropout=getattr(cfg, "lora_dropout", 0.0),
+        r=lora.lora_rank,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
         target_modules=targets,
-        modules_to_save=_modules_to_save(model, cfg),
-        use_rslora=bool(getattr(cfg, "use_rslora", False)),
-        use_dora=bool(getattr(cfg, "use_dora", False)),
-        init_lora_weights=_init_lora_weights(cfg),
+        modules_to_save=_modules_to_save(model, lora, args),
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora,
+        # peft's annotation spells the fast-SVD choice literally ("pissa_niter_[number of iters]"); it accepts
+        # any pissa_niter_<n>.
+        init_lora_weights=cast(Any, _init_lora_weights(lora)),
     )
-    if getattr(cfg, "use_unsloth", False):
+    if args.use_unsloth:
         from ..boosters import unsloth_peft_model
 
-        return unsloth_peft_model(model, config, cfg)
+        return unsloth_peft_model(model, config, max_seq_length=data.cutoff_len)
     # peft keeps adapter weights in fp32 by default; pure_bf16 means no fp32 copy of anything.
-    return get_peft_model(model, config, autocast_adapter_dtype=not getattr(cfg, "pure_bf16", False))
+    return get_peft_model(model, config, autocast_adapter_dtype=not method.pure_bf16)
 
 
-def _init_lora_weights(cfg: Any) -> bool | str:
+def _init_lora_weights(lora: LoraArgs) -> bool | str:
     """peft's initialisation: plain LoRA (B = 0), or PiSSA from the principal singular vectors.
 
     PiSSA moves the top `lora_rank` singular components of each targeted weight into the adapter and leaves
     the residual in the base weight, so base + adapter still equals the original model at step 0.
     `pissa_iter` > 0 uses a fast randomised SVD with that many iterations, -1 the exact SVD.
     """
-    if not getattr(cfg, "pissa_init", False):
+    if not lora.pissa_init:
         return True
-    iterations = getattr(cfg, "pissa_iter", 16)
+    iterations = lora.pissa_iter
     if iterations == -1:
         logger.info("PiSSA initialisation with the exact SVD")
         return "pissa"
@@ -96,10 +102,10 @@ def _init_lora_weights(cfg: Any) -> bool | str:
     return f"pissa_niter_{iterations}"
 
 
-def lora_targets(model: Any, cfg: Any) -> list[str]:
+def lora_targets(model: Any, lora: LoraArgs, method: MethodArgs) -> list[str]:
     """Module names LoRA wraps: every linear layer for "all", else the user's names, checked."""
-    requested = list(getattr(cfg, "lora_target", None) or ["all"])
-    linear = linear_module_names(model, cfg)
+    requested = list(lora.lora_target)
+    linear = adaptable_linear_names(model, method)
     if requested == ["all"]:
         targets = sorted(linear)
         logger.info("LoRA targets (all linear layers): %s", ",".join(targets))
@@ -115,19 +121,24 @@ def lora_targets(model: Any, cfg: Any) -> list[str]:
     if parts is None:
         return targets
     # Composite models: name full module paths so LoRA stays off the frozen vision tower / projector.
-    blocked = forbidden_modules(model, cfg) | set(parts.lora_conflicts) | set(parts.projector)
+    blocked = forbidden_modules(model, method) | set(parts.lora_conflicts) | set(parts.projector)
     return [name for name, _ in model.named_modules()
             if _matches_any(name.split(".")[-1], targets) and not any(key in name for key in blocked)]
 
 
-def linear_module_names(model: Any, cfg: Any) -> set[str]:
+def linear_module_names(model: Any, cfg: Config) -> set[str]:
     """Short names of the linear layers LoRA may adapt (output layer, projector, frozen tower excluded)."""
-    output_layer = _OUTPUT_LAYER.get(getattr(model.config, "model_type", None), "lm_head")
+    return adaptable_linear_names(model, cfg.method)
+
+
+def adaptable_linear_names(model: Any, method: MethodArgs) -> set[str]:
+    """linear_module_names for code that holds the method group."""
+    output_layer = _OUTPUT_LAYER.get(model_type(model), "lm_head")
     excluded: set[str] = set()
     parts = composite_parts(model)
     if parts is not None:
         excluded.update(parts.projector)
-        if getattr(cfg, "freeze_vision_tower", True):
+        if method.freeze_vision_tower:
             excluded.update(parts.vision)
     names = set()
     for name, module in model.named_modules():
@@ -140,16 +151,16 @@ def linear_module_names(model: Any, cfg: Any) -> set[str]:
     return names
 
 
-def _modules_to_save(model: Any, cfg: Any) -> list[str] | None:
+def _modules_to_save(model: Any, lora: LoraArgs, args: ModelArgs) -> list[str] | None:
     """`additional_target` (fully trained, saved with the adapter); embeddings when the vocab grew."""
-    extra = list(getattr(cfg, "additional_target", None) or [])
+    extra = list(lora.additional_target or [])
     all_names = [name for name, _ in model.named_modules()]
     for name in extra:
         if not _matches_any(name, all_names):
             top_level = sorted({n.split(".")[-1] for n in all_names if n and not n.split(".")[-1].isdigit()})
             raise ConfigError(f"additional_target: module {name!r} is not in the model; "
                               f"choose from: {', '.join(top_level)}")
-    if not extra and needs_resize(cfg):
+    if not extra and needs_resize(args):
         embeddings = {model.get_input_embeddings(), model.get_output_embeddings()}
         extra = sorted({name.split(".")[-1] for name, module in model.named_modules() if module in embeddings})
         logger.warning("Vocabulary was resized: training %s fully (saved with the adapter)", ",".join(extra))
@@ -161,9 +172,9 @@ def _matches_any(target: str, module_names: list[str]) -> bool:
     return any(name == target or name.endswith("." + target) for name in module_names)
 
 
-def check_adapters(cfg: Any) -> None:
+def check_adapters(cfg: Config) -> None:
     """Every adapter path of cfg, checked before the base model's weights load (load_model calls this)."""
-    for path in list(getattr(cfg, "adapter_name_or_path", None) or []):
+    for path in cfg.model.adapter_name_or_path or []:
         _check_adapter(path)
 
 
@@ -200,12 +211,12 @@ def _check_not_randomised_pissa(path: str) -> None:
                       f"({init}); reloading it would rebuild different base weights. {fix}")
 
 
-def _adapter_kwargs(cfg: Any) -> dict[str, Any]:
-    kwargs = {
-        "cache_dir": getattr(cfg, "cache_dir", None),
-        "revision": getattr(cfg, "model_revision", None) or "main",
-        "token": getattr(cfg, "hf_hub_token", None),
+def _adapter_kwargs(args: ModelArgs) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "cache_dir": args.cache_dir,
+        "revision": args.model_revision,
+        "token": args.hf_hub_token,
     }
-    if getattr(cfg, "adapter_folder", None):
-        kwargs["subfolder"] = cfg.adapter_folder
+    if args.adapter_folder:
+        kwargs["subfolder"] = args.adapter_folder
     return kwargs
