@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
@@ -37,10 +37,11 @@ HUB_NAMES = {"hf_hub": "Hugging Face Hub", "ms_hub": "ModelScope Hub", "om_hub":
 
 @dataclass
 class LocalData:
-    """A local dataset and where its rows come from: file i holds rows offsets[i] .. offsets[i+1]-1."""
+    """A local dataset and where its rows come from: file i holds rows offsets[i] .. offsets[i+1]-1.
+    (A hub dataset has one "file": its id.)"""
 
     dataset: Any
-    files: list[Path]
+    files: Sequence[Path | str]
     offsets: list[int] = field(default_factory=lambda: [0])
 
     def locate(self, row: int) -> tuple[str, int]:
