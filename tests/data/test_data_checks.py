@@ -26,7 +26,7 @@ def make_cfg(tmp_path):
 
 
 def load(names, cfg, stage="sft", **kwargs):
-    return load_and_merge(names, cfg, stage, **kwargs)
+    return load_and_merge(names, cfg.data, cfg.model, cfg.train, stage, **kwargs)
 
 
 def load_error(names, cfg, stage="sft"):

@@ -40,7 +40,7 @@ def run_pipeline(keys: dict, tmp_path):
         **keys,
     })
     tokenizer, template = load_tokenizer_and_template(cfg)
-    return get_dataset(cfg, tokenizer, template, cfg.stage)
+    return get_dataset(cfg, tokenizer, template, cfg.method.stage)
 
 
 def assert_same_columns(ours, expected: dict, where: str):

@@ -151,7 +151,7 @@ def test_data_checks_report_a_row_with_more_placeholders_than_images(vl_dir, dat
     from tuneforge.data.loader import load_and_merge
 
     cfg = make_cfg(vl_dir, data_dir, tmp_path, dataset="vl_bad")
-    dataset, [report] = load_and_merge(["vl_bad"], cfg, "sft")
+    dataset, [report] = load_and_merge(["vl_bad"], cfg.data, cfg.model, cfg.train, "sft")
     assert (report.total, report.invalid, len(dataset)) == (2, 1, 1)
     assert "1 image(s) but 2 <image> placeholder(s)" in report.examples[0].reason
 
@@ -163,11 +163,8 @@ def test_images_with_a_text_template_are_refused(vl_dir, data_dir, tmp_path):
         get_dataset(cfg, tokenizer, template, stage="sft")
 
 
-def test_model_without_image_processor_is_named(tmp_path, data_dir):
-    from tuneforge.testing.tiny_model import build_tiny_model
-
-    build_tiny_model(tmp_path / "text_model", arch="qwen2")
-    cfg = make_cfg(tmp_path / "text_model", data_dir, tmp_path)
+def test_model_without_image_processor_is_named(tmp_path, data_dir, tiny_qwen2_dir):
+    cfg = make_cfg(tiny_qwen2_dir, data_dir, tmp_path)
     _, template = load_tokenizer_and_template(cfg)
     assert template.media_plugin is None
     with pytest.raises(DataError, match="has no image processor"):

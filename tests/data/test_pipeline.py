@@ -41,7 +41,7 @@ def build(cfg, stage=None):
     from tuneforge.data.pipeline import get_dataset, load_tokenizer_and_template
 
     tokenizer, template = load_tokenizer_and_template(cfg)
-    return get_dataset(cfg, tokenizer, template, stage or cfg.stage)
+    return get_dataset(cfg, tokenizer, template, stage or cfg.method.stage)
 
 
 def rows(dataset):
@@ -180,11 +180,11 @@ def test_load_tokenizer_raises_model_max_length(make_cfg):
     ({"stage": "pt", "packing": True}, 63),    # asked for explicitly: one less, as in LLaMA-Factory
 ])
 def test_effective_cutoff_len_follows_llamafactory(make_cfg, keys, expected):
-    from tuneforge.data.tokenization import effective_cutoff_len, packing_enabled
+    from tuneforge.data.tokenization import effective_cutoff_len, processing_options
 
     cfg = make_cfg(**keys)
-    assert effective_cutoff_len(cfg, cfg.stage) == expected
-    assert packing_enabled(cfg, cfg.stage) == (keys.get("stage") == "pt" or len(keys) > 1)
+    assert effective_cutoff_len(cfg) == expected
+    assert processing_options(cfg).packing == (keys.get("stage") == "pt" or len(keys) > 1)
 
 
 def test_tokenizers_parallelism_left_off_by_datasets_is_restored(monkeypatch):

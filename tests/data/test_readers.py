@@ -25,8 +25,8 @@ def make_cfg(tmp_path):
 
 
 def read(path, cfg, streaming=False):
-    [attr] = get_dataset_attrs([str(path)], cfg.dataset_dir)
-    return readers.read_local(attr, cfg, streaming)
+    [attr] = get_dataset_attrs([str(path)], cfg.data.dataset_dir)
+    return readers.read_local(attr, cfg.model, streaming)
 
 
 def write(path, kind, rows):
@@ -122,7 +122,7 @@ def test_broken_json_is_a_data_error_naming_the_file(tmp_path, make_cfg):
     (folder / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "bad.json"}}))
     [attr] = get_dataset_attrs(["bad"], str(folder))
     with pytest.raises(DataError) as caught:
-        readers.read_local(attr, make_cfg(), streaming=False)
+        readers.read_local(attr, make_cfg().model, streaming=False)
     assert str(caught.value).startswith(f"dataset 'bad': cannot read {folder}/bad.json: ")
     assert str(caught.value).endswith("Fix the file (JSON files hold a list of objects, or one object per line "
                                       "for .jsonl)")
@@ -174,9 +174,10 @@ def test_peek_first_row_for_every_type(tmp_path):
 def test_script_url_loads_a_local_dataset_folder(tmp_path, make_cfg):
     (tmp_path / "local_repo").mkdir()
     write(tmp_path / "local_repo" / "train.jsonl", "jsonl", ROWS)
+    cfg = make_cfg()
     attr = hub_attr(tmp_path, {"script_url": "local_repo"})
     assert attr.load_from == "script"
-    assert readers.read_hub(attr, make_cfg(), streaming=False).to_list() == ROWS
+    assert readers.read_hub(attr, cfg.data, cfg.model, streaming=False).to_list() == ROWS
 
 
 def hub_attr(tmp_path, entry):
@@ -186,9 +187,10 @@ def hub_attr(tmp_path, entry):
 
 def test_hub_dataset_offline_gives_a_clear_error(tmp_path, make_cfg, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = make_cfg()
     attr = hub_attr(tmp_path, {"hf_hub_url": "llamafactory/alpaca_en"})
     with pytest.raises(DataError) as caught:
-        readers.read_hub(attr, make_cfg(), streaming=False)
+        readers.read_hub(attr, cfg.data, cfg.model, streaming=False)
     message = str(caught.value)
     assert message.startswith("dataset 'remote': could not load 'llamafactory/alpaca_en' from the Hugging Face Hub "
                               "(HF_HUB_OFFLINE=1")
@@ -199,8 +201,9 @@ def test_hub_dataset_offline_gives_a_clear_error(tmp_path, make_cfg, monkeypatch
 
 @pytest.mark.skipif(importlib.util.find_spec("modelscope") is not None, reason="modelscope is installed")
 def test_modelscope_without_the_package(tmp_path, make_cfg):
+    cfg = make_cfg()
     attr = hub_attr(tmp_path, {"ms_hub_url": "llamafactory/alpaca_en"})
     with pytest.raises(DataError) as caught:
-        readers.read_hub(attr, make_cfg(), streaming=False)
+        readers.read_hub(attr, cfg.data, cfg.model, streaming=False)
     assert str(caught.value).startswith("dataset 'remote' comes from the ModelScope Hub ('llamafactory/alpaca_en'), "
                                         "which needs the 'modelscope' package")

@@ -6,6 +6,7 @@ import pytest
 
 from tuneforge.data.registry import Columns, Tags, get_dataset_attrs
 from tuneforge.errors import DataError
+from tuneforge.runtime import runtime
 
 
 def write_info(folder, info, files=("a.json",)):
@@ -59,6 +60,7 @@ def test_hub_urls_win_over_file_name_and_modelscope_env(tmp_path, monkeypatch):
     assert [(a.load_from, a.dataset_name) for a in attrs] == [("hf_hub", "org/h"), ("ms_hub", "ms/m"),
                                                               ("script", "my_script")]
     monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")
+    runtime.cache_clear()  # the environment changed after the first read of the runtime facts
     assert get_dataset_attrs(["h"], folder)[0].load_from == "ms_hub"
 
 

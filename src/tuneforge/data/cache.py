@@ -23,7 +23,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..runtime import runtime
+
+if TYPE_CHECKING:
+    from ..config.groups import DataArgs, TrainArgs
+    from .processors import ProcessingOptions
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +40,10 @@ _FILE_INDEX = "file_hashes.json"
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
+    """`cache_dir`/tuneforge when the model's cache_dir is set, else $TUNEFORGE_CACHE or ~/.cache/tuneforge."""
     if cache_dir:
         return Path(cache_dir).expanduser() / "tuneforge"
-    return Path(os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge").expanduser()
+    return Path(runtime().cache_root)
 
 
 def _files_under(path: Path) -> list[Path]:
@@ -80,7 +87,7 @@ class FileHasher:
         os.replace(tmp, self.index_path)
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
+def tokenizer_fingerprint(tokenizer: Any) -> str:
     """Hash of what decides how the tokenizer encodes: its full serialized form and special tokens."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -103,7 +110,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def compute_cache_key(
     data_files: list[Path],
     dataset_definitions: list[Any],
-    tokenizer,
+    tokenizer: Any,
     template_params: dict[str, Any],
     data_params: dict[str, Any],
     root: Path,
@@ -126,31 +133,40 @@ def compute_cache_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:32]
 
 
-# Every data parameter that can change the tokenized output (the processing options add the derived ones).
-KEY_PARAMS = ("dataset", "eval_dataset", "dataset_dir", "media_dir", "cutoff_len", "train_on_prompt", "mask_history",
-              "packing", "neat_packing", "max_samples", "val_size", "seed", "mix_strategy", "interleave_probs",
-              "eval_on_each_dataset", "preprocessing_batch_size", "predict_with_generate", "template",
-              "tool_format", "default_system", "enable_thinking", "preserve_thinking")
+def key_params(data: DataArgs, train: TrainArgs) -> dict[str, Any]:
+    """Every parameter that can change the tokenized output (the processing options add the derived ones)."""
+    return {
+        "dataset": data.dataset, "eval_dataset": data.eval_dataset, "dataset_dir": data.dataset_dir,
+        "media_dir": data.media_dir, "cutoff_len": data.cutoff_len, "train_on_prompt": data.train_on_prompt,
+        "mask_history": data.mask_history, "packing": data.packing, "neat_packing": data.neat_packing,
+        "max_samples": data.max_samples, "val_size": data.val_size, "seed": train.seed,
+        "mix_strategy": data.mix_strategy, "interleave_probs": data.interleave_probs,
+        "eval_on_each_dataset": data.eval_on_each_dataset, "preprocessing_batch_size": data.preprocessing_batch_size,
+        "predict_with_generate": train.predict_with_generate, "template": data.template,
+        "tool_format": data.tool_format, "default_system": data.default_system,
+        "enable_thinking": data.enable_thinking, "preserve_thinking": data.preserve_thinking,
+    }
 
 
-def key_for_config(cfg, stage: str, tokenizer, template, options, root: Path) -> str | None:
+def key_for_config(data: DataArgs, train: TrainArgs, stage: str, tokenizer: Any, template: Any,
+                   options: ProcessingOptions, root: Path) -> str | None:
     """The cache key of a run, or None when a dataset comes from a hub or a script (its content cannot be
     hashed here, so it is not cached)."""
+    from .readers import map_workers
     from .registry import get_dataset_attrs
     from .templates import tool_formats
 
-    names = list(getattr(cfg, "dataset", None) or []) + list(getattr(cfg, "eval_dataset", None) or [])
-    attrs = get_dataset_attrs(names, getattr(cfg, "dataset_dir", None) or "data")
-    if any(attr.load_from != "file" or attr.path is None for attr in attrs):
+    attrs = get_dataset_attrs(list(data.dataset or []) + list(data.eval_dataset or []), data.dataset_dir)
+    paths = [Path(attr.path) for attr in attrs if attr.load_from == "file" and attr.path is not None]
+    if len(paths) < len(attrs):
         return None
-    workers = getattr(cfg, "preprocessing_num_workers", None)
-    data_params = {key: getattr(cfg, key, None) for key in KEY_PARAMS}
+    data_params = key_params(data, train)
     # The worker count moves batch boundaries, and so pt blocks, packed rows and kto pairs.
-    data_params.update(stage=stage, num_proc=workers if workers and workers > 1 else None, options=repr(options))
+    data_params.update(stage=stage, num_proc=map_workers(data), options=repr(options))
     template_params = {"repr": repr(template), "efficient_eos": bool(template.efficient_eos),
                        "media": repr(getattr(template, "media_plugin", None)),  # image token counts
                        "today": tool_formats.today()}  # the llama3 tool prompt carries the date
-    return compute_cache_key([Path(attr.path) for attr in attrs], attrs, tokenizer, template_params, data_params, root)
+    return compute_cache_key(paths, attrs, tokenizer, template_params, data_params, root)
 
 
 def entry_path(root: Path, key: str) -> Path:

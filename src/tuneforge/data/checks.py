@@ -28,6 +28,8 @@ from .formats import MEDIA_KINDS, InvalidRow, convert_row
 PROBLEM_FIELD = "_problem_field"
 PROBLEM_REASON = "_problem_reason"
 SHOWN_PROBLEMS = 5
+# The media placeholders in a row's text. IMAGE/VIDEO/AUDIO_PLACEHOLDER are LLaMA-Factory's documented data
+# environment variables: read here only, once; the media plugins, the API server and the web UI import this.
 PLACEHOLDERS = {
     "images": os.getenv("IMAGE_PLACEHOLDER", "<image>"),
     "videos": os.getenv("VIDEO_PLACEHOLDER", "<video>"),

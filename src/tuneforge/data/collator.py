@@ -17,6 +17,7 @@ Media columns (images/videos/audios, None for text rows) never reach the model a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,17 +95,18 @@ class SFTCollator:
             batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE_INDEX)
         return batch
 
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict[str, Any]]) -> Mapping[str, torch.Tensor | None]:
+        """The padded batch; its attention_mask is None for packed rows under flash-attention."""
         batch = self.pad_features(features)
         if self.media_plugin is not None:
             batch.update(self.media_plugin.batch_inputs([feature.get("images") for feature in features],
                                                         batch["input_ids"]))
-        if self.block_diag_attn:
-            if self.attn_implementation == "flash_attention_2":
-                # flash-attention separates packed examples by their restarting position_ids.
-                batch["attention_mask"] = None
-            else:
-                batch["attention_mask"] = prepare_4d_attention_mask(batch["attention_mask"], self.compute_dtype)
+        if not self.block_diag_attn:
+            return batch
+        if self.attn_implementation == "flash_attention_2":
+            # flash-attention separates packed examples by their restarting position_ids.
+            return {**batch, "attention_mask": None}
+        batch["attention_mask"] = prepare_4d_attention_mask(batch["attention_mask"], self.compute_dtype)
         return batch
 
 

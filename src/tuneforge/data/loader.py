@@ -1,6 +1,7 @@
 """Load the datasets a config names: read -> sample -> convert + validate -> mix.
 
-    load_and_merge(names, cfg, stage, split_name="train") -> (Dataset | IterableDataset | None, [RowReport])
+    load_and_merge(names, data, model, train, stage, split_name="train")
+        -> (Dataset | IterableDataset | None, [RowReport])
 
 Per dataset, in LLaMA-Factory's order: read (readers.py); `num_samples` (a seeded random sample, with
 repeats when it exceeds the rows); `max_samples` (the first N rows); convert to canonical rows and
@@ -16,14 +17,18 @@ inside each batch; on valid data the rows and their order are the same.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from .checks import PROBLEM_FIELD, PROBLEM_REASON, SHOWN_PROBLEMS, RowChecker, RowProblem, RowReport, check_columns
-from .readers import LocalData, read_hub, read_local
+from .readers import LocalData, map_workers, read_hub, read_local
 from .registry import get_dataset_attrs
+
+if TYPE_CHECKING:
+    from ..config.groups import DataArgs, ModelArgs, TrainArgs
+    from .registry import DatasetAttr
 
 logger = logging.getLogger(__name__)
 
@@ -42,45 +47,50 @@ def canonical_features():
                      "tools": Value("string"), "images": media, "videos": media, "audios": media})
 
 
-def load_and_merge(names, cfg, stage: str, split_name: str = "train") -> tuple[Any, list[RowReport]]:
-    """Canonical rows of the named datasets, mixed, plus one RowReport per dataset. (None, []) for no names."""
-    attrs = get_dataset_attrs(names, _opt(cfg, "dataset_dir", "data"))
+def load_and_merge(names: list[str] | str | None, data: DataArgs, model: ModelArgs, train: TrainArgs, stage: str,
+                   split_name: str = "train") -> tuple[Any, list[RowReport]]:
+    """Canonical rows of the named datasets, mixed, plus one RowReport per dataset. (None, []) for no names.
+
+    Reads the data settings, the model's hub settings (cache_dir, tokens) and, from the training arguments,
+    `seed` (sampling, interleaving) and `predict_with_generate` (evaluation rows need no answer)."""
+    attrs = get_dataset_attrs(names, data.dataset_dir)
     if not attrs:
         return None, []
-    rng = np.random.RandomState(_opt(cfg, "seed", 42))  # LLaMA-Factory samples with the seeded global RNG
+    rng = np.random.RandomState(train.seed)  # LLaMA-Factory samples with the seeded global RNG
     datasets, reports = [], []
     for attr in attrs:
-        dataset, report = load_one(attr, cfg, stage, split_name, rng)
+        dataset, report = load_one(attr, data, model, train, stage, split_name, rng)
         datasets.append(dataset)
         reports.append(report)
-    return merge(datasets, cfg), reports
+    return merge(datasets, data, train.seed), reports
 
 
-def load_one(attr, cfg, stage: str, split_name: str = "train", rng: np.random.RandomState | None = None):
+def load_one(attr: DatasetAttr, data: DataArgs, model: ModelArgs, train: TrainArgs, stage: str,
+             split_name: str = "train", rng: np.random.RandomState | None = None) -> tuple[Any, RowReport]:
     """(canonical dataset, RowReport) for one dataset."""
-    streaming = bool(_opt(cfg, "streaming", False))
+    streaming = data.streaming
     if attr.load_from == "file":
-        local = read_local(attr, cfg, streaming)
+        local = read_local(attr, model, streaming)
     else:
-        dataset = read_hub(attr, cfg, streaming)
+        dataset = read_hub(attr, data, model, streaming)
         local = LocalData(dataset, [attr.dataset_name])
     dataset = local.dataset
 
     origin = None  # row -> row in the file, when sampling reordered them
     if attr.num_samples is not None and not streaming:
-        origin = _sample_indices(len(dataset), attr.num_samples, rng or np.random.RandomState(_opt(cfg, "seed", 42)))
+        origin = _sample_indices(len(dataset), attr.num_samples, rng or np.random.RandomState(train.seed))
         dataset = dataset.select(origin)
-    max_samples = _opt(cfg, "max_samples")
+    max_samples = data.max_samples
     if max_samples is not None:
         dataset = dataset.take(max_samples) if streaming else dataset.select(range(min(max_samples, len(dataset))))
 
     column_names = _column_names(dataset)
-    needs_response = not (split_name != "train" and bool(_opt(cfg, "predict_with_generate", False)))
+    needs_response = not (split_name != "train" and train.predict_with_generate)
     attr = check_columns(attr, column_names, stage, needs_response)
-    media_dir = _opt(cfg, "media_dir") or _opt(cfg, "dataset_dir", "data")
-    checker = RowChecker(attr, stage, needs_response, media_dir, check_files=attr.load_from in ("file", "script"))
+    checker = RowChecker(attr, stage, needs_response, data.media_dir,
+                         check_files=attr.load_from in ("file", "script"))
     used = _used_columns(attr, column_names)
-    converted = _convert(dataset, checker, used, column_names, cfg, streaming)
+    converted = _convert(dataset, checker, used, map_workers(data), streaming)
 
     source = attr.path or attr.dataset_name
     if streaming:
@@ -100,11 +110,11 @@ def load_one(attr, cfg, stage: str, split_name: str = "train", rng: np.random.Ra
     return converted.remove_columns([PROBLEM_FIELD, PROBLEM_REASON]), report
 
 
-def merge(datasets: list, cfg):
-    """Mix several canonical datasets with cfg.mix_strategy (LLaMA-Factory's strategies)."""
+def merge(datasets: list[Any], data: DataArgs, seed: int) -> Any:
+    """Mix several canonical datasets with data.mix_strategy (LLaMA-Factory's strategies)."""
     if len(datasets) == 1:
         return datasets[0]
-    strategy = _opt(cfg, "mix_strategy", "concat")
+    strategy = data.mix_strategy
     if strategy == "concat":
         from datasets import concatenate_datasets
 
@@ -113,15 +123,14 @@ def merge(datasets: list, cfg):
         raise ConfigError(f"mix_strategy: '{strategy}' is not one of concat, {', '.join(INTERLEAVE)}")
     from datasets import interleave_datasets
 
-    probs = _opt(cfg, "interleave_probs")
+    probs = data.interleave_probs
     if probs is not None:
-        probs = [float(p) for p in (probs.split(",") if isinstance(probs, str) else probs)]
         if len(probs) != len(datasets):
             raise ConfigError(f"interleave_probs: {len(probs)} values for {len(datasets)} datasets; give one "
                               "probability per dataset, in the order of `dataset`")
         if abs(sum(probs) - 1.0) > 1e-6:
             raise ConfigError(f"interleave_probs: the values add up to {sum(probs):g}, not 1")
-    return interleave_datasets(datasets, probabilities=probs, seed=_opt(cfg, "seed", 42),
+    return interleave_datasets(datasets, probabilities=probs, seed=seed,
                                stopping_strategy=INTERLEAVE[strategy])
 
 
@@ -149,11 +158,6 @@ def build_report(converted, attr, local: LocalData, origin, source: str, split_n
 
 
 # ------------------------------------------------------------------------------------------ internals
-
-
-def _opt(cfg, key: str, default=None):
-    value = getattr(cfg, key, None)
-    return default if value is None else value
 
 
 def _valid_mask(reasons):
@@ -188,17 +192,15 @@ def _used_columns(attr, column_names: list[str]) -> list[str]:
     return [name for name in column_names if name in wanted]
 
 
-def _convert(dataset, checker: RowChecker, used: list[str], column_names: list[str], cfg, streaming: bool):
+def _convert(dataset: Any, checker: RowChecker, used: list[str], workers: int | None, streaming: bool) -> Any:
     from datasets import Features, Value
 
     features = Features({**canonical_features(), PROBLEM_FIELD: Value("string"), PROBLEM_REASON: Value("string")})
     kwargs: dict[str, Any] = {"batched": True, "batch_size": 1000, "features": features}
     if streaming:
         return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
-    workers = _opt(cfg, "preprocessing_num_workers")
     # Not cached: whether a media file exists can change between runs (the pipeline caches the final result).
-    kwargs.update(num_proc=workers if workers and workers > 1 else None, load_from_cache_file=False,
-                  desc=CONVERT_DESC)
+    kwargs.update(num_proc=workers, load_from_cache_file=False, desc=CONVERT_DESC)
     return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from .schema import IGNORE_INDEX
 
@@ -65,13 +66,20 @@ def pack_examples(
     for index, length in enumerate(lengths):
         indexes_by_length[length].append(index)
 
-    out = defaultdict(list)
+    out: defaultdict[str, list[Any]] = defaultdict(list)  # column -> one value per packed row
     row_len = cutoff_len + 1
     for knapsack in greedy_knapsack(lengths, cutoff_len):
-        input_ids, labels, attention_mask, position_ids = [], [], [], []
-        images, videos, audios = [], [], []
+        input_ids: list[int] = []
+        labels: list[int] = []
+        attention_mask: list[int] = []
+        position_ids: list[int] = []
+        images: list[Any] = []
+        videos: list[Any] = []
+        audios: list[Any] = []
         boundaries = [0]
-        image_subseq, video_subseq, audio_subseq = [], [], []
+        image_subseq: list[int] = []
+        video_subseq: list[int] = []
+        audio_subseq: list[int] = []
         for seq_idx, length in enumerate(knapsack):
             example = examples[indexes_by_length[length].pop()]
             input_ids += example.input_ids

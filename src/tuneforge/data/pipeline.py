@@ -17,17 +17,24 @@ Entry points for the CLI: `preprocess_only(cfg)` (tuneforge train with tokenized
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError
 from . import cache
 from .processors import get_processor
-from .tokenization import opt as _opt
 from .tokenization import process_splits, processing_options
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..config.groups import DataArgs, ModelArgs, TrainArgs
+    from .checks import RowReport
+    from .processors import ProcessingOptions
 
 logger = logging.getLogger(__name__)
 
@@ -44,44 +51,46 @@ class DatasetModule:
         return {"train_dataset": self.train_dataset, "eval_dataset": self.eval_dataset}
 
 
-def has_tokenized_data(path) -> bool:
-    return bool(path) and os.path.isdir(path) and len(os.listdir(path)) > 0
+def has_tokenized_data(path: str) -> bool:
+    return os.path.isdir(path) and len(os.listdir(path)) > 0
 
 
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _load_raw(cfg, stage: str):
+def _load_raw(data: DataArgs, model: ModelArgs, train_args: TrainArgs,
+              stage: str) -> tuple[Any, Any, list[RowReport]]:
     """(train dataset or None, eval dataset / dict / None, row reports) in canonical columns."""
     from .loader import load_and_merge
 
-    reports = []
+    reports: list[RowReport] = []
     train = None
-    if _opt(cfg, "dataset"):
-        train, train_reports = load_and_merge(cfg.dataset, cfg, stage)
+    if data.dataset:
+        train, train_reports = load_and_merge(data.dataset, data, model, train_args, stage)
         reports += train_reports
-    evaluation = None
-    if _opt(cfg, "eval_dataset"):
-        if _opt(cfg, "eval_on_each_dataset", False):
+    evaluation: Any = None
+    if data.eval_dataset:
+        if data.eval_on_each_dataset:
             evaluation = {}
-            for name in cfg.eval_dataset:
-                evaluation[name], eval_reports = load_and_merge([name], cfg, stage, split_name="validation")
+            for name in data.eval_dataset:
+                evaluation[name], eval_reports = load_and_merge([name], data, model, train_args, stage,
+                                                                split_name="validation")
                 reports += eval_reports
         else:
-            evaluation, eval_reports = load_and_merge(cfg.eval_dataset, cfg, stage, split_name="validation")
+            evaluation, eval_reports = load_and_merge(data.eval_dataset, data, model, train_args, stage,
+                                                      split_name="validation")
             reports += eval_reports
     return train, evaluation, reports
 
 
-def split_dataset(train, evaluation, cfg) -> dict[str, Any]:
+def split_dataset(train: Any, evaluation: Any, data: DataArgs, seed: int) -> dict[str, Any]:
     """Named splits as LLaMA-Factory makes them: train, and validation or validation_<name>."""
-    seed = _opt(cfg, "seed", 42)
-    val_size = float(_opt(cfg, "val_size", 0.0))
-    streaming = bool(_opt(cfg, "streaming", False))
+    val_size = data.val_size
+    streaming = data.streaming
     splits = {}
     if train is not None:
         if streaming:
-            train = train.shuffle(buffer_size=_opt(cfg, "buffer_size", 16384), seed=seed)
+            train = train.shuffle(buffer_size=data.buffer_size, seed=seed)
         if val_size > 1e-6:
             if streaming:
                 splits["validation"] = train.take(int(val_size))
@@ -97,7 +106,7 @@ def split_dataset(train, evaluation, cfg) -> dict[str, Any]:
             splits[f"validation_{name}"] = dataset
     elif evaluation is not None:
         if streaming:
-            evaluation = evaluation.shuffle(buffer_size=_opt(cfg, "buffer_size", 16384), seed=seed)
+            evaluation = evaluation.shuffle(buffer_size=data.buffer_size, seed=seed)
         splits["validation"] = evaluation
     return splits
 
@@ -112,26 +121,27 @@ def module_from_splits(splits: dict[str, Any]) -> DatasetModule:
     return module
 
 
-def _log_reports(reports) -> None:
+def _log_reports(reports: list[RowReport]) -> None:
     """Skipped rows are a warning; a clean dataset is just noted."""
     for report in reports:
-        logger.log(logging.WARNING if getattr(report, "invalid", 0) else logging.INFO, "%s", report.format())
+        logger.log(logging.WARNING if report.invalid else logging.INFO, "%s", report.format())
 
 
-def get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetModule:
-    """Tokenized train/eval datasets for `stage` (default cfg.stage); see the module docstring.
+def get_dataset(cfg: Config, tokenizer: Any, template: Any, stage: str | None = None) -> DatasetModule:
+    """Tokenized train/eval datasets for `stage` (default cfg.method.stage); see the module docstring.
     In a multi-process run the main process builds them first, the other ranks then read its cache."""
     from .rank_gate import preprocess_once
 
     return preprocess_once(cfg, lambda run_cfg: _get_dataset(run_cfg, tokenizer, template, stage))
 
 
-def _get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetModule:
-    stage = stage or _opt(cfg, "stage", "sft")
-    tokenized_path = _opt(cfg, "tokenized_path")
-    if has_tokenized_data(tokenized_path):
-        return load_tokenized(tokenized_path, streaming=bool(_opt(cfg, "streaming", False)))
-    if tokenized_path and _opt(cfg, "streaming", False):
+def _get_dataset(cfg: Config, tokenizer: Any, template: Any, stage: str | None = None) -> DatasetModule:
+    stage = stage or cfg.method.stage
+    data = cfg.data
+    tokenized_path = data.tokenized_path
+    if tokenized_path and has_tokenized_data(tokenized_path):
+        return load_tokenized(tokenized_path, streaming=data.streaming)
+    if tokenized_path and data.streaming:
         raise ConfigError(f"tokenized_path: saving the tokenized dataset to {tokenized_path!r} needs the whole "
                           "dataset; set streaming: false for this preprocessing run")
 
@@ -141,16 +151,18 @@ def _get_dataset(cfg, tokenizer, template, stage: str | None = None) -> DatasetM
     return module_from_splits(splits)
 
 
-def _build_splits(cfg, tokenizer, template, stage: str) -> dict[str, Any]:
-    if _opt(cfg, "streaming", False):
-        train, evaluation, reports = _load_raw(cfg, stage)
-        _log_reports(reports)
-        return process_splits(split_dataset(train, evaluation, cfg), cfg, tokenizer, template, stage, None)
+def _build_splits(cfg: Config, tokenizer: Any, template: Any, stage: str) -> dict[str, Any]:
+    """The tokenized splits, from the disk cache when it holds this exact input (never when streaming)."""
+    options = processing_options(cfg)
+    if cfg.data.streaming:
+        return _load_and_tokenize(cfg, tokenizer, template, stage, options, None)[0]
 
-    root = cache.cache_root(_opt(cfg, "cache_dir"))
-    key = cache.key_for_config(cfg, stage, tokenizer, template, processing_options(cfg, stage), root)
-    final = cache.entry_path(root, key) if key is not None else None
-    hit = cache.load_entry(final) if final is not None and not _opt(cfg, "overwrite_cache", False) else None
+    root = cache.cache_root(cfg.model.cache_dir)
+    key = cache.key_for_config(cfg.data, cfg.train, stage, tokenizer, template, options, root)
+    if key is None:  # a hub or script dataset: its content cannot be hashed, so it is not cached
+        return _load_and_tokenize(cfg, tokenizer, template, stage, options, None)[0]
+    final = cache.entry_path(root, key)
+    hit = None if cfg.data.overwrite_cache else cache.load_entry(final)
     if hit is not None:
         splits, manifest = hit
         for text in manifest.get("reports", []):
@@ -158,21 +170,35 @@ def _build_splits(cfg, tokenizer, template, stage: str) -> dict[str, Any]:
         logger.info("loaded tokenized dataset from cache %s", final)
         return splits
 
-    train, evaluation, reports = _load_raw(cfg, stage)
-    _log_reports(reports)
-    work = cache.new_work_dir(root) if final is not None else None
+    splits, reports, work = _load_and_tokenize(cfg, tokenizer, template, stage, options, root)
+    assert work is not None  # given a cache root, the splits were written into a work folder
     try:
-        splits = process_splits(split_dataset(train, evaluation, cfg), cfg, tokenizer, template, stage, work)
-        if work is None:
-            return splits
         # Only the reports of skipped rows are replayed on a cache hit.
         cache.commit_entry(work, final, splits, {"reports": [r.format() for r in reports if r.invalid]})
+    except BaseException:
+        cache.discard(work)
+        raise
+    logger.info("saved tokenized dataset to cache %s", final)
+    committed = cache.load_entry(final)  # point the datasets at the committed files
+    assert committed is not None, f"the cache entry {final} was just written"
+    return committed[0]
+
+
+def _load_and_tokenize(cfg: Config, tokenizer: Any, template: Any, stage: str, options: ProcessingOptions,
+                       cache_root: Path | None) -> tuple[dict[str, Any], list[RowReport], Path | None]:
+    """(tokenized splits, row reports, the cache work folder they were written to, when `cache_root` is given).
+    The work folder is removed again when tokenizing fails."""
+    train, evaluation, reports = _load_raw(cfg.data, cfg.model, cfg.train, stage)
+    _log_reports(reports)
+    splits = split_dataset(train, evaluation, cfg.data, cfg.train.seed)
+    work = cache.new_work_dir(cache_root) if cache_root is not None else None
+    try:
+        tokenized = process_splits(splits, cfg.data, cfg.train, options, tokenizer, template, stage, work)
     except BaseException:
         if work is not None:
             cache.discard(work)
         raise
-    logger.info("saved tokenized dataset to cache %s", final)
-    return cache.load_entry(final)[0]  # point the datasets at the committed files
+    return tokenized, reports, work
 
 
 def load_tokenized(path: str, streaming: bool = False) -> DatasetModule:
@@ -200,25 +226,21 @@ def save_tokenized(splits: dict[str, Any], path: str) -> None:
     logger.info("tokenized dataset saved to %s", path)
 
 
-def load_tokenizer_and_template(cfg):
+def load_tokenizer_and_template(cfg: Config) -> tuple[Any, Any]:
     """The run's tokenizer, fixed by its template, and the template."""
-    from .tokenizer import load_tokenizer
     from .media import attach_media_plugin
-    from .templates import get_template
+    from .templates import template_for
+    from .tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(cfg)
-    template = get_template(
-        _opt(cfg, "template"), tokenizer, tool_format=_opt(cfg, "tool_format"),
-        default_system=_opt(cfg, "default_system"), enable_thinking=getattr(cfg, "enable_thinking", True),
-        preserve_thinking=bool(_opt(cfg, "preserve_thinking", False)),
-        train_on_prompt=bool(_opt(cfg, "train_on_prompt", False)))
+    template = template_for(tokenizer, cfg.data)
     attach_media_plugin(template, cfg, tokenizer)  # images -> vision tokens and pixels (VL templates)
     return tokenizer, template
 
 
-def preprocess_only(cfg) -> int:
-    """Tokenize into cfg.tokenized_path and say how to train from it (`tuneforge train` with tokenized_path)."""
-    path = _opt(cfg, "tokenized_path")
+def preprocess_only(cfg: Config) -> int:
+    """Tokenize into cfg.data.tokenized_path and say how to train from it (`tuneforge train` with tokenized_path)."""
+    path = cfg.data.tokenized_path
     if not path:
         raise ConfigError("tokenized_path is not set: give the folder to save the tokenized dataset to")
     if has_tokenized_data(path):
@@ -228,30 +250,31 @@ def preprocess_only(cfg) -> int:
               "preprocessing. Point tokenized_path at an empty folder to preprocess again.")
         return 0
     tokenizer, template = load_tokenizer_and_template(cfg)
-    module = get_dataset(cfg, tokenizer, template, _opt(cfg, "stage", "sft"))
+    module = get_dataset(cfg, tokenizer, template, cfg.method.stage)
     rows = len(module.train_dataset) if module.train_dataset is not None else 0
-    source = getattr(cfg, "source", None) or "<your config>"
+    source = cfg.source or "<your config>"
     print(f"tokenized dataset saved to {path} ({rows} training rows).\n"
           f"To train from it, run `tuneforge train {source}` with `tokenized_path: {path}` unchanged: "
           "the saved data is loaded and preprocessing is skipped.")
     return 0
 
 
-def run_data_check(cfg) -> int:
+def run_data_check(cfg: Config) -> int:
     """`tuneforge data check`: the row report, then token-length statistics. Returns the exit code."""
     from .preview import length_stats, print_data_check
 
-    stage = _opt(cfg, "stage", "sft")
+    stage = cfg.method.stage
     cfg = cfg.replace(streaming=False)  # statistics need the whole dataset
     tokenizer, template = load_tokenizer_and_template(cfg)
-    train, evaluation, reports = _load_raw(cfg, stage)
-    splits = process_splits(split_dataset(train, evaluation, cfg), cfg, tokenizer, template, stage, None)
-    stats = {name: length_stats(dataset, stage, cfg.cutoff_len) for name, dataset in splits.items()}
+    train, evaluation, reports = _load_raw(cfg.data, cfg.model, cfg.train, stage)
+    splits = process_splits(split_dataset(train, evaluation, cfg.data, cfg.train.seed), cfg.data, cfg.train,
+                            processing_options(cfg), tokenizer, template, stage, None)
+    stats = {name: length_stats(dataset, stage, cfg.data.cutoff_len) for name, dataset in splits.items()}
     print_data_check(reports, stats, sys.stdout)
     return 0
 
 
-def render_examples(cfg, n: int = 3, color: bool | None = None) -> str:
+def render_examples(cfg: Config, n: int = 3, color: bool | None = None) -> str:
     """The first `n` training examples as text, trained spans marked (ANSI green on a tty, else [[...]])."""
     from .preview import render_rows
 
@@ -261,11 +284,12 @@ def render_examples(cfg, n: int = 3, color: bool | None = None) -> str:
     return render_rows(rows, tokenizer, stage, n, color)
 
 
-def preview_rows(cfg, n: int = 3) -> tuple[dict[str, list], Any, str]:
+def preview_rows(cfg: Config, n: int = 3) -> tuple[dict[str, list], Any, str]:
     """(tokenized columns of the first `n` training rows, tokenizer, stage): what a preview renders."""
-    stage = _opt(cfg, "stage", "sft")
+    stage = cfg.method.stage
     tokenizer, template = load_tokenizer_and_template(cfg)
-    small = cfg.replace(max_samples=n, val_size=0.0, streaming=False, eval_dataset=None, tokenized_path=None)
-    train, _, _ = _load_raw(small, stage)
-    processor = get_processor(stage, template, tokenizer, processing_options(cfg, stage))
+    small = dataclasses.replace(cfg.data, max_samples=n, val_size=0.0, streaming=False, eval_dataset=None,
+                                tokenized_path=None)
+    train, _, _ = _load_raw(small, cfg.model, cfg.train, stage)
+    processor = get_processor(stage, template, tokenizer, processing_options(cfg))
     return processor(train[:n]), tokenizer, stage

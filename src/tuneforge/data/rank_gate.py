@@ -13,11 +13,15 @@ its error instead of waiting forever.
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import DataError
+from ..runtime import runtime
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,21 +32,20 @@ _wait_group: Any = None
 
 
 def is_distributed() -> bool:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if not runtime().is_distributed:
         return False  # without importing torch: one-process data commands stay quick
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def is_data_main_process(cfg: Any) -> bool:
+def is_data_main_process(cfg: Config) -> bool:
     """Who preprocesses: every machine's local rank 0, or only global rank 0 on a shared file system."""
-    if getattr(cfg, "data_shared_file_system", False):
-        return int(os.environ.get("RANK", "0")) == 0
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0
+    facts = runtime()
+    return facts.is_main if cfg.data.data_shared_file_system else facts.is_local_main
 
 
-def preprocess_once(cfg: Any, build: Callable[[Any], T]) -> T:
+def preprocess_once(cfg: Config, build: Callable[[Config], T]) -> T:
     """`build(cfg)` on the main process first; then on the other ranks, from the cache it filled."""
     if not is_distributed():
         return build(cfg)
@@ -60,7 +63,7 @@ def preprocess_once(cfg: Any, build: Callable[[Any], T]) -> T:
     if failures:
         raise DataError(f"the main process failed to preprocess the data ({failures[0]}); see its error above")
     # Another rank must never redo (and overwrite) the entry the main process just wrote.
-    return build(cfg.replace(overwrite_cache=False) if hasattr(cfg, "replace") else cfg)
+    return build(cfg.replace(overwrite_cache=False))
 
 
 def _exchange(group: Any, status: str | None) -> list[str | None]:

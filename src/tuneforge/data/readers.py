@@ -17,9 +17,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
+from ..runtime import runtime
+
+if TYPE_CHECKING:
+    from ..config.groups import DataArgs, ModelArgs
+    from .registry import DatasetAttr
 
 # File extension -> HF datasets builder (LLaMA-Factory's table).
 FILE_TYPES = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
@@ -31,10 +37,11 @@ HUB_NAMES = {"hf_hub": "Hugging Face Hub", "ms_hub": "ModelScope Hub", "om_hub":
 
 @dataclass
 class LocalData:
-    """A local dataset and where its rows come from: file i holds rows offsets[i] .. offsets[i+1]-1."""
+    """A local dataset and where its rows come from: file i holds rows offsets[i] .. offsets[i+1]-1.
+    (A hub dataset has one "file": its id.)"""
 
     dataset: Any
-    files: list[Path]
+    files: Sequence[Path | str]
     offsets: list[int] = field(default_factory=lambda: [0])
 
     def locate(self, row: int) -> tuple[str, int]:
@@ -73,8 +80,15 @@ def data_files(path: Path, name: str) -> tuple[str, list[Path]]:
     return next(iter(kinds)), files
 
 
-def read_local(attr, cfg, streaming: bool) -> LocalData:
-    """The rows of a local file or folder (attr.path)."""
+def map_workers(data: DataArgs) -> int | None:
+    """The process count for datasets.map / load_dataset: None (this process) unless more than one worker."""
+    workers = data.preprocessing_num_workers
+    return workers if workers and workers > 1 else None
+
+
+def read_local(attr: DatasetAttr, model: ModelArgs, streaming: bool) -> LocalData:
+    """The rows of a local file or folder (attr.path); non-streamed files are converted into model.cache_dir."""
+    assert attr.path is not None, "the registry resolves the path of a file dataset"
     builder, files = data_files(Path(attr.path), attr.name)
     if streaming:
         from datasets import load_dataset
@@ -83,7 +97,7 @@ def read_local(attr, cfg, streaming: bool) -> LocalData:
             builder, data_files=[str(f) for f in files], split="train", streaming=True))
         return LocalData(dataset, files)
 
-    parts = [_read_file(attr, builder, file, cfg) for file in files]
+    parts = [_read_file(attr, builder, file, model.cache_dir) for file in files]
     offsets = [0]
     for part in parts[:-1]:
         offsets.append(offsets[-1] + len(part))
@@ -100,26 +114,27 @@ def read_local(attr, cfg, streaming: bool) -> LocalData:
     return LocalData(concatenate_datasets(parts), files, offsets)
 
 
-def read_hub(attr, cfg, streaming: bool):
+def read_hub(attr: DatasetAttr, data: DataArgs, model: ModelArgs, streaming: bool) -> Any:
     """A dataset from the HF Hub, ModelScope, openMind or a local dataset folder/script (script_url)."""
     hub = HUB_NAMES[attr.load_from]
     try:
         if attr.load_from == "ms_hub":
-            return _read_modelscope(attr, cfg, streaming)
+            return _read_modelscope(attr, model, streaming)
         if attr.load_from == "om_hub":
+            # openmind is an optional extra without type information (not in mypy's ignore list).
             from openmind import OmDataset  # type: ignore[import-not-found]
 
             return OmDataset.load_dataset(path=attr.dataset_name, name=attr.subset, data_dir=attr.folder,
-                                          split=attr.split, cache_dir=_opt(cfg, "cache_dir"),
-                                          token=_opt(cfg, "om_hub_token"), streaming=streaming)
+                                          split=attr.split, cache_dir=model.cache_dir,
+                                          token=model.om_hub_token, streaming=streaming)
         from datasets import load_dataset
 
         path = attr.dataset_name
         if attr.load_from == "script":
-            path = os.path.join(_opt(cfg, "dataset_dir", "data"), attr.dataset_name)
+            path = os.path.join(data.dataset_dir, attr.dataset_name)
         return load_dataset(path=path, name=attr.subset, data_dir=attr.folder, split=attr.split,
-                            cache_dir=_opt(cfg, "cache_dir"), token=_opt(cfg, "hf_hub_token"),
-                            num_proc=None if streaming else _workers(cfg), streaming=streaming)
+                            cache_dir=model.cache_dir, token=model.hf_hub_token,
+                            num_proc=None if streaming else map_workers(data), streaming=streaming)
     except ImportError as error:
         package = "modelscope" if attr.load_from == "ms_hub" else "openmind"
         raise DataError(f"dataset '{attr.name}' comes from the {hub} ('{attr.dataset_name}'), which needs the "
@@ -145,17 +160,7 @@ def peek_first_row(path: Path, name: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ internals
 
 
-def _opt(cfg, key: str, default=None):
-    value = getattr(cfg, key, None)
-    return default if value is None else value
-
-
-def _workers(cfg) -> int | None:
-    workers = _opt(cfg, "preprocessing_num_workers")
-    return workers if workers and workers > 1 else None
-
-
-def _guarded(attr, file: Path, read):
+def _guarded(attr: DatasetAttr, file: Path, read: Callable[[], Any]) -> Any:
     """Run a datasets reader, turning its parse errors into a DataError that names the file."""
     try:
         return read()
@@ -168,14 +173,14 @@ def _guarded(attr, file: Path, read):
                         "list of objects, or one object per line for .jsonl)") from None
 
 
-def _read_file(attr, builder: str, file: Path, cfg):
+def _read_file(attr: DatasetAttr, builder: str, file: Path, cache_dir: str | None) -> Any:
     from datasets import load_dataset
 
     source = file
     if builder == "json":
-        source = _json_list_as_lines(file, _opt(cfg, "cache_dir")) or file
+        source = _json_list_as_lines(file, cache_dir) or file
     dataset = _guarded(attr, file, lambda: load_dataset(builder, data_files=[str(source)], split="train",
-                                                        cache_dir=_opt(cfg, "cache_dir")))
+                                                        cache_dir=cache_dir))
     if builder == "json" and len(dataset) == 1:
         dataset = _columns_to_rows(dataset)
     return dataset
@@ -235,7 +240,9 @@ def _json_list_items(handle):
         """Skip whitespace, reading more text as needed; "" at the end of the file."""
         nonlocal buffer, position, at_end
         while True:
-            position = _SPACES.match(buffer, position).end()
+            spaces = _SPACES.match(buffer, position)
+            assert spaces is not None  # `\s*` matches at every position, if only the empty string
+            position = spaces.end()
             if position < len(buffer) or at_end:
                 return buffer[position] if position < len(buffer) else ""
             more = handle.read(_CHUNK_CHARS)
@@ -284,18 +291,20 @@ def _columns_to_rows(dataset):
     return Dataset.from_dict(row)
 
 
-def _read_modelscope(attr, cfg, streaming: bool):
-    from modelscope import MsDataset  # type: ignore[import-not-found]
-    from modelscope.utils.config_ds import MS_DATASETS_CACHE  # type: ignore[import-not-found]
+def _read_modelscope(attr: DatasetAttr, model: ModelArgs, streaming: bool) -> Any:
+    from modelscope import MsDataset
+    from modelscope.utils.config_ds import MS_DATASETS_CACHE
 
     dataset = MsDataset.load(dataset_name=attr.dataset_name, subset_name=attr.subset, data_dir=attr.folder,
-                             split=attr.split, cache_dir=_opt(cfg, "cache_dir") or MS_DATASETS_CACHE,
-                             token=_opt(cfg, "ms_hub_token"), use_streaming=streaming)
+                             split=attr.split, cache_dir=model.cache_dir or MS_DATASETS_CACHE,
+                             token=model.ms_hub_token, use_streaming=streaming)
     return dataset.to_hf_dataset() if isinstance(dataset, MsDataset) else dataset
 
 
-def _hub_failure(attr, hub: str, error: Exception) -> str:
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.getenv(v, "0").lower() in ("1", "true")]
+def _hub_failure(attr: DatasetAttr, hub: str, error: Exception) -> str:
+    facts = runtime()
+    offline = [name for name, on in (("HF_HUB_OFFLINE", facts.hub_offline),
+                                     ("HF_DATASETS_OFFLINE", facts.datasets_offline)) if on]
     state = f" ({' and '.join(v + '=1' for v in offline)} is set: no network access)" if offline else ""
     detail = f"{type(error).__name__}: {error}"
     if len(detail) > 300:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..runtime import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def get_dataset_attrs(names: list[str] | str | None, dataset_dir: str | dict) ->
     if not names:
         return []
     if dataset_dir == "ONLINE":
-        return [DatasetAttr(name, _default_hub(), name) for name in names]
+        return [DatasetAttr(name, runtime().hub, name) for name in names]
 
     info, info_file, info_problem = _read_dataset_info(dataset_dir)
     base_dir = "." if isinstance(dataset_dir, dict) or dataset_dir.startswith("REMOTE:") else dataset_dir
@@ -133,10 +134,12 @@ def get_dataset_attrs(names: list[str] | str | None, dataset_dir: str | dict) ->
         except DataError as error:
             problems.append(str(error))
     if problems:
-        error = DataError(problems[0] if len(problems) == 1 else
-                          f"{len(problems)} problems with the datasets:\n" + "\n".join(f"  - {p}" for p in problems))
-        error.problems = problems  # one entry per dataset, for callers that merge problem lists
-        raise error
+        combined = DataError(problems[0] if len(problems) == 1 else
+                             f"{len(problems)} problems with the datasets:\n" + "\n".join(f"  - {p}" for p in problems))
+        # One entry per dataset, for callers that merge problem lists (preflight). DataError (errors.py) does
+        # not declare the attribute, hence the ignore.
+        combined.problems = problems  # type: ignore[attr-defined]
+        raise combined
     return attrs
 
 
@@ -181,14 +184,6 @@ def _as_list(names: list[str] | str | None) -> list[str]:
     if isinstance(names, str):
         names = names.split(",")
     return [name.strip() for name in names if name and name.strip()]
-
-
-def _env_flag(name: str) -> bool:
-    return os.getenv(name, "0").lower() in ("true", "y", "1")
-
-
-def _default_hub() -> str:
-    return "ms_hub" if _env_flag("USE_MODELSCOPE_HUB") else "om_hub" if _env_flag("USE_OPENMIND_HUB") else "hf_hub"
 
 
 def _read_dataset_info(dataset_dir: str | dict) -> tuple[dict | None, str, str | None]:
@@ -280,9 +275,10 @@ def _did_you_mean(word: str, choices: tuple[str, ...] | list[str], n: int = 1) -
 def _pick_source(entry: dict) -> tuple[str, str]:
     has_hf, has_ms, has_om = ("hf_hub_url" in entry), ("ms_hub_url" in entry), ("om_hub_url" in entry)
     if has_hf or has_ms or has_om:
-        if has_ms and (_env_flag("USE_MODELSCOPE_HUB") or not has_hf):
+        hub = runtime().hub  # USE_MODELSCOPE_HUB / USE_OPENMIND_HUB
+        if has_ms and (hub == "ms_hub" or not has_hf):
             return "ms_hub", entry["ms_hub_url"]
-        if has_om and (_env_flag("USE_OPENMIND_HUB") or not has_hf):
+        if has_om and (hub == "om_hub" or not has_hf):
             return "om_hub", entry["om_hub_url"]
         return "hf_hub", entry["hf_hub_url"]
     if "script_url" in entry:

@@ -9,81 +9,63 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
 from .processors import ProcessingOptions, get_processor
 from .processors.common import ArrowBatches
+from .readers import map_workers
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..config.groups import DataArgs, TrainArgs
 
 TOKENIZE_DESC = "Running tokenizer on dataset"
 
 
-def opt(cfg, name: str, default=None):
-    """A config value, or `default` when the key is unset (None) or not declared in this config."""
-    value = getattr(cfg, name, None)
-    return default if value is None else value
-
-
-def packing_enabled(cfg, stage: str) -> bool:
-    packing = opt(cfg, "packing")
-    if packing is None:
-        packing = stage == "pt"
-    return bool(packing or opt(cfg, "neat_packing", False))
-
-
-def effective_cutoff_len(cfg, stage: str) -> int:
+def effective_cutoff_len(cfg: Config) -> int:
     """LLaMA-Factory uses cutoff_len - 1 when packing was requested (`packing: true` or `neat_packing`), but
-    not when packing is merely the pt default (its argument check runs before that default is applied)."""
-    explicit_keys = getattr(cfg, "explicit", None)  # the keys the user set (Config records them)
-    if isinstance(explicit_keys, dict):
-        requested = bool(opt(cfg, "neat_packing", False)) or ("packing" in explicit_keys and bool(cfg.packing))
-    else:
-        requested = bool(opt(cfg, "neat_packing", False)) or (stage != "pt" and packing_enabled(cfg, stage))
-    return cfg.cutoff_len - 1 if requested else cfg.cutoff_len
+    not when packing is merely the pt default (its argument check runs before that default is applied).
+    So this reads which keys the user set (`cfg.explicit`), not only the resolved `cfg.data.packing`."""
+    data = cfg.data
+    requested = data.neat_packing or ("packing" in cfg.explicit and data.packing)
+    return data.cutoff_len - 1 if requested else data.cutoff_len
 
 
-def processing_options(cfg, stage: str) -> ProcessingOptions:
+def processing_options(cfg: Config) -> ProcessingOptions:
+    data = cfg.data
     return ProcessingOptions(
-        cutoff_len=effective_cutoff_len(cfg, stage),
-        train_on_prompt=bool(opt(cfg, "train_on_prompt", False)),
-        mask_history=bool(opt(cfg, "mask_history", False)),
-        packing=packing_enabled(cfg, stage),
-        neat_packing=bool(opt(cfg, "neat_packing", False)),
-        template_name=opt(cfg, "template"),
+        cutoff_len=effective_cutoff_len(cfg),
+        train_on_prompt=data.train_on_prompt,
+        mask_history=data.mask_history,
+        packing=data.packing,  # resolved by the config: neat_packing turns it on, stage pt defaults it on
+        neat_packing=data.neat_packing,
+        template_name=data.template,
     )
 
 
-def do_generate(cfg) -> bool:
-    return bool(opt(cfg, "predict_with_generate", False))
-
-
-def num_proc(cfg) -> int | None:
-    workers = opt(cfg, "preprocessing_num_workers")
-    return workers if workers and workers > 1 else None
-
-
-def tokenize_split(dataset, processor, cfg, cache_file: Path | None = None):
+def tokenize_split(dataset: Any, processor: Any, data: DataArgs, cache_file: Path | None = None) -> Any:
     """Run `processor` over one split with datasets.map (batched, multi-process, progress bar)."""
     columns = list(dataset.column_names) if dataset.column_names else list(next(iter(dataset)).keys())
-    kwargs: dict[str, Any] = {"batched": True, "batch_size": opt(cfg, "preprocessing_batch_size", 1000),
+    kwargs: dict[str, Any] = {"batched": True, "batch_size": data.preprocessing_batch_size,
                               "remove_columns": columns, "features": processor.features}
-    if opt(cfg, "streaming", False):
+    if data.streaming:
         return dataset.map(processor, **kwargs)
-    kwargs.update(num_proc=num_proc(cfg), desc=TOKENIZE_DESC, load_from_cache_file=False)
+    kwargs.update(num_proc=map_workers(data), desc=TOKENIZE_DESC, load_from_cache_file=False)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         kwargs["cache_file_name"] = str(cache_file)
     return dataset.map(ArrowBatches(processor), **kwargs)
 
 
-def check_not_empty(name: str, dataset, stage: str, cfg) -> None:
-    if opt(cfg, "streaming", False):
+def check_not_empty(name: str, dataset: Any, stage: str, data: DataArgs) -> None:
+    if data.streaming:
         return
     if len(dataset) == 0:
         if stage == "pt":
             raise DataError(f"{name}: no pre-training block could be built: each batch of "
-                            f"{opt(cfg, 'preprocessing_batch_size', 1000)} documents holds fewer than cutoff_len "
-                            f"({cfg.cutoff_len}) tokens. Add text or lower cutoff_len")
+                            f"{data.preprocessing_batch_size} documents holds fewer than cutoff_len "
+                            f"({data.cutoff_len}) tokens. Add text or lower cutoff_len")
         raise DataError(f"{name}: no usable example is left after tokenization; check the dataset format "
                         "(see `tuneforge data check`)")
 
@@ -105,14 +87,15 @@ def restore_tokenizers_parallelism() -> None:
         os.environ["TOKENIZERS_PARALLELISM"] = _USER_TOKENIZERS_PARALLELISM
 
 
-def process_splits(splits, cfg, tokenizer, template, stage, work_dir: Path | None) -> dict[str, Any]:
-    options = processing_options(cfg, stage)
+def process_splits(splits: dict[str, Any], data: DataArgs, train: TrainArgs, options: ProcessingOptions,
+                   tokenizer: Any, template: Any, stage: str, work_dir: Path | None) -> dict[str, Any]:
+    """Each split tokenized by the stage's processor (evaluation splits generate with predict_with_generate)."""
     restore_tokenizers_parallelism()
     processed = {}
     for name, dataset in splits.items():
-        is_eval = name.startswith("validation")
-        processor = get_processor(stage, template, tokenizer, options, do_generate=is_eval and do_generate(cfg))
+        generate = name.startswith("validation") and train.predict_with_generate
+        processor = get_processor(stage, template, tokenizer, options, do_generate=generate)
         cache_file = work_dir / name / "data.arrow" if work_dir is not None else None
-        processed[name] = tokenize_split(dataset, processor, cfg, cache_file)
-        check_not_empty(name, processed[name], stage, cfg)
+        processed[name] = tokenize_split(dataset, processor, data, cache_file)
+        check_not_empty(name, processed[name], stage, data)
     return processed

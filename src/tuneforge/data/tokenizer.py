@@ -14,24 +14,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..runtime import runtime
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
-def _option(cfg, name: str, default=None):
-    value = getattr(cfg, name, default)
-    return default if value is None else value
-
-
-def _is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-def load_tokenizer(cfg):
-    """The tokenizer for cfg.model_name_or_path (a local folder, or a hub id when online)."""
+def load_tokenizer(cfg: Config) -> Any:
+    """The tokenizer for cfg.model.model_name_or_path (a local folder, or a hub id when online)."""
     from transformers import AutoTokenizer
 
-    name = getattr(cfg, "model_name_or_path", None)
+    model = cfg.model
+    name = model.model_name_or_path
     if not name:
         raise ConfigError("model_name_or_path is not set: give the local folder of the model (or its "
                           "tokenizer), e.g. `model_name_or_path: models/Qwen2.5-0.5B-Instruct`")
@@ -39,32 +36,31 @@ def load_tokenizer(cfg):
     if not local.is_dir() and (local.is_absolute() or name.startswith((".", "~")) or local.exists()):
         raise ConfigError(f"model_name_or_path: the folder {name!r} does not exist (resolved to "
                           f"{local.resolve()}); check the path")
-    use_fast = bool(_option(cfg, "use_fast_tokenizer", True))
+    use_fast = model.use_fast_tokenizer
     kwargs = {
-        "trust_remote_code": bool(_option(cfg, "trust_remote_code", False)),
-        "cache_dir": _option(cfg, "cache_dir"),
-        "revision": _option(cfg, "model_revision", "main"),
-        "token": _option(cfg, "hf_hub_token"),
+        "trust_remote_code": model.trust_remote_code,
+        "cache_dir": model.cache_dir,
+        "revision": model.model_revision,
+        "token": model.hf_hub_token,
         "padding_side": "right",
     }
     source = str(local) if local.is_dir() else name
     try:
         try:
             tokenizer = AutoTokenizer.from_pretrained(
-                source, use_fast=use_fast, split_special_tokens=bool(_option(cfg, "split_special_tokens", False)),
-                **kwargs)
+                source, use_fast=use_fast, split_special_tokens=model.split_special_tokens, **kwargs)
         except ValueError:  # this model ships only the other kind of tokenizer
             tokenizer = AutoTokenizer.from_pretrained(source, use_fast=not use_fast, **kwargs)
     except (OSError, ValueError) as error:
         raise _load_error(name, local, error) from None
 
-    cutoff_len = getattr(cfg, "cutoff_len", None)
-    if cutoff_len and tokenizer.model_max_length < cutoff_len:
+    cutoff_len = cfg.data.cutoff_len
+    if tokenizer.model_max_length < cutoff_len:
         tokenizer.model_max_length = cutoff_len
-    if _option(cfg, "add_tokens"):
-        tokenizer.add_tokens(list(cfg.add_tokens), special_tokens=False)
-    if _option(cfg, "add_special_tokens"):
-        tokenizer.add_tokens(list(cfg.add_special_tokens), special_tokens=True)
+    if model.add_tokens:
+        tokenizer.add_tokens(list(model.add_tokens), special_tokens=False)
+    if model.add_special_tokens:
+        tokenizer.add_tokens(list(model.add_special_tokens), special_tokens=True)
     return tokenizer
 
 
@@ -72,7 +68,7 @@ def _load_error(name: str, local: Path, error: Exception) -> ConfigError:
     if local.is_dir():
         return ConfigError(f"model_name_or_path: could not load a tokenizer from the folder {name!r}: {error}. "
                            "It needs tokenizer.json (or the files of a slow tokenizer) and tokenizer_config.json")
-    if _is_offline():
+    if runtime().hub_offline:
         return ConfigError(f"model_name_or_path: {name!r} is not a local folder and the hub is offline "
                            "(HF_HUB_OFFLINE=1), so it cannot be downloaded. Download the model on a machine with "
                            "network access and set model_name_or_path to its local directory")

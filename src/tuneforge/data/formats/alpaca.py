@@ -49,7 +49,9 @@ def convert_alpaca(row: dict[str, Any], attr) -> dict[str, Any]:
 
 
 def _history(row: dict[str, Any], column: str | None) -> list[dict[str, str]]:
-    value = row.get(column) if column else None
+    if not column:
+        return []
+    value = row.get(column)
     if not value:
         return []
     if not isinstance(value, list):

@@ -13,11 +13,15 @@ supported yet and are refused with a clear error.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import DataError
 from .images import ImageLimits
 from .qwen2_vl import Qwen2VLPlugin
+
+if TYPE_CHECKING:
+    from ...config import Config
+    from ...config.groups import ModelArgs
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +30,7 @@ PLUGINS = {"qwen2_vl": Qwen2VLPlugin}
 __all__ = ["PLUGINS", "Qwen2VLPlugin", "ImageLimits", "attach_media_plugin", "expand_media", "media_plugin_of"]
 
 
-def _option(cfg: Any, name: str, default: Any) -> Any:
-    value = getattr(cfg, name, None)
-    return default if value is None else value
-
-
-def attach_media_plugin(template: Any, cfg: Any, tokenizer: Any) -> None:
+def attach_media_plugin(template: Any, cfg: Config, tokenizer: Any) -> None:
     """Give `template` its media plugin for this run when it has one and the model ships an image processor.
 
     Without them, `template.media_plugin` is None and a row with images gets an error that says why.
@@ -48,7 +47,8 @@ def attach_media_plugin(template: Any, cfg: Any, tokenizer: Any) -> None:
         template.media_problem = (f"images with the {getattr(template, 'name', None)!r} template (media plugin "
                                   f"{name!r}) are not supported yet; supported plugins: {', '.join(PLUGINS)}")
         return
-    image_processor, problem = _load_image_processor(cfg)
+    model = cfg.model
+    image_processor, problem = _load_image_processor(model)
     if image_processor is None:
         template.media_problem = problem
         return
@@ -59,8 +59,7 @@ def attach_media_plugin(template: Any, cfg: Any, tokenizer: Any) -> None:
     if image_token_id is None or image_token_id == tokenizer.unk_token_id:
         template.media_problem = f"the tokenizer has no {image_token} token; use the vision-language model's tokenizer"
         return
-    limits = ImageLimits(max_pixels=int(_option(cfg, "image_max_pixels", 768 * 768)),
-                         min_pixels=int(_option(cfg, "image_min_pixels", 32 * 32)), qwen_vl_sides=True)
+    limits = ImageLimits(max_pixels=model.image_max_pixels, min_pixels=model.image_min_pixels, qwen_vl_sides=True)
     template.media_plugin = PLUGINS[name](
         image_processor=image_processor, image_token=image_token, image_token_id=image_token_id,
         vision_bos_token=facts.get("vision_bos_token", "<|vision_start|>"),
@@ -68,15 +67,14 @@ def attach_media_plugin(template: Any, cfg: Any, tokenizer: Any) -> None:
         placeholder=PLACEHOLDERS["images"])
 
 
-def _load_image_processor(cfg: Any) -> tuple[Any, str | None]:
+def _load_image_processor(model: ModelArgs) -> tuple[Any, str | None]:
     from transformers import AutoImageProcessor
 
-    path = getattr(cfg, "model_name_or_path", None)
+    path = model.model_name_or_path
     try:
         return AutoImageProcessor.from_pretrained(
-            path, trust_remote_code=bool(_option(cfg, "trust_remote_code", False)),
-            cache_dir=_option(cfg, "cache_dir", None), revision=_option(cfg, "model_revision", "main"),
-            token=_option(cfg, "hf_hub_token", None)), None
+            path, trust_remote_code=model.trust_remote_code, cache_dir=model.cache_dir,
+            revision=model.model_revision, token=model.hf_hub_token), None
     except (OSError, ValueError, TypeError) as error:
         logger.debug("no image processor for %s: %s", path, error)
         return None, (f"model_name_or_path: {path!r} has no image processor (preprocessor_config.json), so its "

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .common import ProcessingOptions, infer_seqlen
 from .kto import KTOProcessor
 from .pairwise import PairwiseProcessor
@@ -24,8 +26,14 @@ __all__ = ["ProcessingOptions", "infer_seqlen", "get_processor", "KTOProcessor",
            "PretrainProcessor", "SupervisedProcessor", "PackedSupervisedProcessor", "UnsupervisedProcessor"]
 
 
-def get_processor(stage: str, template, tokenizer, options: ProcessingOptions, do_generate: bool = False):
+Processor = (PretrainProcessor | SupervisedProcessor | PackedSupervisedProcessor | PairwiseProcessor | KTOProcessor
+             | UnsupervisedProcessor)
+
+
+def get_processor(stage: str, template: Any, tokenizer: Any, options: ProcessingOptions,
+                  do_generate: bool = False) -> Processor:
     """The processor LLaMA-Factory would pick for `stage` (`do_generate`: sft evaluation by generation)."""
+    cls: type[Processor]
     if stage == "pt":
         cls = PretrainProcessor
     elif stage == "sft" and not do_generate:

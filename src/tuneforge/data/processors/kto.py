@@ -54,7 +54,7 @@ class KTOProcessor:
         encoded = self.template.encode_oneturn_batch(self.tokenizer, rows)
         eos = [self.tokenizer.eos_token_id] if self.template.efficient_eos else []
 
-        out = {name: [] for name in self.features}
+        out: dict[str, list] = {name: [] for name in self.features}
         for n, i in enumerate(keep):
             prompt_ids, answer_ids = encoded[n]
             kl_prompt_ids, kl_answer_ids = encoded[len(keep) + n]

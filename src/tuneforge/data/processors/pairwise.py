@@ -39,7 +39,7 @@ class PairwiseProcessor:
         encoded = self.template.encode_oneturn_batch(self.tokenizer, rows)
         eos = [self.tokenizer.eos_token_id] if self.template.efficient_eos else []
 
-        out = {name: [] for name in self.features}
+        out: dict[str, list] = {name: [] for name in self.features}
         for n, i in enumerate(keep):
             prompt_ids, chosen_ids = encoded[n]
             rejected_ids = encoded[len(keep) + n][1]

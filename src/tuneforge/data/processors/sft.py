@@ -26,7 +26,13 @@ def build_supervised_example(
     efficient_eos: bool,
     eos_token_id: int | None,
 ) -> tuple[list[int], list[int]]:
-    """Join one conversation's encoded turns into (input_ids, labels) within `options.cutoff_len`."""
+    """Join one conversation's encoded turns into (input_ids, labels) within `options.cutoff_len`.
+    `eos_token_id` is read only for efficient_eos templates."""
+    eos: list[int] = []  # the trained eos that ends an efficient_eos conversation
+    if efficient_eos:
+        if eos_token_id is None:
+            raise ValueError("an efficient_eos template needs a tokenizer with an eos token")
+        eos = [eos_token_id]
     cutoff_len = options.cutoff_len
     total_length = 1 if efficient_eos else 0
     if options.mask_history:
@@ -45,7 +51,7 @@ def build_supervised_example(
             source_labels = source_ids
         elif efficient_eos and turn_idx != 0:
             # Sliced so a prompt truncated to nothing cannot yield a label without a token.
-            source_labels = ([eos_token_id] + [IGNORE_INDEX] * (source_len - 1))[:source_len]
+            source_labels = (eos + [IGNORE_INDEX] * (source_len - 1))[:source_len]
         else:
             source_labels = [IGNORE_INDEX] * source_len
 
@@ -57,15 +63,15 @@ def build_supervised_example(
 
     if options.mask_history:  # back to conversation order
         segments.reverse()
-    input_ids, labels = [], []
+    input_ids: list[int] = []
+    labels: list[int] = []
     for source_ids, target_ids, source_labels, target_labels in segments:
         input_ids += source_ids
         input_ids += target_ids
         labels += source_labels
         labels += target_labels
-    if efficient_eos:
-        input_ids.append(eos_token_id)
-        labels.append(eos_token_id)
+    input_ids += eos
+    labels += eos
     return input_ids, labels
 
 
@@ -120,7 +126,8 @@ class SupervisedProcessor:
         return messages
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        out = {"input_ids": [], "attention_mask": [], "labels": [], "images": [], "videos": [], "audios": []}
+        out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": [], "images": [], "videos": [],
+                                "audios": []}
         for input_ids, labels, i in self.encode_batch(batch):
             out["input_ids"].append(input_ids)
             out["attention_mask"].append([1] * len(input_ids))

@@ -37,7 +37,7 @@ class UnsupervisedProcessor:
         encoded = self.template.encode_oneturn_batch(self.tokenizer, rows)
         eos = [self.tokenizer.eos_token_id] if self.template.efficient_eos else []
 
-        out = {name: [] for name in self.features}
+        out: dict[str, list] = {name: [] for name in self.features}
         for (prompt_ids, answer_ids), i in zip(encoded, keep):
             answer_ids = answer_ids + eos
             source_len, target_len = infer_seqlen(len(prompt_ids), len(answer_ids), self.options.cutoff_len)

@@ -19,6 +19,7 @@ def _marker_text(marker: Marker, tokenizer) -> str:
         return tokenizer.bos_token if tokenizer.bos_token_id is not None else ""
     if marker.kind == "eos":
         return tokenizer.eos_token if tokenizer.eos_token_id is not None else ""
+    assert marker.token is not None, "a Token(...) marker always names its token"
     return marker.token
 
 

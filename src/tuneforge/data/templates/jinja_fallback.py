@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from tuneforge.errors import DataError
 
@@ -30,7 +31,7 @@ from .tool_formats import FORMATS
 
 def _to_hf_messages(messages, system: str | None) -> list[dict]:
     """Canonical messages -> the OpenAI/HF chat format chat templates expect."""
-    converted = [{"role": "system", "content": system}] if system else []
+    converted: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in messages:
         role, content = message["role"], message["content"]
         if role == "observation":

@@ -14,8 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError
 
@@ -65,7 +64,7 @@ def register_template(
         raise ValueError(f"template {name!r}: unknown tool format {tool_format!r}")
     user_slots = as_slots(user) or (CONTENT,)
     assistant_slots = as_slots(assistant) or _assistant_default(efficient_eos)
-    extra = {}
+    extra: dict[str, Any] = {}  # only the word pairs given, so Template's defaults apply to the others
     if thought_words is not None:
         extra["thought_words"] = tuple(thought_words)
     if tool_call_words is not None:
@@ -155,9 +154,9 @@ def get_template(
     if name is None and isinstance(getattr(tokenizer, "chat_template", None), str):
         from .jinja_fallback import JinjaTemplate
 
-        template = JinjaTemplate.from_tokenizer(tokenizer, enable_thinking)
-        fix_tokenizer(template, tokenizer)
-        return template
+        jinja = JinjaTemplate.from_tokenizer(tokenizer, enable_thinking)
+        fix_tokenizer(jinja, tokenizer)
+        return jinja
     if name is None:
         logger.warning("`template` is not set and the tokenizer has no chat template: using the `empty` template")
         name = "empty"

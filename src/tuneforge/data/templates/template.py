@@ -22,15 +22,16 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from tuneforge.errors import DataError
 
 from . import thinking
 from .encoding import encode_elements
-from .slots import Slots, fill, first_text
+from .slots import Slot, Slots, fill, first_text
 from .tool_formats import FORMATS, FunctionCall
 
-Row = tuple  # (messages, system, tools)
+Row = tuple[list[dict[str, Any]], str | None, str | None]  # (messages, system, tools)
 
 
 @lru_cache(maxsize=64)
@@ -131,7 +132,7 @@ class Template:
         plan = []
         for i, message in enumerate(messages):
             role, content = message["role"], message["content"]
-            elements = []
+            elements: list[Slot] = []
             system_text = ""
             if i == 0:
                 elements += self.prefix
@@ -163,7 +164,9 @@ class Template:
         if not tools:
             return ""
         if self.tools_wrapper is not None:
-            return fill(self.tools_wrapper, tools)[0]
+            wrapped = fill(self.tools_wrapper, tools)[0]
+            assert isinstance(wrapped, str), "a tools_wrapper starts with text (the tool description goes in it)"
+            return wrapped
         try:
             parsed = json.loads(tools)
         except json.JSONDecodeError as err:
