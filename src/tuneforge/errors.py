@@ -33,4 +33,10 @@ class ConfigError(UserError):
 
 
 class DataError(UserError):
-    """A problem in a dataset or in dataset_info.json (names the dataset, file, row and field)."""
+    """A problem in a dataset or in dataset_info.json (names the dataset, file, row and field).
+
+    `problems`: one entry per problem, for callers that merge problem lists (the up-front name checks)."""
+
+    def __init__(self, message: str, problems: Iterable[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..config.groups import DataArgs
-from ..errors import UserError
+from ..errors import ConfigError, DataError, UserError
 from .registry import get_dataset_attrs
 from .templates.registry import name_problems
 
@@ -26,6 +26,8 @@ def preflight_problems(data: DataArgs) -> list[str]:
             continue
         try:
             get_dataset_attrs(names, data.dataset_dir)
+        except (ConfigError, DataError) as err:
+            problems.extend(f"{key}: {problem}" for problem in err.problems)
         except UserError as err:
-            problems.extend(f"{key}: {problem}" for problem in getattr(err, "problems", [str(err)]))
+            problems.append(f"{key}: {err}")
     return problems

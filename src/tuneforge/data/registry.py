@@ -134,12 +134,10 @@ def get_dataset_attrs(names: list[str] | str | None, dataset_dir: str | dict) ->
         except DataError as error:
             problems.append(str(error))
     if problems:
-        combined = DataError(problems[0] if len(problems) == 1 else
-                             f"{len(problems)} problems with the datasets:\n" + "\n".join(f"  - {p}" for p in problems))
-        # One entry per dataset, for callers that merge problem lists (preflight). DataError (errors.py) does
-        # not declare the attribute, hence the ignore.
-        combined.problems = problems  # type: ignore[attr-defined]
-        raise combined
+        # One entry per dataset in `problems`, for callers that merge problem lists (preflight).
+        raise DataError(problems[0] if len(problems) == 1 else
+                        f"{len(problems)} problems with the datasets:\n" + "\n".join(f"  - {p}" for p in problems),
+                        problems)
     return attrs
 
 
