@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from tuneforge import cli
+from tuneforge.config import make_config
 from tuneforge.data.pipeline import load_tokenizer_and_template
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluate import run_eval
 from tuneforge.evaluate.tasks import load_task, parse_csv
-from tuneforge.testing.tiny_model import build_tiny_model
 
 # The rig's answer sheet for the bundled mmlu_sample_test: right except where marked.
 SHEET = {
@@ -51,21 +51,19 @@ class AnswerSheetModel(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_llama_dir):
     torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("eval")
-    build_tiny_model(folder / "model")
-    return folder
+    return tiny_llama_dir
 
 
 def _cfg(tiny, **values):
-    return {"model_name_or_path": str(tiny / "model"), "template": "qwen", "task": "mmlu_sample_test",
+    """The values of an eval config for the tiny model; the task comes from the bundled samples (task_dir
+    does not exist)."""
+    return {"model_name_or_path": str(tiny), "template": "qwen", "task": "mmlu_sample_test",
             "task_dir": str(tiny / "no_such_dir"), "n_shot": 1, "batch_size": 2, **values}
 
 
 def test_rigged_model_scores_its_answer_sheet(tiny, tmp_path, capsys):
-    from tuneforge.config import make_config
-
     cfg = make_config(_cfg(tiny, save_dir=str(tmp_path / "results")))
     tokenizer, template = load_tokenizer_and_template(cfg)
     model = AnswerSheetModel(tokenizer)
@@ -92,8 +90,6 @@ def test_rigged_model_scores_its_answer_sheet(tiny, tmp_path, capsys):
 
 
 def test_chinese_prompt_and_zero_shot(tiny):
-    from tuneforge.config import make_config
-
     cfg = make_config(_cfg(tiny, lang="zh", n_shot=0, batch_size=4))
     tokenizer, template = load_tokenizer_and_template(cfg)
     model = AnswerSheetModel(tokenizer)
@@ -135,8 +131,8 @@ def test_public_layouts_are_read(tmp_path):
 
 def test_bad_tasks_are_reported_with_the_fix(tiny, tmp_path):
     with pytest.raises(ConfigError, match="<benchmark>_<split>"):
-        run_eval(_cfg(tiny, task="mmlu"))
+        run_eval(make_config(_cfg(tiny, task="mmlu")))
     with pytest.raises(ConfigError, match="task folders found in"):
-        run_eval(_cfg(tiny, task="mmlu_test", task_dir=str(tmp_path)))
+        run_eval(make_config(_cfg(tiny, task="mmlu_test", task_dir=str(tmp_path))))
     with pytest.raises(DataError, match=r"x.csv, line 2: answer 'E' is not one of A, B, C, D"):
         parse_csv("q,a,b,c,d,A\nq2,a,b,c,d,E\n", "x.csv")

@@ -89,14 +89,15 @@ def load_gptq_quantized(export: ExportArgs, model: ModelArgs, seed: int, tokeniz
     problems = gptq_problems(export, model)
     if problems:
         raise ConfigError(problems)
-    # Set whenever export_quantization_bit is: the config checks require it (config/checks.py).
-    assert export.export_quantization_dataset is not None
-    samples = calibration_samples(tokenizer, export.export_quantization_dataset,
-                                  export.export_quantization_nsamples, export.export_quantization_maxlen,
-                                  seed=seed, cache_dir=model.cache_dir)
-    config = GPTQConfig(bits=export.export_quantization_bit, tokenizer=tokenizer, dataset=samples)
-    logger.info("Quantizing to %d bit with GPTQ on %d calibration samples", export.export_quantization_bit,
-                len(samples))
+    bits, dataset = export.export_quantization_bit, export.export_quantization_dataset
+    # Both set: run_export quantizes only with export_quantization_bit, which the config checks
+    # (config/checks.py) accept only together with export_quantization_dataset.
+    assert bits is not None and dataset is not None
+    samples = calibration_samples(tokenizer, dataset, export.export_quantization_nsamples,
+                                  export.export_quantization_maxlen, seed=seed, cache_dir=model.cache_dir)
+    # GPTQConfig's annotation names text datasets only; it takes tokenized samples too (as LLaMA-Factory passes).
+    config = GPTQConfig(bits=bits, tokenizer=tokenizer, dataset=samples)  # type: ignore[arg-type]
+    logger.info("Quantizing to %d bit with GPTQ on %d calibration samples", bits, len(samples))
     try:
         return AutoModelForCausalLM.from_pretrained(model_path, quantization_config=config, device_map="auto",
                                                     trust_remote_code=model.trust_remote_code)

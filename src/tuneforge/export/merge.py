@@ -52,7 +52,7 @@ def load_merged_model(cfg: Config, tokenizer: Any) -> Any:
     check_adapters(cfg)  # before the base weights load (they load without the adapters here)
     base_cfg = cfg.replace(adapter_name_or_path=None, finetuning_type="lora")
     checkpoint_dtype = _checkpoint_dtype(cfg)
-    model = load_model(base_cfg, tokenizer, is_trainable=False)
+    model: Any = load_model(base_cfg, tokenizer, is_trainable=False)  # a transformers model (has .config)
     device = export_device(cfg.export)
     model.to(device)
     if cfg.model.adapter_name_or_path:

@@ -160,8 +160,11 @@ async def _stream(app: FastAPI, engine: Any, request: ChatCompletionRequest, job
                                                                  "finish_reason": finish_reason,
                                                                  "logprobs": None}]}, ensure_ascii=False)
 
+    def forward_piece(index: int, text: str) -> None:  # from the generating thread into this loop
+        loop.call_soon_threadsafe(events.put_nowait, (index, text))
+
     if not tools:
-        job.on_piece = lambda index, text: loop.call_soon_threadsafe(events.put_nowait, (index, text))
+        job.on_piece = forward_piece
     async with app.state.admitted:
         future = app.state.batcher.submit(job)
         future.add_done_callback(lambda _future: loop.call_soon_threadsafe(events.put_nowait, None))
