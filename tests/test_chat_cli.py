@@ -158,3 +158,6 @@ def test_config_mistakes_are_reported_before_loading(config_file, capsys):
     assert "unknown key 'temprature' (given on the command line). Did you mean: temperature" in capsys.readouterr().err
     assert cli.main(["chat", "template=qwen", "--message", "Hi"]) == 2
     assert capsys.readouterr().err == "error: model_name_or_path is not set; `tuneforge chat` needs it.\n"
+    # validate_config: an unknown template is named before the (here missing) model is looked for.
+    assert cli.main(["chat", "model_name_or_path=/nonexistent", "template=qwenn", "--message", "Hi"]) == 2
+    assert "unknown template 'qwenn'; closest: qwen" in capsys.readouterr().err

@@ -126,6 +126,10 @@ def test_public_layouts_are_read(tmp_path):
 def test_bad_tasks_are_reported_with_the_fix(tiny_llama_dir, tmp_path):
     with pytest.raises(ConfigError, match="<benchmark>_<split>"):
         run_eval(make_config(_cfg(tiny_llama_dir, task="mmlu")))
+    with pytest.raises(ConfigError) as error:  # validate_config's problems and the evaluation's, in one error
+        run_eval(make_config(_cfg(tiny_llama_dir, template="qwenn", n_shot=-1)))
+    assert [problem.split(";")[0] for problem in error.value.problems] == [
+        "template: unknown template 'qwenn'", "n_shot: -1 must be 0 or more"]
     with pytest.raises(ConfigError, match="task folders found in"):
         run_eval(make_config(_cfg(tiny_llama_dir, task="mmlu_test", task_dir=str(tmp_path))))
     with pytest.raises(DataError, match=r"x.csv, line 2: answer 'E' is not one of A, B, C, D"):

@@ -164,6 +164,10 @@ def test_bad_export_configs_fail_before_loading(tiny, tiny_llama_dir, tmp_path):
         assert "gptqmodel" in str(error.value)  # the missing package is named
     with pytest.raises(ConfigError, match="export_dir is not set"):
         run_export(make_config({"model_name_or_path": str(tiny_llama_dir)}))
+    with pytest.raises(ConfigError) as error:  # validate_config's problems and the export's, in one error
+        run_export(make_config({**base, "template": "qwenn", "export_size": 0}))
+    assert error.value.problems[0].startswith("template: unknown template 'qwenn'")
+    assert error.value.problems[1] == "export_size: 0 GB; the largest shard must be at least 1 GB"
     assert not (tmp_path / "x").exists()
 
 
