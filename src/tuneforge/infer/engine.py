@@ -50,8 +50,8 @@ class Response:
 class ChatEngine:
     """A model ready to answer, with the config's generation arguments as defaults.
 
-    Tests and the demo may hand in an already loaded model, tokenizer and template (all three) to skip
-    loading.
+    `cfg` is a resolved Config (make_config / load_config). Tests and the demo may hand in an already
+    loaded model, tokenizer and template (all three) to skip loading.
     """
 
     def __init__(self, cfg: Config, *, model: Any = None, tokenizer: Any = None, template: Any = None):
