@@ -1,32 +1,13 @@
-"""Helpers shared by the inference and API tests: one tiny chat model per test process, a scripted
-answer, a uvicorn server on a free loopback port, and raw HTTP calls."""
+"""Helpers shared by the inference and API tests: a scripted answer, a uvicorn server on a free loopback
+port, and raw HTTP calls. (The tiny chat model is the session fixture `tiny_llama_dir`, tests/conftest.py.)"""
 
-import atexit
-import functools
 import json
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
-
-
-@functools.cache
-def tiny_chat_model_dir() -> Path:
-    """A tiny llama (seeded) built once per test process; the model files are only read."""
-    import torch
-
-    from tuneforge.testing.tiny_model import build_tiny_model
-
-    torch.set_num_threads(1)
-    path = Path(tempfile.mkdtemp(prefix="tiny_infer_model_"))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    build_tiny_model(path)
-    return path
 
 
 def scripted(engine, monkeypatch, text):

@@ -10,9 +10,8 @@ import torch
 import yaml
 
 from tuneforge import chat, cli
-from tuneforge.config import all_params
+from tuneforge.config import all_params, make_config
 from tuneforge.infer import ChatEngine
-from tuneforge.testing.tiny_model import build_tiny_model
 
 
 class FakeEngine:
@@ -100,12 +99,11 @@ def generation_keys_implemented(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
+def config_file(tmp_path_factory, tiny_llama_dir):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("chat_cli")
-    build_tiny_model(folder / "model")
     path = folder / "chat.yaml"
-    path.write_text(yaml.safe_dump(dict(model_name_or_path=str(folder / "model"), template="qwen",
+    path.write_text(yaml.safe_dump(dict(model_name_or_path=str(tiny_llama_dir), template="qwen",
                                         do_sample=False, max_new_tokens=10)))
     return path
 
@@ -113,7 +111,7 @@ def config_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected(config_file):
     """What the engine answers "Hello" with under the file's settings (greedy, 10 tokens)."""
-    engine = ChatEngine(yaml.safe_load(config_file.read_text()))
+    engine = ChatEngine(make_config(yaml.safe_load(config_file.read_text())))
     return lambda **overrides: engine.chat([{"role": "user", "content": "Hello"}], **overrides)
 
 
@@ -160,3 +158,6 @@ def test_config_mistakes_are_reported_before_loading(config_file, capsys):
     assert "unknown key 'temprature' (given on the command line). Did you mean: temperature" in capsys.readouterr().err
     assert cli.main(["chat", "template=qwen", "--message", "Hi"]) == 2
     assert capsys.readouterr().err == "error: model_name_or_path is not set; `tuneforge chat` needs it.\n"
+    # validate_config: an unknown template is named before the (here missing) model is looked for.
+    assert cli.main(["chat", "model_name_or_path=/nonexistent", "template=qwenn", "--message", "Hi"]) == 2
+    assert "unknown template 'qwenn'; closest: qwen" in capsys.readouterr().err

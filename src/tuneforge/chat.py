@@ -14,17 +14,24 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 WELCOME = ("Chatting with the model. `clear` starts a new conversation, `exit` or Ctrl-D quits; "
            "Ctrl-C stops an answer (at the prompt it quits).")
 EXIT_WORD, CLEAR_WORD = "exit", "clear"
 
 
-def run_chat(cfg: Any, message: str | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    """What `tuneforge chat` does with a valid config: one answer (--message or piped stdin) or a session."""
+def run_chat(cfg: Config, message: str | None = None, stdin: TextIO | None = None,
+             stdout: TextIO | None = None) -> int:
+    """What `tuneforge chat` does with a config: one answer (--message or piped stdin) or a session."""
+    from .validate import validate_config
+
+    validate_config(cfg, training=False)  # a misspelled template is reported before anything loads
     stdin = stdin if stdin is not None else sys.stdin
     stdout = stdout if stdout is not None else sys.stdout
     if message is None and not stdin.isatty():

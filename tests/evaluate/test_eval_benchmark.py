@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from tuneforge import cli
+from tuneforge.config import make_config
 from tuneforge.data.pipeline import load_tokenizer_and_template
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluate import run_eval
 from tuneforge.evaluate.tasks import load_task, parse_csv
-from tuneforge.testing.tiny_model import build_tiny_model
 
 # The rig's answer sheet for the bundled mmlu_sample_test: right except where marked.
 SHEET = {
@@ -50,23 +50,15 @@ class AnswerSheetModel(torch.nn.Module):
         return type("Output", (), {"logits": logits})()
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("eval")
-    build_tiny_model(folder / "model")
-    return folder
+def _cfg(model_dir, **values):
+    """The values of an eval config for a tiny model; the task comes from the bundled samples (task_dir
+    does not exist)."""
+    return {"model_name_or_path": str(model_dir), "template": "qwen", "task": "mmlu_sample_test",
+            "task_dir": str(model_dir / "no_such_dir"), "n_shot": 1, "batch_size": 2, **values}
 
 
-def _cfg(tiny, **values):
-    return {"model_name_or_path": str(tiny / "model"), "template": "qwen", "task": "mmlu_sample_test",
-            "task_dir": str(tiny / "no_such_dir"), "n_shot": 1, "batch_size": 2, **values}
-
-
-def test_rigged_model_scores_its_answer_sheet(tiny, tmp_path, capsys):
-    from tuneforge.config import make_config
-
-    cfg = make_config(_cfg(tiny, save_dir=str(tmp_path / "results")))
+def test_rigged_model_scores_its_answer_sheet(tiny_llama_dir, tmp_path, capsys):
+    cfg = make_config(_cfg(tiny_llama_dir, save_dir=str(tmp_path / "results")))
     tokenizer, template = load_tokenizer_and_template(cfg)
     model = AnswerSheetModel(tokenizer)
     scores = run_eval(cfg, model=model, tokenizer=tokenizer, template=template)
@@ -91,10 +83,8 @@ def test_rigged_model_scores_its_answer_sheet(tiny, tmp_path, capsys):
         "<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_chinese_prompt_and_zero_shot(tiny):
-    from tuneforge.config import make_config
-
-    cfg = make_config(_cfg(tiny, lang="zh", n_shot=0, batch_size=4))
+def test_chinese_prompt_and_zero_shot(tiny_llama_dir):
+    cfg = make_config(_cfg(tiny_llama_dir, lang="zh", n_shot=0, batch_size=4))
     tokenizer, template = load_tokenizer_and_template(cfg)
     model = AnswerSheetModel(tokenizer)
     assert run_eval(cfg, model=model, tokenizer=tokenizer, template=template)["categories"]["Average"] == \
@@ -104,9 +94,9 @@ def test_chinese_prompt_and_zero_shot(tiny):
     assert model.prompts[0].endswith("\nD. 22\n答案：<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_cli_eval_with_a_real_model_saves_consistent_results(tiny, tmp_path):
+def test_cli_eval_with_a_real_model_saves_consistent_results(tiny_llama_dir, tmp_path):
     path = tmp_path / "eval.yaml"
-    path.write_text(yaml.safe_dump(_cfg(tiny, save_dir=str(tmp_path / "out"))))
+    path.write_text(yaml.safe_dump(_cfg(tiny_llama_dir, save_dir=str(tmp_path / "out"))))
     assert cli.main(["eval", str(path)]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     scores = json.loads((tmp_path / "out" / "scores.json").read_text())
@@ -133,10 +123,14 @@ def test_public_layouts_are_read(tmp_path):
     assert parse_csv(",Question,A,B,C,D,Answer\n0,q,a,b,c,d,b\n", "x.csv")[0].answer == "B"
 
 
-def test_bad_tasks_are_reported_with_the_fix(tiny, tmp_path):
+def test_bad_tasks_are_reported_with_the_fix(tiny_llama_dir, tmp_path):
     with pytest.raises(ConfigError, match="<benchmark>_<split>"):
-        run_eval(_cfg(tiny, task="mmlu"))
+        run_eval(make_config(_cfg(tiny_llama_dir, task="mmlu")))
+    with pytest.raises(ConfigError) as error:  # validate_config's problems and the evaluation's, in one error
+        run_eval(make_config(_cfg(tiny_llama_dir, template="qwenn", n_shot=-1)))
+    assert [problem.split(";")[0] for problem in error.value.problems] == [
+        "template: unknown template 'qwenn'", "n_shot: -1 must be 0 or more"]
     with pytest.raises(ConfigError, match="task folders found in"):
-        run_eval(_cfg(tiny, task="mmlu_test", task_dir=str(tmp_path)))
+        run_eval(make_config(_cfg(tiny_llama_dir, task="mmlu_test", task_dir=str(tmp_path))))
     with pytest.raises(DataError, match=r"x.csv, line 2: answer 'E' is not one of A, B, C, D"):
         parse_csv("q,a,b,c,d,A\nq2,a,b,c,d,E\n", "x.csv")

@@ -12,6 +12,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge import cli
+from tuneforge.config import make_config
 from tuneforge.errors import ConfigError, UserError
 from tuneforge.export import run_export
 from tuneforge.export.gguf_file import reorder_for_ggml_rope, write_gguf
@@ -40,20 +41,20 @@ def _logits(model):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_llama_dir):
+    """Two random adapters of the shared tiny llama, and a tiny qwen2 with tied embeddings."""
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("export")
-    build_tiny_model(folder / "llama")
     build_tiny_model(folder / "qwen2", arch="qwen2", tie_word_embeddings=True)
-    _random_adapter(folder / "llama", folder / "adapter1", seed=1)
-    _random_adapter(folder / "llama", folder / "adapter2", seed=2)
+    _random_adapter(tiny_llama_dir, folder / "adapter1", seed=1)
+    _random_adapter(tiny_llama_dir, folder / "adapter2", seed=2)
     return folder
 
 
 @pytest.fixture(scope="module")
-def exported(tiny):
+def exported(tiny, tiny_llama_dir):
     """`tuneforge export cfg.yaml` with two adapters and an f32 GGUF."""
-    cfg = {"model_name_or_path": str(tiny / "llama"), "template": "qwen", "finetuning_type": "lora",
+    cfg = {"model_name_or_path": str(tiny_llama_dir), "template": "qwen", "finetuning_type": "lora",
            "adapter_name_or_path": f"{tiny / 'adapter1'},{tiny / 'adapter2'}", "export_dir": str(tiny / "out"),
            "export_size": 1, "export_device": "cpu", "export_legacy_format": False, "export_gguf": "f32"}
     path = tiny / "export.yaml"
@@ -62,14 +63,14 @@ def exported(tiny):
     return tiny / "out"
 
 
-def test_merged_model_gives_base_plus_adapters_logits(tiny, exported):
+def test_merged_model_gives_base_plus_adapters_logits(tiny, tiny_llama_dir, exported):
     from peft import PeftModel
 
-    base = AutoModelForCausalLM.from_pretrained(tiny / "llama")
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     reference = PeftModel.from_pretrained(base, tiny / "adapter1").merge_and_unload()
     reference = PeftModel.from_pretrained(reference, tiny / "adapter2")  # the last one applied unmerged
     merged = AutoModelForCausalLM.from_pretrained(exported)
-    assert not torch.allclose(_logits(merged), _logits(AutoModelForCausalLM.from_pretrained(tiny / "llama")))
+    assert not torch.allclose(_logits(merged), _logits(AutoModelForCausalLM.from_pretrained(tiny_llama_dir)))
     torch.testing.assert_close(_logits(merged), _logits(reference), atol=1e-5, rtol=1e-5)
     assert sorted(p.name for p in exported.glob("*.safetensors")) == ["model.safetensors"]
 
@@ -141,8 +142,8 @@ def test_qwen2_gguf_f16_and_q8_0_with_biases_and_tied_head(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-def test_small_shards_and_legacy_bin_files_load_back(tiny, tmp_path, legacy):
-    model = AutoModelForCausalLM.from_pretrained(tiny / "llama")
+def test_small_shards_and_legacy_bin_files_load_back(tiny_llama_dir, tmp_path, legacy):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     files = save_weights(model, str(tmp_path), "150KB", legacy_format=legacy)
     assert len(files) > 2 and all(name.endswith(".bin" if legacy else ".safetensors") for name in files)
     index = json.loads((tmp_path / ("pytorch_model.bin.index.json" if legacy else "model.safetensors.index.json"))
@@ -151,18 +152,22 @@ def test_small_shards_and_legacy_bin_files_load_back(tiny, tmp_path, legacy):
     torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(tmp_path)), _logits(model))
 
 
-def test_bad_export_configs_fail_before_loading(tiny, tmp_path):
-    base = {"model_name_or_path": str(tiny / "llama"), "template": "qwen", "export_dir": str(tmp_path / "x")}
+def test_bad_export_configs_fail_before_loading(tiny, tiny_llama_dir, tmp_path):
+    base = {"model_name_or_path": str(tiny_llama_dir), "template": "qwen", "export_dir": str(tmp_path / "x")}
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
-        run_export({**base, "export_hub_model_id": "me/model"})
+        run_export(make_config({**base, "export_hub_model_id": "me/model"}))
     with pytest.raises(ConfigError) as error:
-        run_export({**base, "export_quantization_bit": 4, "export_quantization_dataset": "calib.txt",
-                    "adapter_name_or_path": str(tiny / "adapter1")})
+        run_export(make_config({**base, "export_quantization_bit": 4, "export_quantization_dataset": "calib.txt",
+                                "adapter_name_or_path": str(tiny / "adapter1")}))
     assert "merge the adapters first" in str(error.value)
     if importlib.util.find_spec("gptqmodel") is None:
         assert "gptqmodel" in str(error.value)  # the missing package is named
     with pytest.raises(ConfigError, match="export_dir is not set"):
-        run_export({"model_name_or_path": str(tiny / "llama")})
+        run_export(make_config({"model_name_or_path": str(tiny_llama_dir)}))
+    with pytest.raises(ConfigError) as error:  # validate_config's problems and the export's, in one error
+        run_export(make_config({**base, "template": "qwenn", "export_size": 0}))
+    assert error.value.problems[0].startswith("template: unknown template 'qwenn'")
+    assert error.value.problems[1] == "export_size: 0 GB; the largest shard must be at least 1 GB"
     assert not (tmp_path / "x").exists()
 
 
@@ -189,11 +194,11 @@ def test_push_uploads_the_folder_and_reports_failures(tmp_path, monkeypatch):
         push_to_hub(str(tmp_path), "me/model", api=DownApi())
 
 
-def test_gptq_calibration_windows_follow_llamafactory(tiny, tmp_path):
+def test_gptq_calibration_windows_follow_llamafactory(tiny_llama_dir, tmp_path):
     from tuneforge.errors import DataError
     from tuneforge.export.gptq import calibration_samples
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny / "llama")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     rows = ["short", "a much longer row of calibration text that has plenty of tokens in it for the window",
             "another fairly long row, which also holds more than eight tokens of text"]
     data = tmp_path / "calib.jsonl"
@@ -211,11 +216,11 @@ def test_gptq_calibration_windows_follow_llamafactory(tiny, tmp_path):
 
 
 @pytest.mark.skipif(not LF_EXAMPLES.is_dir(), reason="LLaMA-Factory examples not present")
-def test_llamafactory_merge_example_runs_unchanged(tiny, tmp_path):
+def test_llamafactory_merge_example_runs_unchanged(tiny, tiny_llama_dir, tmp_path):
     from tuneforge.config import load_config
 
     cfg = load_config(str(LF_EXAMPLES / "merge_lora" / "qwen3_lora_sft.yaml"),
-                      [f"model_name_or_path={tiny / 'llama'}", f"adapter_name_or_path={tiny / 'adapter1'}",
+                      [f"model_name_or_path={tiny_llama_dir}", f"adapter_name_or_path={tiny / 'adapter1'}",
                        f"export_dir={tmp_path / 'merged'}"])
     run_export(cfg)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
@@ -224,7 +229,7 @@ def test_llamafactory_merge_example_runs_unchanged(tiny, tmp_path):
     assert (tmp_path / "merged" / "Modelfile").read_text().startswith("# Ollama Modelfile")
     from peft import PeftModel
 
-    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny / "llama"), tiny / "adapter1")
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), tiny / "adapter1")
     torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(tmp_path / "merged")),
                                _logits(reference), atol=1e-5, rtol=1e-5)
 
@@ -288,8 +293,8 @@ def test_vision_language_export_keeps_the_image_processor(tmp_path):
     from tuneforge.testing.tiny_vl_model import build_tiny_qwen2_vl
 
     build_tiny_qwen2_vl(tmp_path / "vl")
-    run_export({"model_name_or_path": str(tmp_path / "vl"), "template": "qwen2_vl",
-                "export_dir": str(tmp_path / "out")})
+    run_export(make_config({"model_name_or_path": str(tmp_path / "vl"), "template": "qwen2_vl",
+                            "export_dir": str(tmp_path / "out")}))
     processor = AutoImageProcessor.from_pretrained(tmp_path / "out")
     assert processor.patch_size == 14 and processor.merge_size == 2
     original = AutoModelForImageTextToText.from_pretrained(tmp_path / "vl")

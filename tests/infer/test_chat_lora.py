@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from tuneforge import cli
-from tuneforge.config import all_params
+from tuneforge.config import all_params, make_config
 from tuneforge.infer import ChatEngine
-from tuneforge.testing.tiny_model import build_tiny_model
 from shared_paths import LF_EXAMPLES
 
 pytest.importorskip("tuneforge.data.loader", reason="the dataset pipeline (issue 2) is not in this tree yet")
@@ -20,22 +19,22 @@ QUESTION, ANSWER = "What is tuneforge?", "A tool that fine-tunes language models
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_llama_dir):
     """(model_dir, adapter_dir) after LoRA SFT on the one example until it is memorised."""
     from tuneforge.train import run_train
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("chat_lora")
-    build_tiny_model(folder / "model")
     data = folder / "data"
     data.mkdir()
     (data / "dataset_info.json").write_text(json.dumps({"one": {"file_name": "one.json"}}))
     (data / "one.json").write_text(json.dumps([{"instruction": QUESTION, "input": "", "output": ANSWER}]))
-    run_train(dict(model_name_or_path=str(folder / "model"), stage="sft", do_train=True, finetuning_type="lora",
-                   dataset="one", dataset_dir=str(data), template="qwen", cutoff_len=128,
-                   output_dir=str(folder / "adapter"), per_device_train_batch_size=1, learning_rate=2e-2,
-                   max_steps=40, logging_steps=10, save_steps=1000, report_to="none", seed=42))
-    return folder / "model", folder / "adapter"
+    run_train(make_config(dict(
+        model_name_or_path=str(tiny_llama_dir), stage="sft", do_train=True, finetuning_type="lora", dataset="one",
+        dataset_dir=str(data), template="qwen", cutoff_len=128, output_dir=str(folder / "adapter"),
+        per_device_train_batch_size=1, learning_rate=2e-2, max_steps=40, logging_steps=10, save_steps=1000,
+        report_to="none", seed=42)))
+    return tiny_llama_dir, folder / "adapter"
 
 
 def _implement_generate_keys(monkeypatch):
@@ -48,8 +47,8 @@ def _implement_generate_keys(monkeypatch):
 
 def _engine(trained, **values):
     model_dir, adapter_dir = trained
-    return ChatEngine(dict(model_name_or_path=str(model_dir), adapter_name_or_path=str(adapter_dir),
-                           template="qwen", do_sample=False, max_new_tokens=40, **values))
+    return ChatEngine(make_config(dict(model_name_or_path=str(model_dir), adapter_name_or_path=str(adapter_dir),
+                                       template="qwen", do_sample=False, max_new_tokens=40, **values)))
 
 
 def test_the_trained_answer_comes_back_and_stops_at_the_template_stop_token(trained):
@@ -65,7 +64,8 @@ def test_the_trained_answer_comes_back_and_stops_at_the_template_stop_token(trai
 
 def test_the_base_model_does_not_know_the_answer(trained):
     model_dir, _ = trained
-    base = ChatEngine(dict(model_name_or_path=str(model_dir), template="qwen", do_sample=False, max_new_tokens=40))
+    base = ChatEngine(make_config(dict(model_name_or_path=str(model_dir), template="qwen", do_sample=False,
+                                       max_new_tokens=40)))
     assert base.chat([{"role": "user", "content": QUESTION}]) != ANSWER
 
 

@@ -8,24 +8,22 @@ import types
 import pytest
 import torch
 
+from tuneforge.config import make_config
 from tuneforge.errors import ConfigError
 from tuneforge.infer import ChatEngine
 from tuneforge.infer.backends import check_backend, create_engine
 from tuneforge.infer.decoding import RowDecoder
 from tuneforge.infer.penalties import PresencePenalty
-from serve_helpers import scripted, tiny_chat_model_dir
+from serve_helpers import scripted
 
 QUESTIONS = ["Hello there", "What is the capital of France? Answer in one long sentence please.", "2+2"]
 
 
 @pytest.fixture(scope="module")
-def model_dir():
-    return tiny_chat_model_dir()
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir):
-    return ChatEngine(dict(model_name_or_path=str(model_dir), template="qwen", do_sample=False, max_new_tokens=10))
+def engine(tiny_llama_dir):
+    torch.set_num_threads(1)
+    return ChatEngine(make_config(dict(model_name_or_path=str(tiny_llama_dir), template="qwen", do_sample=False,
+                                       max_new_tokens=10)))
 
 
 def test_a_left_padded_batch_answers_each_prompt_as_it_would_alone(engine):
@@ -102,7 +100,7 @@ def test_presence_penalty_reaches_generate_and_changes_a_repetitive_answer(engin
 def test_a_missing_backend_is_a_clear_error_before_loading(backend, monkeypatch):
     monkeypatch.setitem(sys.modules, backend, None)  # as if not installed
     with pytest.raises(ConfigError, match=f"infer_backend: {backend} needs the `{backend}` package"):
-        create_engine(dict(model_name_or_path="/nonexistent", infer_backend=backend))
+        create_engine(make_config(dict(model_name_or_path="/nonexistent", infer_backend=backend)))
 
 
 def _fake_vllm(calls):
@@ -127,13 +125,14 @@ def _fake_vllm(calls):
     return {"vllm": vllm, "vllm.lora": types.ModuleType("vllm.lora"), "vllm.lora.request": lora}
 
 
-def test_vllm_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch, tmp_path):
+def test_vllm_gets_our_prompt_ids_and_lf_settings(tiny_llama_dir, monkeypatch, tmp_path):
     calls = {}
     for name, module in _fake_vllm(calls).items():
         monkeypatch.setitem(sys.modules, name, module)
-    engine = create_engine(dict(model_name_or_path=str(model_dir), template="qwen", infer_backend="vllm",
-                                adapter_name_or_path=str(tmp_path), vllm_maxlen=512, vllm_gpu_util=0.5,
-                                vllm_config={"seed": 3}, temperature=0.5, top_k=0, max_new_tokens=7))
+    engine = create_engine(make_config(dict(
+        model_name_or_path=str(tiny_llama_dir), template="qwen", infer_backend="vllm",
+        adapter_name_or_path=str(tmp_path), vllm_maxlen=512, vllm_gpu_util=0.5, vllm_config={"seed": 3},
+        temperature=0.5, top_k=0, max_new_tokens=7)))
     assert {key: calls["engine"][key] for key in ("max_model_len", "gpu_memory_utilization", "enable_lora", "seed")} \
         == dict(max_model_len=512, gpu_memory_utilization=0.5, enable_lora=True, seed=3)
     response = engine.respond([{"role": "user", "content": "Capital of France?"}], )
@@ -146,7 +145,7 @@ def test_vllm_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch, tmp_pa
     assert list(engine.stream_chat([{"role": "user", "content": "Hi"}])) == ["Paris"]
 
 
-def test_sglang_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch):
+def test_sglang_gets_our_prompt_ids_and_lf_settings(tiny_llama_dir, monkeypatch):
     calls = {}
     sglang = types.ModuleType("sglang")
 
@@ -161,9 +160,9 @@ def test_sglang_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch):
 
     sglang.Engine = Engine
     monkeypatch.setitem(sys.modules, "sglang", sglang)
-    engine = create_engine(dict(model_name_or_path=str(model_dir), template="qwen", infer_backend="sglang",
-                                sglang_maxlen=1024, sglang_mem_fraction=0.6, sglang_tp_size=2, do_sample=False,
-                                max_new_tokens=3))
+    engine = create_engine(make_config(dict(
+        model_name_or_path=str(tiny_llama_dir), template="qwen", infer_backend="sglang", sglang_maxlen=1024,
+        sglang_mem_fraction=0.6, sglang_tp_size=2, do_sample=False, max_new_tokens=3)))
     assert {key: calls["engine"][key] for key in ("context_length", "mem_fraction_static", "tp_size")} == dict(
         context_length=1024, mem_fraction_static=0.6, tp_size=2)
     prompts = [engine.build_prompt([{"role": "user", "content": q}]) for q in QUESTIONS[:2]]
@@ -177,12 +176,12 @@ def test_sglang_gets_our_prompt_ids_and_lf_settings(model_dir, monkeypatch):
         engine.generate_batch(prompts, num_beams=2)
 
 
-def test_infer_dtype_casts_the_model(model_dir):
-    engine = ChatEngine(dict(model_name_or_path=str(model_dir), template="qwen", infer_dtype="bfloat16",
-                             do_sample=False, max_new_tokens=3))
+def test_infer_dtype_casts_the_model(tiny_llama_dir):
+    engine = ChatEngine(make_config(dict(model_name_or_path=str(tiny_llama_dir), template="qwen",
+                                         infer_dtype="bfloat16", do_sample=False, max_new_tokens=3)))
     assert {parameter.dtype for parameter in engine.model.parameters()} == {torch.bfloat16}
     assert engine.respond([{"role": "user", "content": "Hi"}]).response_length >= 1
 
 
 def test_check_backend_passes_for_huggingface():
-    check_backend(types.SimpleNamespace(infer_backend="huggingface"))
+    check_backend(make_config(dict(infer_backend="huggingface")))

@@ -7,26 +7,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tuneforge.config import make_config
 from tuneforge.data.templates import get_template
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.infer import ChatEngine
-from tuneforge.testing.tiny_model import build_tiny_model
 
 QWEN_SYSTEM = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
 HELLO = [{"role": "user", "content": "Hello there"}]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def engine(tiny_llama_dir):
     torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("tiny_chat_model")
-    build_tiny_model(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir):
-    return ChatEngine(dict(model_name_or_path=str(model_dir), template="qwen", do_sample=False, max_new_tokens=12))
+    return ChatEngine(make_config(dict(model_name_or_path=str(tiny_llama_dir), template="qwen", do_sample=False,
+                                       max_new_tokens=12)))
 
 
 @pytest.fixture
@@ -44,16 +38,16 @@ def generate_calls(engine, monkeypatch):
     return calls
 
 
-def _greedy_with_plain_transformers(model_dir, prompt_ids, stop_ids, max_new_tokens):
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+def _greedy_with_plain_transformers(tiny_llama_dir, prompt_ids, stop_ids, max_new_tokens):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     output = model.generate(input_ids=torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids),
                             dtype=torch.long), do_sample=False, max_new_tokens=max_new_tokens,
                             eos_token_id=stop_ids, pad_token_id=stop_ids[0])
     return output[0, len(prompt_ids):].tolist()
 
 
-def test_the_prompt_is_the_templates_encode_oneturn_prompt(engine, model_dir):
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+def test_the_prompt_is_the_templates_encode_oneturn_prompt(engine, tiny_llama_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     template = get_template("qwen", tokenizer)
     expected, _ = template.encode_oneturn(tokenizer, [*HELLO, {"role": "assistant", "content": ""}])
     prompt = engine.build_prompt(HELLO)
@@ -69,14 +63,15 @@ def test_system_and_history_go_into_the_prompt(engine):
         "Hi! How can I help?<|im_end|>\n<|im_start|>user\nAdd 2<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_default_system_from_the_config(model_dir):
-    engine = ChatEngine(dict(model_name_or_path=str(model_dir), template="qwen", default_system="Be brief."))
+def test_default_system_from_the_config(tiny_llama_dir):
+    engine = ChatEngine(make_config(dict(model_name_or_path=str(tiny_llama_dir), template="qwen",
+                                         default_system="Be brief.")))
     assert engine.tokenizer.decode(engine.build_prompt(HELLO)).startswith("<|im_start|>system\nBe brief.<|im_end|>")
 
 
-def test_greedy_answer_is_deterministic_and_equals_plain_generate(engine, model_dir):
+def test_greedy_answer_is_deterministic_and_equals_plain_generate(engine, tiny_llama_dir):
     prompt = engine.build_prompt(HELLO)
-    answer_ids = _greedy_with_plain_transformers(model_dir, prompt, engine.stop_token_ids, 12)
+    answer_ids = _greedy_with_plain_transformers(tiny_llama_dir, prompt, engine.stop_token_ids, 12)
     response = engine.respond(HELLO)
     assert response.text == engine.tokenizer.decode(answer_ids, skip_special_tokens=True)
     assert (response.prompt_length, response.response_length) == (len(prompt), len(answer_ids))
@@ -180,4 +175,4 @@ def test_bad_requests_fail_before_streaming(engine):
 
 def test_bad_config_values_fail_before_loading():
     with pytest.raises(ConfigError, match="top_p: 0.0 must be in"):
-        ChatEngine(dict(model_name_or_path="/nonexistent/model", top_p=0.0))
+        ChatEngine(make_config(dict(model_name_or_path="/nonexistent/model", top_p=0.0)))

@@ -6,7 +6,7 @@ from tuneforge.config import make_config
 from tuneforge.errors import ConfigError
 from tuneforge.config.generation import generation_params, generation_settings, resolve_generation
 
-DEFAULTS = generation_settings(make_config({}))
+DEFAULTS = generation_settings(make_config({}).generate)
 
 
 def test_the_generate_group_is_the_list_of_arguments_with_lf_defaults():

@@ -8,10 +8,12 @@ import time
 
 import openai
 import pytest
+import torch
 
+from tuneforge.config import make_config
 from tuneforge.infer import ChatEngine
-from tuneforge.serve import create_app
-from serve_helpers import http, scripted, serving, tiny_chat_model_dir
+from tuneforge.serve import api_settings, create_app
+from serve_helpers import http, scripted, serving
 
 KEY, NAME = "secret-key", "tiny"
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -21,14 +23,15 @@ WEATHER_TOOL = {"type": "function", "function": {
 
 
 @pytest.fixture(scope="module")
-def engine():
-    return ChatEngine(dict(model_name_or_path=str(tiny_chat_model_dir()), template="qwen", do_sample=False,
-                           max_new_tokens=8))
+def engine(tiny_llama_dir):
+    torch.set_num_threads(1)
+    return ChatEngine(make_config(dict(model_name_or_path=str(tiny_llama_dir), template="qwen", do_sample=False,
+                                       max_new_tokens=8)))
 
 
 @pytest.fixture(scope="module")
 def server(engine):
-    app = create_app(engine, model_name=NAME, api_key=KEY, max_concurrent=4)
+    app = create_app(engine, settings=api_settings({"API_MODEL_NAME": NAME, "API_KEY": KEY, "MAX_CONCURRENT": "4"}))
     with serving(app) as url:
         yield app, url
     app.state.batcher.close()

@@ -2,7 +2,9 @@
 from a value-head model, and `tuneforge api` itself (environment, backend errors, the served app)."""
 
 import base64
+import dataclasses
 import io
+import os
 import shutil
 
 import openai
@@ -11,13 +13,14 @@ import torch
 from PIL import Image
 
 from tuneforge import cli
+from tuneforge.config import make_config
 from tuneforge.errors import ConfigError
 from tuneforge.infer import ChatEngine
 from tuneforge.infer.scoring import RewardScorer
-from tuneforge.serve import api_settings, create_app
+from tuneforge.serve import ApiSettings, api_settings, create_app
 from tuneforge.serve import server as server_module
 from tuneforge.testing.tiny_vl_model import build_tiny_qwen2_vl
-from serve_helpers import http, serving, tiny_chat_model_dir
+from serve_helpers import http, serving
 
 ASK = "<image>What is this?"
 
@@ -38,10 +41,11 @@ def vl_engine(tmp_path_factory):
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("tiny_vl_api")
     build_tiny_qwen2_vl(path)
-    return ChatEngine(dict(model_name_or_path=str(path), template="qwen2_vl", do_sample=False, max_new_tokens=6))
+    return ChatEngine(make_config(dict(model_name_or_path=str(path), template="qwen2_vl", do_sample=False,
+                                       max_new_tokens=6)))
 
 
-def test_an_image_url_reaches_the_vision_model(vl_engine, tmp_path, monkeypatch):
+def test_an_image_url_reaches_the_vision_model(vl_engine, tmp_path):
     red, blue = Image.new("RGB", (56, 56), (255, 0, 0)), Image.new("RGB", (56, 56), (0, 0, 255))
     expected = {name: vl_engine.generate_batch([vl_engine.build_prompt([{"role": "user", "content": ASK}],
                                                                        images=[image])], images=[[image]])[0].text
@@ -50,8 +54,7 @@ def test_an_image_url_reaches_the_vision_model(vl_engine, tmp_path, monkeypatch)
     streamed = "".join(vl_engine.stream_chat([{"role": "user", "content": ASK}], images=[blue]))
     assert streamed == expected["blue"]  # `tuneforge chat` and the web UI's chat stream through this path
     red.save(tmp_path / "red.png")
-    monkeypatch.setenv("SAFE_MEDIA_PATH", str(tmp_path))
-    app = create_app(vl_engine, model_name="vl")
+    app = create_app(vl_engine, settings=api_settings({"API_MODEL_NAME": "vl", "SAFE_MEDIA_PATH": str(tmp_path)}))
     with serving(app) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         answers = [client.chat.completions.create(model="vl", messages=image_message(source)).choices[0].message.content
@@ -66,13 +69,13 @@ def test_an_image_url_reaches_the_vision_model(vl_engine, tmp_path, monkeypatch)
 # ---- reward scores ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def reward_dir(tmp_path_factory):
+def reward_dir(tmp_path_factory, tiny_llama_dir):
     """The tiny chat model plus a seeded LLaMA-Factory value head (value_head.safetensors)."""
     from safetensors.torch import save_file
     from transformers import AutoConfig
 
     path = tmp_path_factory.mktemp("tiny_rm")
-    shutil.copytree(tiny_chat_model_dir(), path, dirs_exist_ok=True)
+    shutil.copytree(tiny_llama_dir, path, dirs_exist_ok=True)
     hidden = AutoConfig.from_pretrained(path).hidden_size
     generator = torch.Generator().manual_seed(0)
     save_file({"v_head.summary.weight": torch.randn(1, hidden, generator=generator),
@@ -95,8 +98,8 @@ def _expected_score(model_dir, text):
 
 def test_scores_are_the_value_head_on_the_last_token(reward_dir):
     texts = ["A short answer.", "A much longer answer that needs padding next to the short one, surely."]
-    scorer = RewardScorer(dict(model_name_or_path=str(reward_dir), stage="rm"))
-    app = create_app(scorer=scorer, model_name="rm", api_key="k")
+    scorer = RewardScorer(make_config(dict(model_name_or_path=str(reward_dir), stage="rm")))
+    app = create_app(scorer=scorer, settings=api_settings({"API_MODEL_NAME": "rm", "API_KEY": "k"}))
     with serving(app) as url:
         status, body = http("POST", url + "/v1/score/evaluation", {"model": "rm", "messages": texts}, key="k")
         assert status == 200 and body["object"] == "score.evaluation"
@@ -115,7 +118,8 @@ def test_ppo_scores_rollouts_through_this_endpoint(reward_dir, monkeypatch):
     from tuneforge.train.stages.ppo.rewards import ApiReward
 
     monkeypatch.delenv("API_KEY", raising=False)
-    app = create_app(scorer=RewardScorer(dict(model_name_or_path=str(reward_dir), stage="rm")), model_name="rm")
+    app = create_app(scorer=RewardScorer(make_config(dict(model_name_or_path=str(reward_dir), stage="rm"))),
+                     settings=api_settings({"API_MODEL_NAME": "rm"}))
     tokenizer = AutoTokenizer.from_pretrained(str(reward_dir))
     sequences = [tokenizer("a fine answer")["input_ids"], tokenizer("no")["input_ids"]]
     texts = tokenizer.batch_decode(sequences, skip_special_tokens=False)
@@ -124,28 +128,32 @@ def test_ppo_scores_rollouts_through_this_endpoint(reward_dir, monkeypatch):
     assert scores.tolist() == pytest.approx([_expected_score(reward_dir, text) for text in texts], abs=1e-4)
 
 
-def test_a_model_without_value_head_is_refused_clearly():
+def test_a_model_without_value_head_is_refused_clearly(tiny_llama_dir):
     with pytest.raises(ConfigError, match=r"needs a reward model \(stage rm output\): no value_head.safetensors"):
-        RewardScorer(dict(model_name_or_path=str(tiny_chat_model_dir()), stage="rm"))
+        RewardScorer(make_config(dict(model_name_or_path=str(tiny_llama_dir), stage="rm")))
 
 
 # ---- tuneforge api ---------------------------------------------------------------------------------------
 
-def test_environment_settings_follow_llamafactory():
-    assert api_settings({}) == dict(host="0.0.0.0", port=8000, api_key=None, model_name="gpt-3.5-turbo",
-                                    max_concurrent=4)
+def test_environment_settings_follow_llamafactory(tmp_path):
+    here = os.path.realpath(os.getcwd())
+    assert api_settings({}) == ApiSettings(host="0.0.0.0", port=8000, api_key=None, model_name="gpt-3.5-turbo",
+                                           max_concurrent=4, allow_local_files=True, safe_media_path=here)
     assert api_settings({"API_PORT": "9001", "API_KEY": "k", "API_MODEL_NAME": "m", "MAX_CONCURRENT": "2",
-                         "API_HOST": "127.0.0.1"}) == dict(host="127.0.0.1", port=9001, api_key="k", model_name="m",
-                                                           max_concurrent=2)
+                         "API_HOST": "127.0.0.1"}) == ApiSettings(host="127.0.0.1", port=9001, api_key="k",
+                                                                  model_name="m", max_concurrent=2,
+                                                                  allow_local_files=True, safe_media_path=here)
+    assert api_settings({"ALLOW_LOCAL_FILES": "0", "SAFE_MEDIA_PATH": str(tmp_path)}) == dataclasses.replace(
+        api_settings({}), allow_local_files=False, safe_media_path=os.path.realpath(tmp_path))
     with pytest.raises(ConfigError) as error:
         api_settings({"API_PORT": "http", "MAX_CONCURRENT": "0"})
     assert error.value.problems == ["API_PORT='http': expected a whole number from 1 to 65535",
                                     "MAX_CONCURRENT='0': expected a whole number from 1 to 256"]
 
 
-def test_the_api_command_serves_the_config_with_the_environment(monkeypatch, tmp_path, capsys):
+def test_the_api_command_serves_the_config_with_the_environment(monkeypatch, tmp_path, capsys, tiny_llama_dir):
     config = tmp_path / "api.yaml"
-    config.write_text(f"model_name_or_path: {tiny_chat_model_dir()}\ntemplate: qwen\ndo_sample: false\n"
+    config.write_text(f"model_name_or_path: {tiny_llama_dir}\ntemplate: qwen\ndo_sample: false\n"
                       "max_new_tokens: 4\n")
     monkeypatch.setenv("API_KEY", "env-key")
     monkeypatch.setenv("API_MODEL_NAME", "served")

@@ -13,10 +13,14 @@ LLaMA-Factory 0.9.5's rules for combining them:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .groups import GenerateArgs
 
 SAMPLING_ONLY = ("temperature", "top_p", "top_k")
 
@@ -29,9 +33,9 @@ def generation_params() -> dict:
     return {name: param for name, param in all_params().items() if param.group == "generate"}
 
 
-def generation_settings(cfg: Any) -> dict[str, Any]:
-    """The generation arguments of a config, by name."""
-    return {name: getattr(cfg, name) for name in generation_params()}
+def generation_settings(generate: GenerateArgs) -> dict[str, Any]:
+    """The generation arguments of a config (its `generate` group), by name."""
+    return dataclasses.asdict(generate)
 
 
 def resolve_generation(settings: dict[str, Any], overrides: dict[str, Any] | None = None
@@ -72,7 +76,8 @@ def _checked(overrides: dict[str, Any]) -> dict[str, Any]:
     from .values import BadValue, check_value
 
     params = generation_params()
-    problems, checked = [], {}
+    problems: list[str] = []
+    checked: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in params:
             problems.append(f"unknown generation argument {key!r}; use one of {', '.join(params)}.")

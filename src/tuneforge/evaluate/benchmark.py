@@ -20,12 +20,16 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import ConfigError
 from .tasks import CHOICES, Question, Task, load_task
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..config.groups import EvalArgs, ModelArgs
 
 logger = logging.getLogger(__name__)
 
@@ -125,42 +129,53 @@ def save_results(save_dir: str, results: dict, scores: dict[str, Any]) -> None:
         json.dump(scores, file, indent=2, ensure_ascii=False)
 
 
-def eval_problems(cfg: Any) -> list[str]:
+def eval_problems(evaluation: EvalArgs, model: ModelArgs) -> list[str]:
     problems = []
-    if not getattr(cfg, "task", None):
+    if not evaluation.task:
         problems.append("task is not set: name the benchmark and split, e.g. task: mmlu_test")
-    if not getattr(cfg, "model_name_or_path", None):
+    if not model.model_name_or_path:
         problems.append("model_name_or_path is not set; `tuneforge eval` needs the model to score")
-    if getattr(cfg, "save_dir", None) and os.path.exists(cfg.save_dir):
-        problems.append(f"save_dir: {cfg.save_dir!r} already exists; results never overwrite an earlier run, "
-                        "choose a new folder")
-    if getattr(cfg, "batch_size", 4) < 1:
-        problems.append(f"batch_size: {cfg.batch_size} must be at least 1")
-    if getattr(cfg, "n_shot", 5) < 0:
-        problems.append(f"n_shot: {cfg.n_shot} must be 0 or more")
+    if evaluation.save_dir and os.path.exists(evaluation.save_dir):
+        problems.append(f"save_dir: {evaluation.save_dir!r} already exists; results never overwrite an earlier "
+                        "run, choose a new folder")
+    if evaluation.batch_size < 1:
+        problems.append(f"batch_size: {evaluation.batch_size} must be at least 1")
+    if evaluation.n_shot < 0:
+        problems.append(f"n_shot: {evaluation.n_shot} must be 0 or more")
     return problems
 
 
-def run_eval(cfg: Any, *, model: Any = None, tokenizer: Any = None, template: Any = None) -> dict[str, Any]:
-    """Evaluate cfg's model on cfg.task; prints the scores, saves them to save_dir; returns the scores.
-    Tests may hand in a loaded model, tokenizer and template (all three)."""
-    if isinstance(cfg, dict):
-        from ..config import make_config
+def check_eval_config(cfg: Config) -> None:
+    """One ConfigError with every problem of an evaluation config (the shared checks of `validate_config`
+    and the evaluation's own), before any weights load."""
+    from ..validate import validate_config
 
-        cfg = make_config(cfg)
-    problems = eval_problems(cfg)
+    problems = []
+    try:
+        validate_config(cfg, training=False)
+    except ConfigError as error:
+        problems += error.problems
+    problems += eval_problems(cfg.eval, cfg.model)
     if problems:
-        raise ConfigError(problems, getattr(cfg, "source", None))
-    task = load_task(cfg.task_dir, cfg.task)  # data problems show before the weights load
+        raise ConfigError(problems, cfg.source)
+
+
+def run_eval(cfg: Config, *, model: Any = None, tokenizer: Any = None, template: Any = None) -> dict[str, Any]:
+    """Evaluate cfg's model on cfg.eval.task; prints the scores, saves them to save_dir; returns the scores.
+    Tests may hand in a loaded model, tokenizer and template (all three)."""
+    check_eval_config(cfg)
+    evaluation = cfg.eval
+    assert evaluation.task is not None  # check_eval_config refused a config without it
+    task = load_task(evaluation.task_dir, evaluation.task)  # data problems show before the weights load
     if model is None:
         from ..infer.engine import load_for_inference
 
         model, tokenizer, template = load_for_inference(cfg)
-    results, scores = evaluate_task(model, tokenizer, template, task, cfg.lang, cfg.n_shot, cfg.batch_size,
-                                    getattr(cfg, "seed", 42))
+    results, scores = evaluate_task(model, tokenizer, template, task, evaluation.lang, evaluation.n_shot,
+                                    evaluation.batch_size, cfg.train.seed)
     for key, value in scores["subjects"].items():
         logger.info("%s: %.2f", key, value)
     print(score_lines(scores))
-    if getattr(cfg, "save_dir", None):
-        save_results(cfg.save_dir, results, scores)
+    if evaluation.save_dir:
+        save_results(evaluation.save_dir, results, scores)
     return scores

@@ -90,7 +90,7 @@ class _Files:
         path = self.root / relative
         if path.is_file():
             return path.read_text(encoding="utf-8-sig")
-        if relative in self.zip_names:
+        if relative in self.zip_names and self.archive is not None:
             return self.archive.read(self.zip_names[relative]).decode("utf-8-sig")
         return None
 

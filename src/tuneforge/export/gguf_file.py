@@ -106,7 +106,7 @@ def _write_metadata(writer: Any, gguf: Any, config: Any, kind: str, name: str) -
     writer.add_head_count(config.num_attention_heads)
     writer.add_head_count_kv(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     writer.add_rope_dimension_count(head_dim)
-    writer.add_rope_freq_base(float(rope_theta or getattr(config, "rope_theta", 10000.0)))
+    writer.add_rope_freq_base(float(rope_theta or getattr(config, "rope_theta", None) or 10000.0))
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_vocab_size(config.vocab_size)
     file_types = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
@@ -119,13 +119,14 @@ def _write_vocabulary(writer: Any, gguf: Any, tokenizer_dir: str, arch: str, emb
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     added = tokenizer.added_tokens_decoder  # id -> AddedToken
-    tokens, types = [], []
+    tokens: list[str] = []
+    types = []
     for token_id in range(max(len(tokenizer), embedding_rows)):
         if token_id >= len(tokenizer):
             tokens.append(f"[PAD{token_id}]")
             types.append(gguf.TokenType.UNUSED)
             continue
-        tokens.append(tokenizer.convert_ids_to_tokens(token_id))
+        tokens.append(str(tokenizer.convert_ids_to_tokens(token_id)))  # one id in: one token out
         if token_id in added:
             types.append(gguf.TokenType.CONTROL if added[token_id].special else gguf.TokenType.USER_DEFINED)
         else:

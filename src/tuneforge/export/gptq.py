@@ -12,9 +12,12 @@ import importlib.util
 import logging
 import os
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError, UserError
+
+if TYPE_CHECKING:
+    from ..config.groups import ExportArgs, ModelArgs
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +26,16 @@ GPTQ_PACKAGES = ("optimum", "gptqmodel")
 FILE_TYPES = {"json": "json", "jsonl": "json", "csv": "csv", "parquet": "parquet", "txt": "text", "arrow": "arrow"}
 
 
-def gptq_problems(cfg: Any) -> list[str]:
+def gptq_problems(export: ExportArgs, model: ModelArgs) -> list[str]:
     """Why a GPTQ export cannot run as configured (empty: it can)."""
-    bits = getattr(cfg, "export_quantization_bit", None)
+    bits = export.export_quantization_bit
     if bits is None:
         return []
     problems = []
     if bits not in GPTQ_BITS:
         problems.append(f"export_quantization_bit: {bits} is not a GPTQ width; use one of "
                         f"{', '.join(map(str, GPTQ_BITS))}")
-    if getattr(cfg, "adapter_name_or_path", None):
+    if model.adapter_name_or_path:
         problems.append("export_quantization_bit with adapter_name_or_path: merge the adapters first (export "
                         "without export_quantization_bit), then quantize the merged model")
     # A missing export_quantization_dataset is reported by the config checks (config/checks.py).
@@ -78,21 +81,26 @@ def calibration_samples(tokenizer: Any, source: str, nsamples: int, maxlen: int,
     return samples
 
 
-def load_gptq_quantized(cfg: Any, tokenizer: Any, model_path: str) -> Any:
-    """The base model quantized while it loads (GPTQ needs the accelerator: device_map auto)."""
+def load_gptq_quantized(export: ExportArgs, model: ModelArgs, seed: int, tokenizer: Any, model_path: str) -> Any:
+    """The base model quantized while it loads (GPTQ needs the accelerator: device_map auto).
+    `seed` draws the calibration windows."""
     from transformers import AutoModelForCausalLM, GPTQConfig
 
-    problems = gptq_problems(cfg)
+    problems = gptq_problems(export, model)
     if problems:
         raise ConfigError(problems)
-    samples = calibration_samples(tokenizer, cfg.export_quantization_dataset, cfg.export_quantization_nsamples,
-                                  cfg.export_quantization_maxlen, seed=getattr(cfg, "seed", 42),
-                                  cache_dir=getattr(cfg, "cache_dir", None))
-    config = GPTQConfig(bits=cfg.export_quantization_bit, tokenizer=tokenizer, dataset=samples)
-    logger.info("Quantizing to %d bit with GPTQ on %d calibration samples", cfg.export_quantization_bit, len(samples))
+    bits, dataset = export.export_quantization_bit, export.export_quantization_dataset
+    # Both set: run_export quantizes only with export_quantization_bit, which the config checks
+    # (config/checks.py) accept only together with export_quantization_dataset.
+    assert bits is not None and dataset is not None
+    samples = calibration_samples(tokenizer, dataset, export.export_quantization_nsamples,
+                                  export.export_quantization_maxlen, seed=seed, cache_dir=model.cache_dir)
+    # GPTQConfig's annotation names text datasets only; it takes tokenized samples too (as LLaMA-Factory passes).
+    config = GPTQConfig(bits=bits, tokenizer=tokenizer, dataset=samples)  # type: ignore[arg-type]
+    logger.info("Quantizing to %d bit with GPTQ on %d calibration samples", bits, len(samples))
     try:
         return AutoModelForCausalLM.from_pretrained(model_path, quantization_config=config, device_map="auto",
-                                                    trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)))
+                                                    trust_remote_code=model.trust_remote_code)
     except (RuntimeError, ValueError, ImportError) as error:
         raise UserError(f"export_quantization_bit: GPTQ quantization failed ({error}); it needs a CUDA GPU "
                         "with the optimum and gptqmodel packages") from None

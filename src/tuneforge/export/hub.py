@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UserError
+from ..runtime import runtime
+
+if TYPE_CHECKING:
+    from ..config.groups import ExportArgs
 
 logger = logging.getLogger(__name__)
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+def hub_problems(export: ExportArgs) -> list[str]:
+    return _push_problems(export.export_hub_model_id)
 
 
-def hub_problems(cfg: Any) -> list[str]:
-    repo_id = getattr(cfg, "export_hub_model_id", None)
-    if repo_id and _offline():
+def _push_problems(repo_id: str | None) -> list[str]:
+    if repo_id and runtime().hub_offline:
         return [f"export_hub_model_id: pushing to {repo_id!r} needs the network, but HF_HUB_OFFLINE is set; "
                 "unset HF_HUB_OFFLINE, or remove export_hub_model_id and upload export_dir later "
                 "(`hf upload <repo> <export_dir>`)"]
@@ -26,7 +28,7 @@ def hub_problems(cfg: Any) -> list[str]:
 
 def push_to_hub(export_dir: str, repo_id: str, token: str | None = None, api: Any = None) -> str:
     """Create the repository if needed and upload the folder; returns the commit URL."""
-    problems = hub_problems(type("Cfg", (), {"export_hub_model_id": repo_id})())
+    problems = _push_problems(repo_id)
     if problems:
         raise ConfigError(problems)
     if api is None:

@@ -9,16 +9,20 @@ on the accelerator.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..config.groups import ExportArgs, InferArgs
 
 logger = logging.getLogger(__name__)
 
 
-def export_device(cfg: Any) -> str:
+def export_device(export: ExportArgs) -> str:
     """"cuda" for `export_device: auto` on a machine with a GPU; "cpu" otherwise (logged fallback)."""
-    if getattr(cfg, "export_device", "cpu") != "auto":
+    if export.export_device != "auto":
         return "cpu"
     if torch.cuda.is_available():
         return "cuda"
@@ -26,12 +30,11 @@ def export_device(cfg: Any) -> str:
     return "cpu"
 
 
-def output_dtype(cfg: Any, model: Any, device: str) -> torch.dtype:
+def output_dtype(infer: InferArgs, model: Any, device: str) -> torch.dtype:
     """LLaMA-Factory's rule: `infer_dtype` when set, else the checkpoint's dtype, with fp32 turned into bf16
     where the export device computes in bf16 (a GPU with bf16 support); a CPU export keeps fp32."""
-    requested = getattr(cfg, "infer_dtype", "auto") or "auto"
-    if requested != "auto":
-        return getattr(torch, requested)
+    if infer.infer_dtype != "auto":
+        return getattr(torch, infer.infer_dtype)
     dtype = getattr(model.config, "dtype", None) or torch.float32
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -40,23 +43,22 @@ def output_dtype(cfg: Any, model: Any, device: str) -> torch.dtype:
     return dtype
 
 
-def load_merged_model(cfg: Any, tokenizer: Any) -> Any:
+def load_merged_model(cfg: Config, tokenizer: Any) -> Any:
     """The base model with the adapters merged, in eval mode, on the export device, in the output dtype."""
     from ..model.adapters import apply_finetuning
     from ..model.adapters.lora import check_adapters
     from ..model.loader import load_model
 
-    adapters = getattr(cfg, "adapter_name_or_path", None)
     check_adapters(cfg)  # before the base weights load (they load without the adapters here)
     base_cfg = cfg.replace(adapter_name_or_path=None, finetuning_type="lora")
     checkpoint_dtype = _checkpoint_dtype(cfg)
-    model = load_model(base_cfg, tokenizer, is_trainable=False)
-    device = export_device(cfg)
+    model: Any = load_model(base_cfg, tokenizer, is_trainable=False)  # a transformers model (has .config)
+    device = export_device(cfg.export)
     model.to(device)
-    if adapters:
+    if cfg.model.adapter_name_or_path:
         model = apply_finetuning(model, cfg, is_trainable=False)  # merges each adapter in order
     model.config.dtype = checkpoint_dtype  # the loader computed in fp32; remember what the checkpoint held
-    dtype = output_dtype(cfg, model, device)
+    dtype = output_dtype(cfg.infer, model, device)
     model = model.to(dtype)
     model.config.dtype = dtype
     model.config.use_cache = True
@@ -64,12 +66,11 @@ def load_merged_model(cfg: Any, tokenizer: Any) -> Any:
     return model
 
 
-def _checkpoint_dtype(cfg: Any) -> torch.dtype:
+def _checkpoint_dtype(cfg: Config) -> torch.dtype:
     from transformers import AutoConfig
 
     from ..model.loader import resolve_model_path
 
-    config = AutoConfig.from_pretrained(resolve_model_path(cfg), trust_remote_code=bool(
-        getattr(cfg, "trust_remote_code", False)))
+    config = AutoConfig.from_pretrained(resolve_model_path(cfg), trust_remote_code=cfg.model.trust_remote_code)
     dtype = getattr(config, "dtype", None) or torch.float32
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype

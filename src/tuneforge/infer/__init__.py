@@ -1,7 +1,7 @@
 """Inference: the generation engine behind `tuneforge chat` (and later the API, the web UI and evaluation).
 
     from tuneforge.infer import ChatEngine
-    engine = ChatEngine(cfg)      # cfg: a Config or a dict (model_name_or_path, adapter_name_or_path, template...)
+    engine = ChatEngine(cfg)      # cfg: a tuneforge.config.Config (make_config / load_config)
     engine.chat([{"role": "user", "content": "Hi"}], max_new_tokens=32)
 
 Modules: engine (ChatEngine: prompt building, generate, streaming) · generation (the generation

@@ -19,7 +19,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from ..errors import DataError
 from .decoding import DecodingCriterion, RowDecoder
 from ..config.generation import generation_settings, resolve_generation
 from .penalties import PresencePenalty
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +50,13 @@ class Response:
 class ChatEngine:
     """A model ready to answer, with the config's generation arguments as defaults.
 
-    `cfg` is a Config (or a dict of values). Tests and the demo may hand in an already loaded model,
-    tokenizer and template (all three) to skip loading.
+    `cfg` is a resolved Config (make_config / load_config). Tests and the demo may hand in an already
+    loaded model, tokenizer and template (all three) to skip loading.
     """
 
-    def __init__(self, cfg: Any, *, model: Any = None, tokenizer: Any = None, template: Any = None):
-        self.cfg = _as_config(cfg)
-        self.generation = generation_settings(self.cfg)
+    def __init__(self, cfg: Config, *, model: Any = None, tokenizer: Any = None, template: Any = None):
+        self.cfg = cfg
+        self.generation = generation_settings(cfg.generate)
         resolve_generation(self.generation)  # bad generation arguments fail before the weights load
         if model is None or tokenizer is None or template is None:
             model, tokenizer, template = load_for_inference(self.cfg)
@@ -243,35 +246,24 @@ def check_messages(messages: Any) -> None:
                         "add the user message the model should answer")
 
 
-def load_for_inference(cfg: Any) -> tuple[Any, Any, Any]:
+def load_for_inference(cfg: Config) -> tuple[Any, Any, Any]:
     """(model, tokenizer, template) for answering: adapters merged, eval mode, on the GPU when there is one."""
-    from ..data.templates import get_template
-    from ..model.loader import load_model, training_device, with_local_model
+    from ..data.media import attach_media_plugin
+    from ..data.templates import template_for
     from ..data.tokenizer import load_tokenizer
+    from ..model.loader import load_model, training_device, with_local_model
 
     cfg = with_local_model(cfg)  # a ModelScope id is fetched once; tokenizer and model load from disk
     tokenizer = load_tokenizer(cfg)
-    template = get_template(getattr(cfg, "template", None), tokenizer, tool_format=getattr(cfg, "tool_format", None),
-                            default_system=getattr(cfg, "default_system", None),
-                            enable_thinking=getattr(cfg, "enable_thinking", True))
+    template = template_for(tokenizer, cfg.data)
     model = load_model(cfg, tokenizer, is_trainable=False)
-    dtype = INFER_DTYPES.get(getattr(cfg, "infer_dtype", "auto") or "auto")
+    dtype = INFER_DTYPES[cfg.infer.infer_dtype]
     if dtype is not None:
         model.to(dtype)
     device = training_device(cfg)
     if device != "cpu":
         model.to(device)
-    from ..data.media import attach_media_plugin
-
     if getattr(template, "media", None):  # a vision-language template: images in requests need its plugin
         attach_media_plugin(template, cfg, tokenizer)
     logger.info("Chat model ready on %s", device)
     return model, tokenizer, template
-
-
-def _as_config(cfg: Any) -> Any:
-    if isinstance(cfg, dict):
-        from ..config import make_config
-
-        return make_config(cfg)
-    return cfg

@@ -13,13 +13,16 @@ Texts are tokenized as they are (no chat template, no special tokens added), rig
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import ConfigError
-
 from ..model.value_head import VALUE_HEAD_BIN, VALUE_HEAD_FILE
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..config.groups import MethodArgs
 
 VALUE_HEAD_FILES = (VALUE_HEAD_FILE, VALUE_HEAD_BIN)
 NEEDS_REWARD_MODEL = "needs a reward model (stage rm output)"
@@ -41,17 +44,15 @@ def find_value_head(directories: list[str]) -> tuple[torch.Tensor, torch.Tensor]
     return None
 
 
-def is_reward_model(cfg: Any) -> bool:
+def is_reward_model(method: MethodArgs) -> bool:
     """Whether the config asks to serve scores rather than chat: `stage: rm`. (LLaMA-Factory serves scores
     for every stage but sft; a DPO / KTO / PPO output is a chat model, so here those chat.)"""
-    return getattr(cfg, "stage", "sft") == "rm"
+    return method.stage == "rm"
 
 
 class RewardScorer:
-    def __init__(self, cfg: Any, *, model: Any = None, tokenizer: Any = None, value_head: Any = None):
-        from .engine import _as_config
-
-        self.cfg = _as_config(cfg)
+    def __init__(self, cfg: Config, *, model: Any = None, tokenizer: Any = None, value_head: Any = None):
+        self.cfg = cfg
         if model is None or tokenizer is None:
             model, tokenizer, value_head = load_reward_model(self.cfg)
         self.model, self.tokenizer = model, tokenizer
@@ -82,28 +83,27 @@ class RewardScorer:
         return values[:, 0].float().tolist()
 
 
-def load_reward_model(cfg: Any) -> tuple[Any, Any, Any]:
+def load_reward_model(cfg: Config) -> tuple[Any, Any, Any]:
     """(model, tokenizer, value head or None) for scoring; ConfigError when cfg names no reward model."""
     from transformers import AutoConfig
 
     from ..data.tokenizer import load_tokenizer
-    from ..model.loader import load_model, with_local_model
+    from ..model.loader import load_model, resolve_model_path, with_local_model
 
     cfg = with_local_model(cfg)
-    config = AutoConfig.from_pretrained(cfg.model_name_or_path,
-                                        trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)))
+    model_path = resolve_model_path(cfg)  # the directory with_local_model settled on
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.model.trust_remote_code)
     tokenizer = load_tokenizer(cfg)
     if any(name.endswith("ForSequenceClassification") for name in (config.architectures or ())):
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.model_name_or_path).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
         if getattr(model.config, "num_labels", 1) != 1:
-            raise ConfigError(f"model_name_or_path: {cfg.model_name_or_path} classifies into "
+            raise ConfigError(f"model_name_or_path: {model_path} classifies into "
                               f"{model.config.num_labels} labels; scoring {NEEDS_REWARD_MODEL} with one output")
         return model, tokenizer, None
-    adapters = getattr(cfg, "adapter_name_or_path", None) or []
-    adapters = [adapters] if isinstance(adapters, str) else list(adapters)
-    places = [*adapters[-1:], cfg.model_name_or_path]
+    adapters = cfg.model.adapter_name_or_path or []
+    places = [*adapters[-1:], model_path]
     value_head = find_value_head(places)
     if value_head is None:
         raise ConfigError(f"scores: {NEEDS_REWARD_MODEL}: no {' or '.join(VALUE_HEAD_FILES)} in "

@@ -6,6 +6,6 @@ JSON) · server (environment settings, uvicorn).
 """
 
 from .app import create_app
-from .server import api_settings, build_app, run_api
+from .server import ApiSettings, api_settings, build_app, run_api
 
-__all__ = ["api_settings", "build_app", "create_app", "run_api"]
+__all__ = ["ApiSettings", "api_settings", "build_app", "create_app", "run_api"]

@@ -1,11 +1,12 @@
 """The FastAPI application: OpenAI's chat completions (plain and SSE streams), models, and reward scores.
 
-    app = create_app(engine, model_name="tiny", api_key="secret", max_concurrent=4)
+    app = create_app(engine, settings=api_settings())   # model name, API key, MAX_CONCURRENT, media access
 
 `engine` is an infer engine (ChatEngine or a vLLM / SGLang one) for chat, `scorer` a RewardScorer for
 /v1/score/evaluation; a server has one or the other, as in LLaMA-Factory (stage rm serves scores).
 Requests run through a Batcher; at most `max_concurrent` requests are admitted at once (the rest wait in
-line), and those admitted are batched into shared generate calls.
+line), and those admitted are batched into shared generate calls. `settings` come from the server's
+environment (serve/server.py, `api_settings`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,13 +30,16 @@ from .errors import APIError, error_body, validation_message
 from .messages import convert_request
 from .protocol import ChatCompletionRequest, ScoreEvaluationRequest
 
+if TYPE_CHECKING:
+    from .server import ApiSettings
+
 logger = logging.getLogger(__name__)
 MAX_STOP_WORDS = 4  # OpenAI's limit
 ROUTES = "GET /v1/models, POST /v1/chat/completions, POST /v1/score/evaluation"
 
 
-def create_app(engine: Any = None, scorer: Any = None, *, model_name: str = "gpt-3.5-turbo",
-               api_key: str | None = None, max_concurrent: int = 4) -> FastAPI:
+def create_app(engine: Any = None, scorer: Any = None, *, settings: ApiSettings) -> FastAPI:
+    model_name, api_key, max_concurrent = settings.model_name, settings.api_key, settings.max_concurrent
     app = FastAPI(title="tuneforge OpenAI-compatible API")
     app.state.batcher = Batcher(engine, max_batch_rows=max(max_concurrent, 1)) if engine is not None else None
     app.state.admitted = asyncio.Semaphore(max(max_concurrent, 1))
@@ -69,7 +73,7 @@ def create_app(engine: Any = None, scorer: Any = None, *, model_name: str = "gpt
         if engine is None:
             raise APIError(405, "this server serves a reward model: use POST /v1/score/evaluation, or serve a "
                            "chat model (any stage but rm) for chat completions")
-        prepared = await run_in_threadpool(_prepare, engine, request, app.state.batcher.max_batch_rows)
+        prepared = await run_in_threadpool(_prepare, engine, request, app.state.batcher.max_batch_rows, settings)
         if request.stream:
             from sse_starlette import EventSourceResponse
 
@@ -97,7 +101,8 @@ def create_app(engine: Any = None, scorer: Any = None, *, model_name: str = "gpt
 
 # ---- chat completions ------------------------------------------------------------------------------------
 
-def _prepare(engine: Any, request: ChatCompletionRequest, max_rows: int) -> tuple[Job, str | None]:
+def _prepare(engine: Any, request: ChatCompletionRequest, max_rows: int, settings: ApiSettings
+             ) -> tuple[Job, str | None]:
     """Everything that can be wrong with a request, found before generation: (the job, its tools JSON)."""
     from ..config.generation import resolve_generation
 
@@ -110,7 +115,7 @@ def _prepare(engine: Any, request: ChatCompletionRequest, max_rows: int) -> tupl
     stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     if len(stop) > MAX_STOP_WORDS or not all(stop):
         raise APIError(400, f"stop: give up to {MAX_STOP_WORDS} non-empty strings", "stop")
-    messages, system, tools, images = convert_request(request)
+    messages, system, tools, images = convert_request(request, settings)
     overrides = dict(do_sample=request.do_sample, temperature=request.temperature, top_p=request.top_p,
                      max_new_tokens=request.max_completion_tokens or request.max_tokens)
     resolve_generation(engine.generation, overrides)  # ConfigError (-> 400) names a bad value
@@ -155,8 +160,11 @@ async def _stream(app: FastAPI, engine: Any, request: ChatCompletionRequest, job
                                                                  "finish_reason": finish_reason,
                                                                  "logprobs": None}]}, ensure_ascii=False)
 
+    def forward_piece(index: int, text: str) -> None:  # from the generating thread into this loop
+        loop.call_soon_threadsafe(events.put_nowait, (index, text))
+
     if not tools:
-        job.on_piece = lambda index, text: loop.call_soon_threadsafe(events.put_nowait, (index, text))
+        job.on_piece = forward_piece
     async with app.state.admitted:
         future = app.state.batcher.submit(job)
         future.add_done_callback(lambda _future: loop.call_soon_threadsafe(events.put_nowait, None))

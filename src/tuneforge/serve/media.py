@@ -3,6 +3,7 @@
 Local files are read only from inside SAFE_MEDIA_PATH (default: the directory the server started in),
 and http(s) URLs only from public addresses, so a request cannot make the server read its own secrets or
 probe its private network (LLaMA-Factory's LFI / SSRF rules). ALLOW_LOCAL_FILES=0 refuses local files.
+Both are read once with the other server settings (server.py, `api_settings`).
 """
 
 from __future__ import annotations
@@ -15,21 +16,24 @@ import os
 import re
 import socket
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from .errors import APIError
+
+if TYPE_CHECKING:
+    from .server import ApiSettings
 
 DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,(.*)$", re.DOTALL)
 FETCH_TIMEOUT_S = 10
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
 
-def load_request_image(url: str, param: str) -> Any:
+def load_request_image(url: str, param: str, settings: ApiSettings) -> Any:
     """The image a request's `image_url.url` names, opened with PIL (APIError 400/403 when it cannot be)."""
     from PIL import Image
 
-    data = _image_bytes(url, param)
+    data = _image_bytes(url, param, settings)
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
@@ -38,7 +42,7 @@ def load_request_image(url: str, param: str) -> Any:
     return image
 
 
-def _image_bytes(url: str, param: str) -> bytes:
+def _image_bytes(url: str, param: str, settings: ApiSettings) -> bytes:
     match = DATA_URL.match(url)
     if match:
         try:
@@ -51,14 +55,14 @@ def _image_bytes(url: str, param: str) -> bytes:
     if parsed.scheme in ("http", "https"):
         return _fetch(url, parsed, param)
     path = unquote(parsed.path) if parsed.scheme == "file" else url
-    return _read_local(path, param)
+    return _read_local(path, param, settings)
 
 
-def _read_local(path: str, param: str) -> bytes:
-    if os.environ.get("ALLOW_LOCAL_FILES", "1").lower() in ("0", "false", "no"):
+def _read_local(path: str, param: str, settings: ApiSettings) -> bytes:
+    if not settings.allow_local_files:
         raise APIError(403, f"{param}: local image files are disabled on this server (ALLOW_LOCAL_FILES=0); "
                        "send the image as a base64 data URL", param)
-    safe_root = os.path.realpath(os.environ.get("SAFE_MEDIA_PATH") or os.getcwd())
+    safe_root = settings.safe_media_path
     real = os.path.realpath(path)
     if os.path.commonpath([real, safe_root]) != safe_root:
         raise APIError(403, f"{param}: {path!r} is outside the directory this server reads images from "

@@ -10,16 +10,21 @@ The engine then checks that turns alternate as the template needs (DataError -> 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import APIError
 from .media import load_request_image
 from .protocol import ChatCompletionRequest, ChatMessage
 
+if TYPE_CHECKING:
+    from .server import ApiSettings
+
 ROLES = {"user": "user", "assistant": "assistant", "tool": "observation", "function": "observation"}
 
 
-def convert_request(request: ChatCompletionRequest) -> tuple[list[dict], str | None, str | None, list]:
+def convert_request(request: ChatCompletionRequest, settings: ApiSettings
+                    ) -> tuple[list[dict], str | None, str | None, list]:
+    """`settings`: the server's, which say where request images may be read from."""
     from ..data.checks import PLACEHOLDERS
 
     placeholder = PLACEHOLDERS["images"]
@@ -46,7 +51,7 @@ def convert_request(request: ChatCompletionRequest) -> tuple[list[dict], str | N
                                    part_param)
                 else:
                     text += placeholder
-                    images.append(load_request_image(part.image_url.url, f"{part_param}.image_url"))
+                    images.append(load_request_image(part.image_url.url, f"{part_param}.image_url", settings))
         elif message.content is None:
             raise APIError(400, f"{param}: a {message.role} message needs content", param)
         else:

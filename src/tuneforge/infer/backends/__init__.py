@@ -10,15 +10,19 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
+
+if TYPE_CHECKING:
+    from ...config import Config
+    from ..engine import ChatEngine
 
 EXTERNAL = {"vllm": "vllm", "sglang": "sglang"}  # backend -> the package it needs
 
 
-def check_backend(cfg: Any) -> None:
-    backend = getattr(cfg, "infer_backend", "huggingface") or "huggingface"
+def check_backend(cfg: Config) -> None:
+    backend = cfg.infer.infer_backend
     package = EXTERNAL.get(backend)
     if package is not None and not _installed(package):
         raise ConfigError(f"infer_backend: {backend} needs the `{package}` package, which is not installed "
@@ -33,13 +37,10 @@ def _installed(package: str) -> bool:
         return True
 
 
-def create_engine(cfg: Any) -> Any:
-    """The engine for cfg.infer_backend (the model loads here)."""
-    from ..engine import _as_config
-
-    cfg = _as_config(cfg)
+def create_engine(cfg: Config) -> ChatEngine:
+    """The engine for cfg.infer.infer_backend (the model loads here)."""
     check_backend(cfg)
-    backend = getattr(cfg, "infer_backend", "huggingface") or "huggingface"
+    backend = cfg.infer.infer_backend
     if backend == "vllm":
         from .vllm_backend import VllmEngine
 

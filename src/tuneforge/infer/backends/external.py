@@ -10,34 +10,33 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ...config.generation import generation_settings, resolve_generation
 from ...errors import ConfigError
 from ..engine import ChatEngine, Response
-from ...config.generation import generation_settings, resolve_generation
+
+if TYPE_CHECKING:
+    from ...config import Config
 
 
 class ExternalEngine(ChatEngine):
     backend = ""
 
-    def __init__(self, cfg: Any):
-        from ...data.templates import get_template
+    def __init__(self, cfg: Config):
+        from ...data.templates import template_for
         from ...data.tokenizer import load_tokenizer
         from ...model.loader import with_local_model
 
         self.cfg = with_local_model(cfg)
-        self.generation = generation_settings(self.cfg)
+        self.generation = generation_settings(self.cfg.generate)
         resolve_generation(self.generation)
-        adapters = getattr(self.cfg, "adapter_name_or_path", None) or []
-        self.adapters = [adapters] if isinstance(adapters, str) else list(adapters)
+        self.adapters = list(self.cfg.model.adapter_name_or_path or [])
         if len(self.adapters) > 1:
             raise ConfigError(f"adapter_name_or_path: infer_backend {self.backend} serves one LoRA adapter, got "
                               f"{len(self.adapters)}; merge them first (`tuneforge export`) or use huggingface")
         self.tokenizer = load_tokenizer(self.cfg)
-        self.template = get_template(getattr(self.cfg, "template", None), self.tokenizer,
-                                     tool_format=getattr(self.cfg, "tool_format", None),
-                                     default_system=getattr(self.cfg, "default_system", None),
-                                     enable_thinking=getattr(self.cfg, "enable_thinking", True))
+        self.template = template_for(self.tokenizer, self.cfg.data)
         self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
         self.model = None
         self._lock = threading.Lock()

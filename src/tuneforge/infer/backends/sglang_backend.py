@@ -23,17 +23,17 @@ class SglangEngine(ExternalEngine):
         import sglang
         import torch
 
-        cfg = self.cfg
-        server_args = dict(
-            model_path=cfg.model_name_or_path, trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)),
-            dtype=getattr(cfg, "infer_dtype", "auto"), context_length=cfg.sglang_maxlen,
-            mem_fraction_static=cfg.sglang_mem_fraction,
-            tp_size=cfg.sglang_tp_size if cfg.sglang_tp_size > 0 else max(torch.cuda.device_count(), 1),
+        model, infer = self.cfg.model, self.cfg.infer
+        server_args: dict[str, Any] = dict(
+            model_path=model.model_name_or_path, trust_remote_code=model.trust_remote_code,
+            dtype=infer.infer_dtype, context_length=infer.sglang_maxlen,
+            mem_fraction_static=infer.sglang_mem_fraction,
+            tp_size=infer.sglang_tp_size if infer.sglang_tp_size > 0 else max(torch.cuda.device_count(), 1),
             log_level="error",
         )
         if self.adapters:
-            server_args.update(lora_paths=[self.adapters[0]], lora_backend=cfg.sglang_lora_backend)
-        server_args.update(cfg.sglang_config or {})
+            server_args.update(lora_paths=[self.adapters[0]], lora_backend=infer.sglang_lora_backend)
+        server_args.update(infer.sglang_config or {})
         self.sgl = sglang.Engine(**server_args)
 
     def _run(self, prompts: list[list[int]], images: Any, sampling: dict[str, Any],

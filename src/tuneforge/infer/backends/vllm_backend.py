@@ -22,15 +22,15 @@ class VllmEngine(ExternalEngine):
         import torch
         from vllm import LLM
 
-        cfg = self.cfg
-        engine_args = dict(
-            model=cfg.model_name_or_path, trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)),
-            dtype=getattr(cfg, "infer_dtype", "auto"), max_model_len=cfg.vllm_maxlen,
-            gpu_memory_utilization=cfg.vllm_gpu_util, enforce_eager=cfg.vllm_enforce_eager,
+        model, infer = self.cfg.model, self.cfg.infer
+        engine_args: dict[str, Any] = dict(
+            model=model.model_name_or_path, trust_remote_code=model.trust_remote_code,
+            dtype=infer.infer_dtype, max_model_len=infer.vllm_maxlen,
+            gpu_memory_utilization=infer.vllm_gpu_util, enforce_eager=infer.vllm_enforce_eager,
             tensor_parallel_size=max(torch.cuda.device_count(), 1),
-            enable_lora=bool(self.adapters), max_lora_rank=cfg.vllm_max_lora_rank,
+            enable_lora=bool(self.adapters), max_lora_rank=infer.vllm_max_lora_rank,
         )
-        engine_args.update(cfg.vllm_config or {})
+        engine_args.update(infer.vllm_config or {})
         self.llm = LLM(**engine_args)
         self.lora_request = None
         if self.adapters:
