@@ -31,7 +31,7 @@ def run_chat(cfg: Config, message: str | None = None, stdin: TextIO | None = Non
     """What `tuneforge chat` does with a config: one answer (--message or piped stdin) or a session."""
     from .validate import validate_config
 
-    validate_config(cfg, training=False)  # a misspelled template is reported before anything loads
+    validate_config(cfg)  # a misspelled template is reported before anything loads
     stdin = stdin if stdin is not None else sys.stdin
     stdout = stdout if stdout is not None else sys.stdout
     if message is None and not stdin.isatty():

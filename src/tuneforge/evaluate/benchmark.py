@@ -152,7 +152,7 @@ def check_eval_config(cfg: Config) -> None:
 
     problems = []
     try:
-        validate_config(cfg, training=False)
+        validate_config(cfg)
     except ConfigError as error:
         problems += error.problems
     problems += eval_problems(cfg.eval, cfg.model)

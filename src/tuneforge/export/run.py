@@ -47,7 +47,7 @@ def check_export_config(cfg: Config) -> None:
 
     problems = []
     try:
-        validate_config(cfg, training=False)
+        validate_config(cfg)
     except ConfigError as error:
         problems += error.problems
     problems += export_problems(cfg.model, cfg.export)

@@ -84,7 +84,7 @@ def run_api(cfg: Config) -> int:
     from ..validate import validate_config
 
     settings = api_settings()
-    validate_config(cfg, training=False)
+    validate_config(cfg)
     check_backend(cfg)
     app = build_app(cfg, settings)
     shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
