@@ -65,6 +65,12 @@ class Config:
     eval: EvalArgs
     export: ExportArgs
     infer: InferArgs
+    # Where the values came from (a file name, or None for a dict) and the keys the user set.
+    source: str | None
+    explicit: dict[str, Any]
+    _values: dict[str, Any]
+    _training_args: Seq2SeqTrainingArguments | None
+    _build_training_args: Callable[[], Seq2SeqTrainingArguments] | None
 
     def __init__(
         self,

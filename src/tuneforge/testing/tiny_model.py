@@ -120,7 +120,7 @@ def tiny_dataset(tokenizer, stage: str = "sft", pairs=None):
 
     from tuneforge.data.pipeline import DatasetModule
 
-    rows = {"input_ids": [], "attention_mask": [], "labels": []}
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
     for question, answer in pairs or TINY_QA:
         if stage == "pt":
             ids = tokenizer(f"{question} {answer}")["input_ids"] + [tokenizer.eos_token_id]
