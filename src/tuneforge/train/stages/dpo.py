@@ -110,7 +110,7 @@ class DPOTrainer(PreferenceTrainer):
 
 def run_dpo(cfg: Config) -> dict[str, float]:
     cfg, args, resume_from = prepare_run(cfg)
-    with RunDirectory(cfg, args.output_dir, resume_from, training=args.do_train):
+    with RunDirectory(cfg, cfg.train.output_dir, resume_from, training=args.do_train):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="dpo")
         model: Any = load_model(cfg, tokenizer, is_trainable=args.do_train)

@@ -72,7 +72,7 @@ class RewardTrainer(PreferenceTrainer):
 
 def run_rm(cfg: Config) -> dict[str, float]:
     cfg, args, resume_from = prepare_run(cfg)
-    with RunDirectory(cfg, args.output_dir, resume_from, training=args.do_train):
+    with RunDirectory(cfg, cfg.train.output_dir, resume_from, training=args.do_train):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="rm")
         model: Any = load_value_head_model(cfg, tokenizer, is_trainable=args.do_train)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def run_sft(cfg: Config) -> dict[str, float]:
     cfg, args, resume_from = prepare_run(cfg)
-    with RunDirectory(cfg, args.output_dir, resume_from, training=args.do_train):
+    with RunDirectory(cfg, cfg.train.output_dir, resume_from, training=args.do_train):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="sft")
         model: Any = load_model(cfg, tokenizer, is_trainable=args.do_train)
