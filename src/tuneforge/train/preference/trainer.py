@@ -86,6 +86,7 @@ class PreferenceTrainer(TuneforgeTrainer):
         when the recipe's reference model and run config are in place."""
         if not hasattr(self, "_row_packer"):
             assert self.model is not None, "the trainer holds its model from __init__ on"
+            assert self.run_config is not None, "build_trainer sets the run's config"
             others = () if self.ref_model is None else (self.ref_model,)
             self._row_packer = row_packer(self.model, self.args, self.run_config,
                                           self.score_rows, lm_head=self.SCORES_LOGITS,
