@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import tuneforge.train.stages.ppo.recipe as recipe
 from tuneforge.config import make_config
 from tuneforge.errors import ConfigError, UserError
+from tuneforge.runtime import runtime
 from tuneforge.train import run_train
 from tuneforge.model.value_head import ValueHead
 from tuneforge.train.stages.ppo.policy import VALUE_HEAD_FILE, save_value_head, saved_value_head
@@ -265,8 +266,10 @@ def test_ppo_settings_that_cannot_run_are_refused(tiny_llama_dir, data_dir, tmp_
         run_with_rule_reward(monkeypatch, cfg, tiny_llama_dir)
     with monkeypatch.context() as patch:
         patch.setenv("WORLD_SIZE", "2")
+        runtime.cache_clear()  # the runs above read the process facts already (tuneforge.runtime)
         with pytest.raises(ConfigError, match="stage ppo trains in one process"):
             run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path))
+    runtime.cache_clear()
     with pytest.raises(ConfigError, match="16 usable prompts but one PPO step takes 20"):
         run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path / "small", ppo_buffer_size=5, reward_model_type="api",
                              reward_model="http://127.0.0.1:9/score"))

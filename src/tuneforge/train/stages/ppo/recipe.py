@@ -89,7 +89,7 @@ def run_ppo(cfg: Config) -> dict[str, float]:
         scheduler = get_scheduler(args.lr_scheduler_type, optimizer,
                                   num_warmup_steps=args.get_warmup_steps(settings.max_steps),
                                   num_training_steps=settings.max_steps,
-                                  scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
+                                  scheduler_specific_kwargs=_scheduler_kwargs(args.lr_scheduler_kwargs))
         generation, _ = resolve_generation(dataclasses.asdict(cfg.generate))
         stop_ids = template.get_stop_token_ids(tokenizer) if template is not None else [tokenizer.eos_token_id]
         generation.update(eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, use_cache=True)
@@ -157,6 +157,11 @@ def save_policy(policy: Any, value_head: ValueHead, tokenizer: Any, output_dir: 
         policy.save_pretrained(output_dir)
     save_value_head(value_head, output_dir)
     save_tokenizer_with_chat_template(tokenizer, output_dir)
+
+
+def _scheduler_kwargs(kwargs: dict[str, Any] | str | None) -> dict[str, Any]:
+    """lr_scheduler_kwargs as a dict (transformers types it dict or JSON text; it parses the text itself)."""
+    return json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs or {})
 
 
 def _write_results(output_dir: str, metrics: dict[str, float]) -> None:
