@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from test_train_recipes import run_recipe
+from test_train_recipes import DEMO_DATA, run_recipe
 from tuneforge.errors import ConfigError
 from tuneforge.testing.tiny_model import tiny_config
 from tuneforge.train import run_train
@@ -179,4 +179,4 @@ def test_run_train_rejects_stages_without_a_recipe(tiny_llama_dir, tmp_path, mon
     monkeypatch.setattr(train, "RECIPES", {k: v for k, v in train.RECIPES.items() if k != "kto"})
     with pytest.raises(ConfigError, match="stage: kto training is not implemented yet; available stages: pt, sft, "
                                           "rm, dpo, ppo$"):
-        run_train(_cfg(tiny_llama_dir, tmp_path, stage="kto"))
+        run_train(_cfg(tiny_llama_dir, tmp_path, stage="kto", dataset="demo_alpaca", dataset_dir=str(DEMO_DATA)))

@@ -3,6 +3,7 @@ parameters change, the run directory is complete, and what is saved reloads with
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,8 @@ METHODS = {
     "lora": ({}, 1e-2),
 }
 STEPS = 30
+# The bundled demo data: a dataset that exists, for the tests that must pass the data checks of run_train.
+DEMO_DATA = Path(__file__).resolve().parents[2] / "src" / "tuneforge" / "demo" / "data"
 
 
 def _toy_tokenizer_and_template(cfg):
@@ -206,4 +209,5 @@ def test_oft_is_refused_before_anything_loads(tmp_path):
 
     with pytest.raises(ConfigError, match=r"^not implemented yet: finetuning_type: oft; use lora, freeze or full$"):
         run_train({"model_name_or_path": str(tmp_path / "absent"), "finetuning_type": "oft", "stage": "sft",
-                   "dataset": "x", "output_dir": str(tmp_path / "out"), "do_train": True})
+                   "dataset": "demo_alpaca", "dataset_dir": str(DEMO_DATA), "output_dir": str(tmp_path / "out"),
+                   "do_train": True})
