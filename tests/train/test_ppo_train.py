@@ -15,20 +15,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import tuneforge.train.stages.ppo.recipe as recipe
 from tuneforge.config import make_config
 from tuneforge.errors import ConfigError, UserError
-from tuneforge.testing.tiny_model import build_tiny_model
+from tuneforge.runtime import runtime
 from tuneforge.train import run_train
 from tuneforge.model.value_head import ValueHead
-from tuneforge.train.stages.ppo.policy import VALUE_HEAD_FILE, load_value_head, save_value_head
+from tuneforge.train.stages.ppo.policy import VALUE_HEAD_FILE, save_value_head, saved_value_head
 from tuneforge.train.stages.ppo.rewards import AdapterReward, ApiReward, ModelReward, check_reward_settings
 
 RESPONSE_TOKENS = 8
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama_ppo")
-    build_tiny_model(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +74,13 @@ def run_with_rule_reward(monkeypatch, cfg, model_dir):
     monkeypatch.setattr(recipe, "load_model", counting_load)
     monkeypatch.setattr("tuneforge.model.loader.load_model", counting_load)  # the reference loads through it
     metrics = run_train(cfg)
-    records = [json.loads(line) for line in open(f"{cfg.output_dir}/trainer_log.jsonl")]
+    records = [json.loads(line) for line in open(f"{cfg.train.output_dir}/trainer_log.jsonl")]
     return metrics, records, loaded
 
 
-def test_lora_ppo_raises_the_reward_with_the_base_model_as_reference(model_dir, data_dir, tmp_path, monkeypatch):
-    cfg = ppo_config(model_dir, data_dir, tmp_path)
-    metrics, records, loaded = run_with_rule_reward(monkeypatch, cfg, model_dir)
+def test_lora_ppo_raises_the_reward_with_the_base_model_as_reference(tiny_llama_dir, data_dir, tmp_path, monkeypatch):
+    cfg = ppo_config(tiny_llama_dir, data_dir, tmp_path)
+    metrics, records, loaded = run_with_rule_reward(monkeypatch, cfg, tiny_llama_dir)
 
     rewards = [record["reward"] for record in records]
     assert len(rewards) == 16
@@ -112,14 +105,14 @@ def test_lora_ppo_raises_the_reward_with_the_base_model_as_reference(model_dir, 
     assert "chat_template" in json.loads((tmp_path / "tokenizer_config.json").read_text())
 
 
-def test_full_ppo_keeps_a_frozen_reference_model(model_dir, data_dir, tmp_path, monkeypatch):
-    cfg = ppo_config(model_dir, data_dir, tmp_path, finetuning_type="full", ppo_buffer_size=1, max_steps=2,
+def test_full_ppo_keeps_a_frozen_reference_model(tiny_llama_dir, data_dir, tmp_path, monkeypatch):
+    cfg = ppo_config(tiny_llama_dir, data_dir, tmp_path, finetuning_type="full", ppo_buffer_size=1, max_steps=2,
                      learning_rate=1e-3, save_steps=1)
-    _, records, loaded = run_with_rule_reward(monkeypatch, cfg, model_dir)
+    _, records, loaded = run_with_rule_reward(monkeypatch, cfg, tiny_llama_dir)
     assert [trainable for _, trainable in loaded] == [True, False]
     policy, reference = loaded[0][0], loaded[1][0]
     assert not any(param.requires_grad for param in reference.parameters())
-    original = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    original = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     name = "model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(dict(reference.named_parameters())[name], dict(original.named_parameters())[name])
     assert not torch.equal(dict(policy.named_parameters())[name], dict(original.named_parameters())[name])
@@ -129,16 +122,16 @@ def test_full_ppo_keeps_a_frozen_reference_model(model_dir, data_dir, tmp_path, 
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_a_resumed_run_continues_the_same_trajectory(model_dir, data_dir, tmp_path, monkeypatch, method):
+def test_a_resumed_run_continues_the_same_trajectory(tiny_llama_dir, data_dir, tmp_path, monkeypatch, method):
     settings = dict(finetuning_type=method, ppo_buffer_size=1, max_steps=4, save_steps=2,
                     learning_rate=5e-3 if method == "lora" else 1e-3)
-    _, whole, _ = run_with_rule_reward(monkeypatch, ppo_config(model_dir, data_dir, tmp_path / "whole", **settings),
-                                       model_dir)
+    _, whole, _ = run_with_rule_reward(monkeypatch, ppo_config(tiny_llama_dir, data_dir, tmp_path / "whole",
+                                                               **settings), tiny_llama_dir)
     checkpoint = tmp_path / "whole" / "checkpoint-2"
     assert (checkpoint / "ppo_state.pt").is_file() and (checkpoint / "trainer_state.json").is_file()
-    _, resumed, _ = run_with_rule_reward(monkeypatch, ppo_config(model_dir, data_dir, tmp_path / "resumed",
+    _, resumed, _ = run_with_rule_reward(monkeypatch, ppo_config(tiny_llama_dir, data_dir, tmp_path / "resumed",
                                                                  resume_from_checkpoint=str(checkpoint), **settings),
-                                         model_dir)
+                                         tiny_llama_dir)
     assert [record["step"] for record in resumed] == [3, 4]
     for key in ("loss", "reward", "kl", "kl_coef"):
         assert [record[key] for record in resumed] == pytest.approx([record[key] for record in whole[2:]],
@@ -155,28 +148,28 @@ def _manual_scores(model, head, sequences):
     return scores
 
 
-def test_a_reward_model_scores_with_its_value_head_at_the_last_token(model_dir, tmp_path):
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+def test_a_reward_model_scores_with_its_value_head_at_the_last_token(tiny_llama_dir, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
     head = ValueHead(64, dropout=0.0)
     save_value_head(head, str(tmp_path))
-    loaded_head = load_value_head(str(tmp_path), model)
+    loaded_head = saved_value_head(str(tmp_path), model)
     assert torch.equal(loaded_head.summary.weight, head.summary.weight)
     sequences = [[5, 6, 7, 8, 9], [5, 6]]  # different lengths: right padding must not move the last token
     scores = ModelReward(model, loaded_head, pad_id=0).score(sequences, [2, 1])
     assert scores.tolist() == pytest.approx(_manual_scores(model, head, sequences), abs=1e-5)
 
 
-def test_a_stage_rm_output_is_a_full_reward_model_for_ppo(model_dir, tmp_path):
+def test_a_stage_rm_output_is_a_full_reward_model_for_ppo(tiny_llama_dir, tmp_path):
     from tuneforge.model.value_head import ValueHeadModel
     from tuneforge.train.stages.ppo.rewards import build_reward_source
 
     torch.manual_seed(0)
-    reward_model = ValueHeadModel(AutoModelForCausalLM.from_pretrained(str(model_dir)), dropout=0.0).eval()
+    reward_model = ValueHeadModel(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)), dropout=0.0).eval()
     reward_model.save_pretrained(str(tmp_path / "rm"))  # what stage rm writes (full): weights + value head
-    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(tmp_path / "rm"))
-    cfg = make_config(dict(model_name_or_path=str(model_dir), stage="ppo", reward_model=str(tmp_path / "rm"),
+    AutoTokenizer.from_pretrained(str(tiny_llama_dir)).save_pretrained(str(tmp_path / "rm"))
+    cfg = make_config(dict(model_name_or_path=str(tiny_llama_dir), stage="ppo", reward_model=str(tmp_path / "rm"),
                            reward_model_type="full", finetuning_type="lora"))
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
     source = build_reward_source(cfg, policy=None, tokenizer=tokenizer)
     sequences = [[5, 6, 7, 8, 9], [5, 6]]
     expected = reward_model.score(torch.tensor([[5, 6, 7, 8, 9], [5, 6, 0, 0, 0]]),
@@ -185,15 +178,15 @@ def test_a_stage_rm_output_is_a_full_reward_model_for_ppo(model_dir, tmp_path):
     assert not any(param.requires_grad for param in source.model.parameters())
 
 
-def test_a_reward_adapter_scores_on_the_policy_base_and_hands_the_policy_back(model_dir, tmp_path):
+def test_a_reward_adapter_scores_on_the_policy_base_and_hands_the_policy_back(tiny_llama_dir, tmp_path):
     torch.manual_seed(0)
-    reward_model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(model_dir)),
+    reward_model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)),
                                   LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     reward_model.save_pretrained(str(tmp_path / "rm"))
     head = ValueHead(64, dropout=0.0)
     save_value_head(head, str(tmp_path / "rm"))
 
-    policy = get_peft_model(AutoModelForCausalLM.from_pretrained(str(model_dir)),
+    policy = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)),
                             LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     trainable_before = {name for name, param in policy.named_parameters() if param.requires_grad}
     source = AdapterReward(policy, str(tmp_path / "rm"), pad_id=0)
@@ -204,7 +197,7 @@ def test_a_reward_adapter_scores_on_the_policy_base_and_hands_the_policy_back(mo
     assert {name for name, param in policy.named_parameters() if param.requires_grad} == trainable_before
 
 
-def test_an_http_reward_endpoint_gets_the_decoded_texts(model_dir):
+def test_an_http_reward_endpoint_gets_the_decoded_texts(tiny_llama_dir):
     received = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -223,7 +216,7 @@ def test_an_http_reward_endpoint_gets_the_decoded_texts(model_dir):
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
     sequences = [tokenizer("hello world")["input_ids"], tokenizer("hi")["input_ids"]]
     try:
         url = f"http://127.0.0.1:{server.server_port}"
@@ -249,31 +242,34 @@ def test_an_http_reward_endpoint_gets_the_decoded_texts(model_dir):
     ({"reward_model_type": "lora", "reward_model": "{model}"}, "holds no LoRA adapter"),
     ({"reward_model_type": "full", "reward_model": "{model}"}, "has no value_head.safetensors"),
 ])
-def test_reward_settings_are_checked_before_anything_loads(values, message, model_dir, tmp_path):
-    values = {key: str(value).format(model=model_dir, tmp=tmp_path) for key, value in values.items()}
+def test_reward_settings_are_checked_before_anything_loads(values, message, tiny_llama_dir, tmp_path):
+    values = {key: str(value).format(model=tiny_llama_dir, tmp=tmp_path) for key, value in values.items()}
     cfg = make_config({"stage": "ppo", "reward_model": "saves/rm", "reward_model_type": "lora", **values})
     with pytest.raises(ConfigError, match=message):
-        check_reward_settings(cfg)
+        check_reward_settings(cfg.rlhf)
 
 
-def test_ppo_settings_that_cannot_run_are_refused(model_dir, data_dir, tmp_path, monkeypatch):
+def test_ppo_settings_that_cannot_run_are_refused(tiny_llama_dir, data_dir, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="stage ppo needs reward_model"):
-        ppo_config(model_dir, data_dir, tmp_path, reward_model=None)
+        ppo_config(tiny_llama_dir, data_dir, tmp_path, reward_model=None)
     with pytest.raises(ConfigError, match="reward_model_type 'lora' needs finetuning_type lora"):
-        ppo_config(model_dir, data_dir, tmp_path, reward_model_type="lora", finetuning_type="full")
+        ppo_config(tiny_llama_dir, data_dir, tmp_path, reward_model_type="lora", finetuning_type="full")
     with pytest.raises(ConfigError, match="report_to: tensorboard: stage ppo reports to its run directory only"):
-        run_train(ppo_config(model_dir, data_dir, tmp_path, report_to="tensorboard"))
+        run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path, report_to="tensorboard"))
     with pytest.raises(ConfigError, match="optim: adafactor is not available for stage ppo"):
-        run_train(ppo_config(model_dir, data_dir, tmp_path, optim="adafactor"))
+        run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path, optim="adafactor"))
     with pytest.raises(ConfigError, match="is not a stage ppo checkpoint"):
         (tmp_path / "checkpoint-1").mkdir()
         (tmp_path / "checkpoint-1" / "trainer_state.json").write_text("{}")
-        run_with_rule_reward(monkeypatch, ppo_config(model_dir, data_dir, tmp_path / "resumed",
-                                                     resume_from_checkpoint=str(tmp_path / "checkpoint-1")), model_dir)
+        cfg = ppo_config(tiny_llama_dir, data_dir, tmp_path / "resumed",
+                         resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+        run_with_rule_reward(monkeypatch, cfg, tiny_llama_dir)
     with monkeypatch.context() as patch:
         patch.setenv("WORLD_SIZE", "2")
+        runtime.cache_clear()  # the runs above read the process facts already (tuneforge.runtime)
         with pytest.raises(ConfigError, match="stage ppo trains in one process"):
-            run_train(ppo_config(model_dir, data_dir, tmp_path))
+            run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path))
+    runtime.cache_clear()
     with pytest.raises(ConfigError, match="16 usable prompts but one PPO step takes 20"):
-        run_train(ppo_config(model_dir, data_dir, tmp_path / "small", ppo_buffer_size=5, reward_model_type="api",
+        run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path / "small", ppo_buffer_size=5, reward_model_type="api",
                              reward_model="http://127.0.0.1:9/score"))

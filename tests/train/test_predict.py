@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from tuneforge.errors import ConfigError
-from tuneforge.testing.tiny_model import build_tiny_model
 from tuneforge.train import run_train
 from tuneforge.train.evaluation.text_metrics import example_scores, similarity_scores
 
@@ -53,21 +52,19 @@ def test_empty_prediction_scores_zero_and_mean_over_examples():
 # ---- a prediction run ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_llama_dir):
+    """{"model": the shared tiny llama, "data": a dataset dir with the ROWS as dataset "qa"}."""
     torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("predict")
-    build_tiny_model(folder / "model")
-    data = folder / "data"
-    data.mkdir()
+    data = tmp_path_factory.mktemp("predict_data")
     (data / "dataset_info.json").write_text(json.dumps({"qa": {"file_name": "qa.json"}}))
     (data / "qa.json").write_text(json.dumps([{"instruction": q, "input": "", "output": a} for q, a in ROWS]))
-    return folder
+    return {"model": tiny_llama_dir, "data": data}
 
 
 def _predict(setup, output_dir, **values):
-    settings = dict(model_name_or_path=str(setup / "model"), stage="sft", do_predict=True,
+    settings = dict(model_name_or_path=str(setup["model"]), stage="sft", do_predict=True,
                     predict_with_generate=True, finetuning_type="lora", eval_dataset="qa",
-                    dataset_dir=str(setup / "data"), template="qwen", cutoff_len=128, output_dir=str(output_dir),
+                    dataset_dir=str(setup["data"]), template="qwen", cutoff_len=128, output_dir=str(output_dir),
                     do_sample=False, max_new_tokens=6, report_to="none", overwrite_cache=True)
     return run_train({**settings, **values})
 

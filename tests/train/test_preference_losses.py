@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tuneforge.train import preference_losses as pl
+from tuneforge.train.preference import losses as pl
 
 
 def _sigmoid(x):

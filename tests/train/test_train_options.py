@@ -10,19 +10,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from test_train_recipes import run_recipe
+from test_train_recipes import DEMO_DATA, run_recipe
 from tuneforge.errors import ConfigError
-from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
+from tuneforge.testing.tiny_model import tiny_config
 from tuneforge.train import run_train
 from tuneforge.train.args import build_training_args
 from tuneforge.train.trainer import SeededLengthGroupedSampler, TuneforgeTrainer, prepare_run
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama")
-    build_tiny_model(path)
-    return path
 
 
 def _cfg(model_dir, tmp_path, **values):
@@ -36,11 +29,11 @@ def _losses(output_dir):
     return [json.loads(line)["loss"] for line in open(os.path.join(output_dir, "trainer_log.jsonl"))]
 
 
-def test_gradient_accumulation_1x8_matches_8x1(model_dir, tmp_path):
+def test_gradient_accumulation_1x8_matches_8x1(tiny_llama_dir, tmp_path):
     common = dict(finetuning_type="full", learning_rate=5e-3, max_steps=3, logging_steps=1, save_steps=100)
-    run_recipe("sft", model_dir, tmp_path / "batch8", per_device_train_batch_size=8,
+    run_recipe("sft", tiny_llama_dir, tmp_path / "batch8", per_device_train_batch_size=8,
                gradient_accumulation_steps=1, **common)
-    run_recipe("sft", model_dir, tmp_path / "accum8", per_device_train_batch_size=1,
+    run_recipe("sft", tiny_llama_dir, tmp_path / "accum8", per_device_train_batch_size=1,
                gradient_accumulation_steps=8, **common)
     assert _losses(tmp_path / "batch8") == pytest.approx(_losses(tmp_path / "accum8"), rel=1e-4)
     batch8 = load_file(str(tmp_path / "batch8" / "model.safetensors"))
@@ -58,10 +51,10 @@ SCHEDULERS = {
 }
 
 
-def test_every_lr_scheduler_builds_and_warms_up(model_dir, tmp_path):
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+def test_every_lr_scheduler_builds_and_warms_up(tiny_llama_dir, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     for name, extra in SCHEDULERS.items():
-        cfg = _cfg(model_dir, tmp_path, lr_scheduler_type=name, learning_rate=1.0, warmup_steps=2, **extra)
+        cfg = _cfg(tiny_llama_dir, tmp_path, lr_scheduler_type=name, learning_rate=1.0, warmup_steps=2, **extra)
         trainer = TuneforgeTrainer(model=model, args=build_training_args(cfg), eval_dataset=[{"input_ids": [1]}])
         trainer.create_optimizer_and_scheduler(num_training_steps=10)
         rates = []
@@ -84,14 +77,14 @@ def test_every_lr_scheduler_builds_and_warms_up(model_dir, tmp_path):
 
 @pytest.mark.parametrize("name, hint", [("cosine_with_min_lr", "{min_lr_rate: 0.1}"),
                                         ("warmup_stable_decay", "{num_decay_steps: 100}")])
-def test_scheduler_without_its_arguments(model_dir, tmp_path, name, hint):
+def test_scheduler_without_its_arguments(tiny_llama_dir, tmp_path, name, hint):
     with pytest.raises(ConfigError, match=f"lr_scheduler_type: {name} needs lr_scheduler_kwargs .*e.g. "
                                           f"lr_scheduler_kwargs: {hint}"):
-        build_training_args(_cfg(model_dir, tmp_path, lr_scheduler_type=name))
+        build_training_args(_cfg(tiny_llama_dir, tmp_path, lr_scheduler_type=name))
 
 
-def test_adafactor_trains(model_dir, tmp_path):
-    run_recipe("sft", model_dir, tmp_path, finetuning_type="full", optim="adafactor", learning_rate=1e-2,
+def test_adafactor_trains(tiny_llama_dir, tmp_path):
+    run_recipe("sft", tiny_llama_dir, tmp_path, finetuning_type="full", optim="adafactor", learning_rate=1e-2,
                max_steps=10, logging_steps=5, save_steps=100)
     losses = _losses(tmp_path)
     assert losses[-1] < losses[0]
@@ -99,27 +92,27 @@ def test_adafactor_trains(model_dir, tmp_path):
 
 @pytest.mark.parametrize("logger_name, package", [("tensorboard", "tensorboard"), ("wandb", "wandb"),
                                                   ("mlflow", "mlflow"), ("swanlab", "swanlab")])
-def test_report_to_needs_the_logger_installed(model_dir, tmp_path, logger_name, package):
+def test_report_to_needs_the_logger_installed(tiny_llama_dir, tmp_path, logger_name, package):
     if importlib.util.find_spec(package) is not None:
         pytest.skip(f"{package} is installed here")
     with pytest.raises(ConfigError, match=f"report_to: {logger_name} is not installed \\(pip install {package}\\)"):
-        build_training_args(_cfg(model_dir, tmp_path, report_to=logger_name))
+        build_training_args(_cfg(tiny_llama_dir, tmp_path, report_to=logger_name))
 
 
-def test_report_to_none_and_cpu_settings(model_dir, tmp_path):
-    args = build_training_args(_cfg(model_dir, tmp_path, report_to="none", bf16=True))
+def test_report_to_none_and_cpu_settings(tiny_llama_dir, tmp_path):
+    args = build_training_args(_cfg(tiny_llama_dir, tmp_path, report_to="none", bf16=True))
     assert args.report_to == [] and args.use_cpu and args.bf16
     assert args.remove_unused_columns is False and args.label_names == ["labels"]
 
 
-def test_group_by_length_uses_a_resumable_seeded_sampler(model_dir, tmp_path):
+def test_group_by_length_uses_a_resumable_seeded_sampler(tiny_llama_dir, tmp_path):
     from tuneforge.testing.tiny_model import tiny_dataset
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
     dataset = tiny_dataset(tokenizer).train_dataset
-    cfg = _cfg(model_dir, tmp_path, group_by_length=True, per_device_train_batch_size=2, seed=7)
-    trainer = TuneforgeTrainer(model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
+    cfg = _cfg(tiny_llama_dir, tmp_path, group_by_length=True, per_device_train_batch_size=2, seed=7)
+    trainer = TuneforgeTrainer(model=AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)),
                                args=build_training_args(cfg), train_dataset=dataset)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, SeededLengthGroupedSampler)
@@ -135,8 +128,8 @@ def test_group_by_length_uses_a_resumable_seeded_sampler(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("stage, metric", [("sft", "eval_loss"), ("pt", "eval_perplexity")])
-def test_evaluation_during_and_after_training(model_dir, tmp_path, stage, metric):
-    metrics, _ = run_recipe(stage, model_dir, tmp_path, with_eval=True, do_eval=True, val_size=0.25,
+def test_evaluation_during_and_after_training(tiny_llama_dir, tmp_path, stage, metric):
+    metrics, _ = run_recipe(stage, tiny_llama_dir, tmp_path, with_eval=True, do_eval=True, val_size=0.25,
                             eval_strategy="steps", eval_steps=2, finetuning_type="lora", learning_rate=1e-2,
                             max_steps=4, logging_steps=2, save_steps=100, plot_loss=True)
     records = [json.loads(line) for line in open(tmp_path / "trainer_log.jsonl")]
@@ -145,12 +138,12 @@ def test_evaluation_during_and_after_training(model_dir, tmp_path, stage, metric
     assert (tmp_path / "training_eval_loss.png").is_file()
 
 
-def test_evaluation_only_run_keeps_the_training_runs_logs_and_config(model_dir, tmp_path):
+def test_evaluation_only_run_keeps_the_training_runs_logs_and_config(tiny_llama_dir, tmp_path):
     common = dict(finetuning_type="lora", learning_rate=1e-2, logging_steps=2, save_steps=100, with_eval=True)
-    run_recipe("sft", model_dir, tmp_path, max_steps=4, **common)
+    run_recipe("sft", tiny_llama_dir, tmp_path, max_steps=4, **common)
     trained_log = (tmp_path / "trainer_log.jsonl").read_text()
     run_yaml = (tmp_path / "run.yaml").read_text()
-    metrics, _ = run_recipe("sft", model_dir, tmp_path, do_train=False, do_eval=True, val_size=0.25,
+    metrics, _ = run_recipe("sft", tiny_llama_dir, tmp_path, do_train=False, do_eval=True, val_size=0.25,
                             adapter_name_or_path=str(tmp_path), **common)
     assert "eval_loss" in metrics
     log = (tmp_path / "trainer_log.jsonl").read_text()
@@ -158,10 +151,10 @@ def test_evaluation_only_run_keeps_the_training_runs_logs_and_config(model_dir, 
     assert (tmp_path / "run.yaml").read_text() == run_yaml
 
 
-def test_bf16_mixed_precision_and_pure_bf16_train_on_cpu(model_dir, tmp_path):
+def test_bf16_mixed_precision_and_pure_bf16_train_on_cpu(tiny_llama_dir, tmp_path):
     common = dict(finetuning_type="full", learning_rate=5e-3, max_steps=3, logging_steps=1, save_steps=100)
-    run_recipe("sft", model_dir, tmp_path / "bf16", bf16=True, **common)
-    run_recipe("sft", model_dir, tmp_path / "pure", pure_bf16=True, **common)
+    run_recipe("sft", tiny_llama_dir, tmp_path / "bf16", bf16=True, **common)
+    run_recipe("sft", tiny_llama_dir, tmp_path / "pure", pure_bf16=True, **common)
     for name, dtype in (("bf16", torch.float32), ("pure", torch.bfloat16)):  # fp32 master weights vs none
         weights = load_file(str(tmp_path / name / "model.safetensors"))
         assert {tensor.dtype for tensor in weights.values()} == {dtype}, name
@@ -169,21 +162,21 @@ def test_bf16_mixed_precision_and_pure_bf16_train_on_cpu(model_dir, tmp_path):
         assert all(0 < loss < 20 for loss in losses), losses
 
 
-def test_fp16_on_cpu_fails_before_anything_loads(model_dir, tmp_path):
+def test_fp16_on_cpu_fails_before_anything_loads(tiny_llama_dir, tmp_path):
     with pytest.raises(ConfigError, match="fp16: true on a CPU"):
-        prepare_run(_cfg(model_dir, tmp_path, fp16=True))
+        prepare_run(_cfg(tiny_llama_dir, tmp_path, fp16=True))
 
 
-def test_nothing_to_do(model_dir, tmp_path):
+def test_nothing_to_do(tiny_llama_dir, tmp_path):
     with pytest.raises(ConfigError, match="nothing to do: set do_train: true"):
-        prepare_run(_cfg(model_dir, tmp_path, do_train=False))
+        prepare_run(_cfg(tiny_llama_dir, tmp_path, do_train=False))
 
 
-def test_run_train_rejects_stages_without_a_recipe(model_dir, tmp_path, monkeypatch):
+def test_run_train_rejects_stages_without_a_recipe(tiny_llama_dir, tmp_path, monkeypatch):
     import tuneforge.train as train
 
     # Every stage has a recipe; a registry without kto stands in for a missing one.
     monkeypatch.setattr(train, "RECIPES", {k: v for k, v in train.RECIPES.items() if k != "kto"})
     with pytest.raises(ConfigError, match="stage: kto training is not implemented yet; available stages: pt, sft, "
                                           "rm, dpo, ppo$"):
-        run_train(_cfg(model_dir, tmp_path, stage="kto"))
+        run_train(_cfg(tiny_llama_dir, tmp_path, stage="kto", dataset="demo_alpaca", dataset_dir=str(DEMO_DATA)))

@@ -10,17 +10,9 @@ from shared_paths import LF_DEMO_DATA as LF_DATA
 from shared_paths import LF_EXAMPLES
 
 from tuneforge.config import load_config, make_config
-from tuneforge.testing.tiny_model import build_tiny_model
 from tuneforge.train import run_train
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "src" / "tuneforge" / "demo" / "data"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_qwen2")
-    build_tiny_model(path, arch="qwen2")
-    return path
 
 
 def _losses(output_dir):
@@ -28,9 +20,9 @@ def _losses(output_dir):
 
 
 @pytest.mark.parametrize("stage, method", [("sft", "lora"), ("pt", "full")])
-def test_bundled_demo_data_trains(model_dir, tmp_path, stage, method):
+def test_bundled_demo_data_trains(tiny_qwen2_dir, tmp_path, stage, method):
     cfg = make_config(dict(
-        model_name_or_path=str(model_dir), stage=stage, do_train=True, finetuning_type=method,
+        model_name_or_path=str(tiny_qwen2_dir), stage=stage, do_train=True, finetuning_type=method,
         dataset="demo_alpaca", dataset_dir=str(DEMO_DATA), template="qwen", cutoff_len=128,
         output_dir=str(tmp_path), per_device_train_batch_size=4, learning_rate=1e-2 if method == "lora" else 5e-3,
         max_steps=20, logging_steps=5, save_steps=10, report_to="none", overwrite_cache=True))
@@ -45,8 +37,8 @@ def test_bundled_demo_data_trains(model_dir, tmp_path, stage, method):
 @pytest.mark.skipif(not LF_EXAMPLES.is_dir() or not LF_DATA.is_dir(), reason="LLaMA-Factory examples not present")
 @pytest.mark.parametrize("example", ["train_lora/qwen3_lora_sft.yaml", "train_lora/qwen3_lora_pretrain.yaml",
                                      "train_full/qwen3_full_sft.yaml"])
-def test_llamafactory_example_runs_unchanged_on_a_tiny_model(model_dir, tmp_path, example):
-    overrides = [f"model_name_or_path={model_dir}", f"dataset_dir={LF_DATA}", f"output_dir={tmp_path}",
+def test_llamafactory_example_runs_unchanged_on_a_tiny_model(tiny_qwen2_dir, tmp_path, example):
+    overrides = [f"model_name_or_path={tiny_qwen2_dir}", f"dataset_dir={LF_DATA}", f"output_dir={tmp_path}",
                  "max_samples=16", "cutoff_len=64", "max_steps=3", "logging_steps=1",
                  "preprocessing_num_workers=1", "dataloader_num_workers=0", "deepspeed=null"]
     cfg = load_config(str(LF_EXAMPLES / example), overrides)

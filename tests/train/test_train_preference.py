@@ -16,18 +16,11 @@ import tuneforge.train.stages.rm as rm_recipe
 from tuneforge.data.pipeline import DatasetModule
 from tuneforge.data.tokenizer import load_tokenizer
 from tuneforge.model.value_head import VALUE_HEAD_FILE, load_value_head_model
-from tuneforge.testing.tiny_model import TINY_QA, build_tiny_model, tiny_config
+from tuneforge.testing.tiny_model import TINY_QA, tiny_config
 
 RECIPES = {"dpo": dpo_recipe, "kto": kto_recipe, "rm": rm_recipe}
 # Each prompt's chosen answer is its own; the rejected one is another prompt's answer.
 PAIRS = [(q, a, TINY_QA[(i + 3) % len(TINY_QA)][1]) for i, (q, a) in enumerate(TINY_QA)]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama_pref")
-    build_tiny_model(path)
-    return path
 
 
 def _encode(tokenizer, question, answer):
@@ -107,9 +100,9 @@ def _log(output_dir):
 
 
 @pytest.fixture(scope="module")
-def dpo_lora(model_dir, tmp_path_factory):
+def dpo_lora(tiny_llama_dir, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("dpo_lora")
-    metrics, trainer = run_stage("dpo", model_dir, output_dir, finetuning_type="lora", with_eval=True)
+    metrics, trainer = run_stage("dpo", tiny_llama_dir, output_dir, finetuning_type="lora", with_eval=True)
     return output_dir, metrics, trainer
 
 
@@ -129,13 +122,13 @@ def test_dpo_lora_reaches_full_reward_accuracy_and_logs_every_metric(dpo_lora):
     assert os.path.isfile(os.path.join(output_dir, "adapter_model.safetensors"))
 
 
-def test_lora_reference_is_the_adapter_off_policy_without_extra_parameters(dpo_lora, model_dir):
+def test_lora_reference_is_the_adapter_off_policy_without_extra_parameters(dpo_lora, tiny_llama_dir):
     from transformers import AutoModelForCausalLM
 
     _, _, trainer = dpo_lora
     assert trainer.ref_model is None
     policy = trainer.accelerator.unwrap_model(trainer.model)
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     lora = sum(p.numel() for name, p in policy.named_parameters() if "lora_" in name)
     assert sum(p.numel() for p in policy.parameters()) == sum(p.numel() for p in base.parameters()) + lora
     ids = torch.tensor([[5, 17, 42, 99, 7]])
@@ -154,8 +147,8 @@ def test_lora_reference_is_the_adapter_off_policy_without_extra_parameters(dpo_l
     ("freeze", "orpo", {"freeze_trainable_layers": 1}),  # reference-free
     ("lora", "simpo", {"simpo_gamma": 0.2}),
 ])
-def test_dpo_methods_and_reference_free_losses(model_dir, tmp_path, method, loss, extra):
-    _, trainer = run_stage("dpo", model_dir, tmp_path, finetuning_type=method, pref_loss=loss,
+def test_dpo_methods_and_reference_free_losses(tiny_llama_dir, tmp_path, method, loss, extra):
+    _, trainer = run_stage("dpo", tiny_llama_dir, tmp_path, finetuning_type=method, pref_loss=loss,
                            learning_rate=5e-3 if method == "full" else 1e-2, **extra)
     records = [record for record in _log(tmp_path) if "loss" in record]
     assert records[-1]["rewards/accuracies"] == 1.0, records
@@ -171,17 +164,17 @@ def test_dpo_methods_and_reference_free_losses(model_dir, tmp_path, method, loss
 @pytest.mark.parametrize("values", [{"pref_loss": "hinge"}, {"pref_loss": "ipo"},
                                     {"pref_loss": "kto_pair", "pref_bco_weight": 0.5},
                                     {"pref_bco_weight": 0.5}, {"dpo_label_smoothing": 0.1}, {"ld_alpha": 0.5}])
-def test_every_reference_loss_trains(model_dir, tmp_path, values):
-    run_stage("dpo", model_dir, tmp_path, finetuning_type="lora", max_steps=4, logging_steps=2, **values)
+def test_every_reference_loss_trains(tiny_llama_dir, tmp_path, values):
+    run_stage("dpo", tiny_llama_dir, tmp_path, finetuning_type="lora", max_steps=4, logging_steps=2, **values)
     records = [record for record in _log(tmp_path) if "loss" in record]
     assert records[-1]["loss"] < records[0]["loss"], records
     if values.get("pref_loss") == "ipo":  # IPO regresses the margin to 1 / (2 beta), i.e. a reward margin of 0.5
         assert records[-1]["rewards/margins"] == pytest.approx(0.5, abs=0.15)
 
 
-def test_explicit_ref_model_with_adapters_is_loaded_merged(model_dir, tmp_path, dpo_lora):
+def test_explicit_ref_model_with_adapters_is_loaded_merged(tiny_llama_dir, tmp_path, dpo_lora):
     adapter_dir, _, trained = dpo_lora
-    _, trainer = run_stage("dpo", model_dir, tmp_path, finetuning_type="lora", ref_model=str(model_dir),
+    _, trainer = run_stage("dpo", tiny_llama_dir, tmp_path, finetuning_type="lora", ref_model=str(tiny_llama_dir),
                            ref_model_adapters=str(adapter_dir), max_steps=1, logging_steps=1)
     ref = trainer.ref_model
     assert ref is not None and sum(p.numel() for p in ref.parameters() if p.requires_grad) == 0
@@ -192,9 +185,9 @@ def test_explicit_ref_model_with_adapters_is_loaded_merged(model_dir, tmp_path, 
         assert torch.allclose(ref(input_ids=ids).logits, policy(input_ids=ids).logits, atol=1e-4)
 
 
-def test_ref_model_quantization_bit_quantizes_the_reference_copy(model_dir, tmp_path):
+def test_ref_model_quantization_bit_quantizes_the_reference_copy(tiny_llama_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
-    _, trainer = run_stage("dpo", model_dir, tmp_path, finetuning_type="full", ref_model_quantization_bit=8,
+    _, trainer = run_stage("dpo", tiny_llama_dir, tmp_path, finetuning_type="full", ref_model_quantization_bit=8,
                            max_steps=2, logging_steps=1, learning_rate=5e-3)
     layers = [type(module).__name__ for module in trainer.ref_model.modules()]
     assert "Linear8bitLt" in layers, sorted(set(layers))
@@ -203,8 +196,8 @@ def test_ref_model_quantization_bit_quantizes_the_reference_copy(model_dir, tmp_
     assert abs(records[0]["rewards/chosen"]) < 0.1 and abs(records[0]["rewards/rejected"]) < 0.1, records[0]
 
 
-def test_kto_separates_chosen_from_rejected(model_dir, tmp_path):
-    metrics, trainer = run_stage("kto", model_dir, tmp_path, finetuning_type="freeze", freeze_trainable_layers=1,
+def test_kto_separates_chosen_from_rejected(tiny_llama_dir, tmp_path):
+    metrics, trainer = run_stage("kto", tiny_llama_dir, tmp_path, finetuning_type="freeze", freeze_trainable_layers=1,
                                  kto_chosen_weight=1.0, kto_rejected_weight=1.0, max_steps=24, logging_steps=6,
                                  with_eval=True)
     assert metrics["eval_rewards/chosen"] > 0 > metrics["eval_rewards/rejected"], metrics
@@ -217,8 +210,8 @@ def test_kto_separates_chosen_from_rejected(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_reward_model_ranks_every_pair_and_loads_back_for_scoring(model_dir, tmp_path, method):
-    metrics, trainer = run_stage("rm", model_dir, tmp_path, finetuning_type=method, with_eval=True,
+def test_reward_model_ranks_every_pair_and_loads_back_for_scoring(tiny_llama_dir, tmp_path, method):
+    metrics, trainer = run_stage("rm", tiny_llama_dir, tmp_path, finetuning_type=method, with_eval=True,
                                  learning_rate=1e-2 if method == "lora" else 2e-3, max_steps=20)
     assert metrics["eval_accuracy"] == 1.0
     head = load_file(os.path.join(tmp_path, VALUE_HEAD_FILE))
@@ -228,7 +221,7 @@ def test_reward_model_ranks_every_pair_and_loads_back_for_scoring(model_dir, tmp
                        load_file(os.path.join(tmp_path, "model.safetensors")))
         cfg = tiny_config(model_name_or_path=str(tmp_path), finetuning_type="full")
     else:
-        cfg = tiny_config(model_name_or_path=str(model_dir), adapter_name_or_path=str(tmp_path))
+        cfg = tiny_config(model_name_or_path=str(tiny_llama_dir), adapter_name_or_path=str(tmp_path))
     tokenizer = load_tokenizer(cfg)
     tokenizer.pad_token = tokenizer.eos_token
     reward_model = load_value_head_model(cfg, tokenizer)
@@ -253,21 +246,21 @@ def test_reward_model_ranks_every_pair_and_loads_back_for_scoring(model_dir, tmp
     assert scorer.score(texts) == pytest.approx(ours.tolist(), abs=1e-4)
 
 
-def test_scoring_a_model_without_value_head_says_what_to_do(model_dir):
+def test_scoring_a_model_without_value_head_says_what_to_do(tiny_llama_dir):
     from tuneforge.errors import ConfigError
 
-    cfg = tiny_config(model_name_or_path=str(model_dir), finetuning_type="full")
+    cfg = tiny_config(model_name_or_path=str(tiny_llama_dir), finetuning_type="full")
     with pytest.raises(ConfigError, match="not a reward model"):
         load_value_head_model(cfg, load_tokenizer(cfg))
 
 
-def test_answer_logits_skip_prompt_positions_but_give_the_full_rows_logps(model_dir):
+def test_answer_logits_skip_prompt_positions_but_give_the_full_rows_logps(tiny_llama_dir):
     from transformers import AutoModelForCausalLM
 
     from tuneforge.train.preference.losses import sequence_logps
     from tuneforge.train.preference.trainer import answer_logits
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
     ids = torch.tensor([[5, 6, 7, 8, 9, 10, 0, 0], [11, 12, 13, 14, 15, 16, 17, 18]])
     mask = (ids != 0).long()
     labels = torch.tensor([[-100, -100, -100, -100, 9, 10, -100, -100], [-100] * 5 + [16, 17, 18]])
@@ -280,8 +273,8 @@ def test_answer_logits_skip_prompt_positions_but_give_the_full_rows_logps(model_
     assert torch.allclose(actual, expected, atol=1e-5) and torch.equal(lengths, cut_lengths)
 
 
-def test_reward_model_resumes_with_its_value_head(model_dir, tmp_path, monkeypatch):
-    run_stage("rm", model_dir, tmp_path, finetuning_type="lora", max_steps=4, save_steps=2, logging_steps=2)
+def test_reward_model_resumes_with_its_value_head(tiny_llama_dir, tmp_path, monkeypatch):
+    run_stage("rm", tiny_llama_dir, tmp_path, finetuning_type="lora", max_steps=4, save_steps=2, logging_steps=2)
     saved = load_file(os.path.join(tmp_path, "checkpoint-4", VALUE_HEAD_FILE))["v_head.summary.weight"]
     restored = {}
     original = rm_recipe.load_value_head
@@ -292,7 +285,7 @@ def test_reward_model_resumes_with_its_value_head(model_dir, tmp_path, monkeypat
         return found
 
     monkeypatch.setattr(rm_recipe, "load_value_head", spy)
-    _, trainer = run_stage("rm", model_dir, tmp_path, finetuning_type="lora", max_steps=6, save_steps=2,
+    _, trainer = run_stage("rm", tiny_llama_dir, tmp_path, finetuning_type="lora", max_steps=6, save_steps=2,
                            logging_steps=2)
     assert trainer.state.global_step == 6
     assert torch.equal(restored[os.path.join(str(tmp_path), "checkpoint-4")], saved)

@@ -9,15 +9,8 @@ from shared_paths import LF_EXAMPLES
 
 from tuneforge.config import load_config, make_config
 from tuneforge.model.value_head import VALUE_HEAD_FILE
-from tuneforge.testing.tiny_model import TINY_QA, build_tiny_model
+from tuneforge.testing.tiny_model import TINY_QA
 from tuneforge.train import run_train
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_qwen2_pref")
-    build_tiny_model(path, arch="qwen2")
-    return path
 
 
 def _records(output_dir):
@@ -30,8 +23,8 @@ def _records(output_dir):
     ("qwen3_lora_kto.yaml", "rewards/chosen", "training_rewards_chosen.png"),
     ("qwen3_lora_reward.yaml", "rewards/chosen", "training_loss.png"),
 ])
-def test_llamafactory_preference_examples_run_unchanged(model_dir, tmp_path, example, logged, curve):
-    overrides = [f"model_name_or_path={model_dir}", f"dataset_dir={LF_DATA}", f"output_dir={tmp_path}",
+def test_llamafactory_preference_examples_run_unchanged(tiny_qwen2_dir, tmp_path, example, logged, curve):
+    overrides = [f"model_name_or_path={tiny_qwen2_dir}", f"dataset_dir={LF_DATA}", f"output_dir={tmp_path}",
                  "max_samples=8", "cutoff_len=64", "max_steps=2", "logging_steps=1", "bf16=false",
                  "preprocessing_num_workers=1", "dataloader_num_workers=0"]
     cfg = load_config(str(LF_EXAMPLES / "train_lora" / example), overrides)
@@ -39,7 +32,7 @@ def test_llamafactory_preference_examples_run_unchanged(model_dir, tmp_path, exa
     records = _records(tmp_path)
     assert len(records) == 2 and logged in records[0], records[0]
     assert (tmp_path / "adapter_model.safetensors").is_file()
-    assert (tmp_path / VALUE_HEAD_FILE).is_file() == (cfg.stage == "rm")
+    assert (tmp_path / VALUE_HEAD_FILE).is_file() == (cfg.method.stage == "rm")
     assert (tmp_path / curve).is_file()  # the examples set plot_loss: true
 
 
@@ -65,9 +58,9 @@ def alpaca_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("stage, method, dataset", [("rm", "freeze", "alpaca_pairs"), ("kto", "full", "alpaca_kto"),
                                                     ("dpo", "lora", "alpaca_pairs")])
-def test_alpaca_preference_and_kto_data_train(model_dir, alpaca_dir, tmp_path, stage, method, dataset):
+def test_alpaca_preference_and_kto_data_train(tiny_qwen2_dir, alpaca_dir, tmp_path, stage, method, dataset):
     cfg = make_config(dict(
-        model_name_or_path=str(model_dir), stage=stage, do_train=True, finetuning_type=method, dataset=dataset,
+        model_name_or_path=str(tiny_qwen2_dir), stage=stage, do_train=True, finetuning_type=method, dataset=dataset,
         dataset_dir=str(alpaca_dir), template="qwen", cutoff_len=64, output_dir=str(tmp_path),
         per_device_train_batch_size=8, learning_rate=5e-3, max_steps=4, logging_steps=2, report_to="none",
         overwrite_cache=True, freeze_trainable_layers=1, disable_gradient_checkpointing=True))

@@ -3,6 +3,7 @@ parameters change, the run directory is complete, and what is saved reloads with
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import tuneforge.train.stages.pt as pt_recipe
 import tuneforge.train.stages.sft as sft_recipe
 from tuneforge.data.tokenizer import load_tokenizer
-from tuneforge.testing.tiny_model import build_tiny_model, tiny_config, tiny_dataset
+from tuneforge.testing.tiny_model import tiny_config, tiny_dataset
 
 # method -> (extra config, learning rate). Freeze trains one layer: the last for sft, the first for pt.
 METHODS = {
@@ -22,13 +23,8 @@ METHODS = {
     "lora": ({}, 1e-2),
 }
 STEPS = 30
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama")
-    build_tiny_model(path)
-    return path
+# The bundled demo data: a dataset that exists, for the tests that must pass the data checks of run_train.
+DEMO_DATA = Path(__file__).resolve().parents[2] / "src" / "tuneforge" / "demo" / "data"
 
 
 def _toy_tokenizer_and_template(cfg):
@@ -71,7 +67,7 @@ def run_recipe(stage, model_dir, output_dir, with_eval=False, **values):
 
 
 @pytest.fixture(scope="module")
-def runs(model_dir, tmp_path_factory):
+def runs(tiny_llama_dir, tmp_path_factory):
     """One run per (stage, method), made on first use and shared by the tests below."""
     cache = {}
 
@@ -81,7 +77,7 @@ def runs(model_dir, tmp_path_factory):
             if method == "freeze" and stage == "pt":
                 extra = {"freeze_trainable_layers": -1}
             output_dir = tmp_path_factory.mktemp(f"{stage}_{method}")
-            metrics, trainer = run_recipe(stage, model_dir, output_dir, finetuning_type=method, learning_rate=lr,
+            metrics, trainer = run_recipe(stage, tiny_llama_dir, output_dir, finetuning_type=method, learning_rate=lr,
                                           plot_loss=(stage, method) == ("sft", "lora"), **extra)
             cache[stage, method] = (output_dir, metrics, trainer)
         return cache[stage, method]
@@ -110,16 +106,16 @@ def _changed_tensors(model_dir, output_dir):
     return {name for name in before if not torch.equal(before[name], after[name])}, set(before)
 
 
-def test_full_changes_every_parameter(runs, model_dir):
+def test_full_changes_every_parameter(runs, tiny_llama_dir):
     output_dir, _, _ = runs("sft", "full")
-    changed, names = _changed_tensors(model_dir, output_dir)
+    changed, names = _changed_tensors(tiny_llama_dir, output_dir)
     assert changed == names
 
 
 @pytest.mark.parametrize("stage, trained_layer", [("sft", 1), ("pt", 0)])
-def test_freeze_changes_only_the_chosen_layer(runs, model_dir, stage, trained_layer):
+def test_freeze_changes_only_the_chosen_layer(runs, tiny_llama_dir, stage, trained_layer):
     output_dir, _, _ = runs(stage, "freeze")
-    changed, names = _changed_tensors(model_dir, output_dir)
+    changed, names = _changed_tensors(tiny_llama_dir, output_dir)
     assert changed == {name for name in names if name.startswith(f"model.layers.{trained_layer}.")}
 
 
@@ -142,12 +138,12 @@ def _logits(model, tokenizer):
         return model(input_ids=ids).logits
 
 
-def test_saved_adapter_loads_with_plain_peft_and_gives_the_same_logits(runs, model_dir):
+def test_saved_adapter_loads_with_plain_peft_and_gives_the_same_logits(runs, tiny_llama_dir):
     from peft import PeftModel
 
     output_dir, _, trainer = runs("sft", "lora")
     tokenizer = AutoTokenizer.from_pretrained(str(output_dir))
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     base_logits = _logits(base, tokenizer)
     reloaded = PeftModel.from_pretrained(base, str(output_dir))
     expected = _logits(trainer.model, tokenizer)
@@ -192,12 +188,12 @@ def test_run_directory(runs):
         assert os.path.isfile(os.path.join(output_dir, checkpoint, "adapter_model.safetensors"))
 
 
-def test_lora_model_reproduces_training_answers_greedily(runs, model_dir):
+def test_lora_model_reproduces_training_answers_greedily(runs, tiny_llama_dir):
     from peft import PeftModel
 
     output_dir, _, _ = runs("sft", "lora")
     tokenizer = AutoTokenizer.from_pretrained(str(output_dir))
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(model_dir)), str(output_dir))
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)), str(output_dir))
     model.eval()
     for question, answer in [("Say hello.", "Hello there!"), ("What is 2 + 2?", "2 + 2 = 4."),
                              ("Name the capital of France.", "Paris.")]:
@@ -213,4 +209,5 @@ def test_oft_is_refused_before_anything_loads(tmp_path):
 
     with pytest.raises(ConfigError, match=r"^not implemented yet: finetuning_type: oft; use lora, freeze or full$"):
         run_train({"model_name_or_path": str(tmp_path / "absent"), "finetuning_type": "oft", "stage": "sft",
-                   "dataset": "x", "output_dir": str(tmp_path / "out"), "do_train": True})
+                   "dataset": "demo_alpaca", "dataset_dir": str(DEMO_DATA), "output_dir": str(tmp_path / "out"),
+                   "do_train": True})

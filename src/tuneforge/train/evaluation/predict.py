@@ -18,40 +18,48 @@ cannot group prompts of similar length.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...errors import ConfigError, DataError
 from .text_metrics import check_metric_libraries, similarity_scores
 
+if TYPE_CHECKING:
+    from transformers import Seq2SeqTrainingArguments
+
+    from ...config import Config
+    from ...config.groups import GenerateArgs, TrainArgs
+
 logger = logging.getLogger(__name__)
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 
 
-def check_prediction(cfg: Any, args: Any) -> None:
+def check_prediction(cfg: Config, args: Seq2SeqTrainingArguments) -> None:
     """Refuse prediction settings this recipe cannot honour, before any data or weights load."""
-    if args.do_predict and getattr(cfg, "stage", "sft") != "sft":
-        raise ConfigError(f"do_predict: prediction (generate + BLEU/ROUGE) is for stage sft, not {cfg.stage}; "
+    stage = cfg.method.stage
+    if args.do_predict and stage != "sft":
+        raise ConfigError(f"do_predict: prediction (generate + BLEU/ROUGE) is for stage sft, not {stage}; "
                           "use do_eval for the eval loss")
     if not args.predict_with_generate:
         return
-    if args.do_train and str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "no":
+    if args.do_train and args.eval_strategy != "no":  # an IntervalStrategy, a str enum
         raise ConfigError("predict_with_generate scores generated answers once, after training (do_eval / "
                           "do_predict); generating during training (eval_strategy) is not supported yet: set "
                           "eval_strategy: no")
     check_metric_libraries()  # scoring needs jieba, nltk and rouge-chinese
 
 
-def generation_kwargs(cfg: Any, tokenizer: Any, template: Any) -> tuple[dict[str, Any], bool]:
+def generation_kwargs(generate: GenerateArgs, tokenizer: Any, template: Any) -> tuple[dict[str, Any], bool]:
     """(kwargs for model.generate, skip_special_tokens) from the config's `generate` group."""
-    from ...config.generation import generation_settings, resolve_generation
+    from ...config.generation import resolve_generation
 
-    kwargs, skip_special_tokens = resolve_generation(generation_settings(cfg))
+    kwargs, skip_special_tokens = resolve_generation(dataclasses.asdict(generate))
     stop_ids = template.get_stop_token_ids(tokenizer) if template is not None else [tokenizer.eos_token_id]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     kwargs.update(eos_token_id=stop_ids, pad_token_id=pad_id)
@@ -88,19 +96,19 @@ def _strip_padding(ids: list[int], pad_id: int, stop_ids: list[int]) -> list[int
     return ids
 
 
-def predict(model: Any, tokenizer: Any, template: Any, dataset: Any, cfg: Any, args: Any,
+def predict(model: Any, tokenizer: Any, template: Any, dataset: Any, generate: GenerateArgs, train: TrainArgs,
             prefix: str = "predict", write_file: bool = True) -> dict[str, float]:
     """Generate an answer for every row of `dataset`, score them, and (write_file) save the predictions."""
     model.eval()
     model.config.use_cache = True  # training may have turned the KV cache off
-    kwargs, skip_special_tokens = generation_kwargs(cfg, tokenizer, template)
+    kwargs, skip_special_tokens = generation_kwargs(generate, tokenizer, template)
     rows = dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)
     if any(row.get(media) for row in rows for media in ("images", "videos", "audios")):
         raise DataError("predict_with_generate: the eval rows hold images/videos/audios; prediction is text-only "
                         "for now. Use a text-only eval_dataset")
     prompts = [row["input_ids"] for row in rows]
     started = time.perf_counter()
-    answers = generate_answers(model, prompts, kwargs["pad_token_id"], args.per_device_eval_batch_size, kwargs)
+    answers = generate_answers(model, prompts, kwargs["pad_token_id"], train.per_device_eval_batch_size, kwargs)
     runtime = time.perf_counter() - started
 
     predictions = tokenizer.batch_decode(answers, skip_special_tokens=skip_special_tokens)
@@ -110,7 +118,7 @@ def predict(model: Any, tokenizer: Any, template: Any, dataset: Any, cfg: Any, a
     metrics.update({f"{prefix}_runtime": round(runtime, 4),
                     f"{prefix}_samples_per_second": round(len(rows) / max(runtime, 1e-9), 3)})
     if write_file:
-        path = os.path.join(args.output_dir, PREDICTIONS_FILE)
+        path = os.path.join(train.output_dir, PREDICTIONS_FILE)
         write_predictions(path, tokenizer.batch_decode(prompts, skip_special_tokens=False), predictions, labels)
         logger.info("Saved %d predictions to %s", len(rows), path)
     return metrics

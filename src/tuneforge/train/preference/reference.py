@@ -13,48 +13,58 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from ...config import Config
+    from ...config.groups import MethodArgs, RlhfArgs
 
 logger = logging.getLogger(__name__)
 
 
-def needs_reference(cfg: Any) -> bool:
+def adapter_paths(paths: str | None) -> list[str]:
+    """The comma-separated adapter folders of `ref_model_adapters` / `reward_model_adapters`, in order."""
+    return [path.strip() for path in (paths or "").split(",") if path.strip()]
+
+
+def needs_reference(method: MethodArgs, rlhf: RlhfArgs) -> bool:
     from .losses import REFERENCE_FREE_LOSSES
 
-    return not (cfg.stage == "dpo" and cfg.pref_loss in REFERENCE_FREE_LOSSES)
+    return not (method.stage == "dpo" and rlhf.pref_loss in REFERENCE_FREE_LOSSES)
 
 
-def load_reference_model(cfg: Any, tokenizer: Any) -> torch.nn.Module | None:
+def load_reference_model(cfg: Config, tokenizer: Any) -> torch.nn.Module | None:
     """The separate reference model, or None where none is needed or the adapter-off policy serves."""
     from ...model.loader import load_model
 
-    if not needs_reference(cfg):
+    rlhf = cfg.rlhf
+    if not needs_reference(cfg.method, rlhf):
         return None
-    if cfg.ref_model is None and cfg.finetuning_type == "lora":
+    if rlhf.ref_model is None and cfg.method.finetuning_type == "lora":
         logger.info("Reference model: the policy with its LoRA adapter disabled (no second copy)")
         return None
-    adapters = cfg.ref_model_adapters
-    if isinstance(adapters, str):
-        adapters = [path.strip() for path in adapters.split(",") if path.strip()]
+    adapters = adapter_paths(rlhf.ref_model_adapters)
     ref_cfg = cfg.replace(
-        model_name_or_path=cfg.ref_model or cfg.model_name_or_path,
+        model_name_or_path=rlhf.ref_model or cfg.model.model_name_or_path,
         adapter_name_or_path=adapters or None,
         # Adapters of the reference are merged into it (setup_lora with is_trainable=False).
         finetuning_type="lora" if adapters else "full",
         # The reference is quantized by its own key only (the policy's quantization_bit is for QLoRA training).
-        quantization_bit=cfg.ref_model_quantization_bit,
+        quantization_bit=rlhf.ref_model_quantization_bit,
         print_param_status=False,
     )
     model = load_model(ref_cfg, tokenizer, is_trainable=False)
-    logger.info("Reference model: %s%s", ref_cfg.model_name_or_path,
+    logger.info("Reference model: %s%s", ref_cfg.model.model_name_or_path,
                 f" + adapters {','.join(adapters)}" if adapters else "")
     return model
 
 
-def reference_context(policy: torch.nn.Module, ref_model: torch.nn.Module | None) -> tuple[torch.nn.Module, Any]:
-    """(model to run, context to run it in) for a reference forward pass."""
+def reference_context(policy: Any, ref_model: torch.nn.Module | None
+                      ) -> tuple[torch.nn.Module, AbstractContextManager[Any]]:
+    """(model to run, context to run it in) for a reference forward pass; `policy` is the (peft) model trained."""
     if ref_model is not None:
         return ref_model, contextlib.nullcontext()
     return policy, policy.disable_adapter()

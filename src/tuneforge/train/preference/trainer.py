@@ -3,7 +3,7 @@
 Why not trl's DPOTrainer / KTOTrainer / RewardTrainer: they tokenize and collate their own way (and
 ORPO/SimPO live only in trl.experimental), while our data pipeline already produces LLaMA-Factory's
 pairwise/KTO batches; owning `compute_loss` (a few lines per stage, the formulas in
-preference_losses.py) keeps one pipeline, our atomic checkpoints and resume, and no trl dependency.
+losses.py) keeps one pipeline, our atomic checkpoints and resume, and no trl dependency.
 
 Metrics (rewards/chosen, logps/rejected, ...) are accumulated as sums and counts over rows between two
 logging steps, so the logged value is the exact mean over the rows seen (KTO batches hold varying
@@ -29,6 +29,8 @@ class PreferenceTrainer(TuneforgeTrainer):
 
     # Metric names in a fixed order, so that ranks can sum them elementwise under DDP.
     METRICS: tuple[str, ...] = ()
+    # The separate frozen reference model of dpo / kto (None: none, or the policy with its adapter off).
+    ref_model: torch.nn.Module | None = None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -44,6 +46,7 @@ class PreferenceTrainer(TuneforgeTrainer):
         values = values.detach().float().reshape(-1)
         if values.numel() == 0:
             return
+        assert self.model is not None, "the trainer holds its model from __init__ on"
         split = "train" if self.model.training else "eval"
         entry = self._metric_sums[split][name]
         entry[0] += float(values.sum())
@@ -82,8 +85,10 @@ class PreferenceTrainer(TuneforgeTrainer):
         """The padding-free runner of this run's batches (None: padded), set up and checked on first use,
         when the recipe's reference model and run config are in place."""
         if not hasattr(self, "_row_packer"):
-            others = tuple(model for model in (getattr(self, "ref_model", None),) if model is not None)
-            self._row_packer = row_packer(self.model, self.args, getattr(self, "run_config", None),
+            assert self.model is not None, "the trainer holds its model from __init__ on"
+            assert self.run_config is not None, "build_trainer sets the run's config"
+            others = () if self.ref_model is None else (self.ref_model,)
+            self._row_packer = row_packer(self.model, self.args, self.run_config,
                                           self.score_rows, lm_head=self.SCORES_LOGITS,
                                           other_models=tuple(self.accelerator.unwrap_model(m) for m in others))
         return self._row_packer
@@ -105,8 +110,10 @@ class PreferenceTrainer(TuneforgeTrainer):
         return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], prediction_loss_only: bool,
-                        ignore_keys: list[str] | None = None) -> tuple[Any, Any, Any]:
-        """Evaluation computes the stage's loss and records its metrics; no logits are gathered."""
+                        ignore_keys: list[str] | None = None, **gen_kwargs: Any) -> tuple[Any, None, None]:
+        """Evaluation computes the stage's loss and records its metrics; no logits are gathered.
+
+        The loss is a tensor, which the evaluation loop gathers (Seq2SeqTrainer annotates it as a float)."""
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss = self.preference_loss(model, inputs)
@@ -143,7 +150,7 @@ def answer_token_stats(model: torch.nn.Module, input_ids: torch.Tensor, attentio
     logps = losses.target_logps(logits[scored], targets.masked_fill(~has_target, 0)) * has_target
     shape = (labels.size(0), labels.size(1) - 1)
     return AnswerStats(unpack(logps, row[scored], column[scored], shape),
-                       unpack(logits.detach().sum(-1), row, column, tuple(labels.shape)), labels, mask,
+                       unpack(logits.detach().sum(-1), row, column, (labels.size(0), labels.size(1))), labels, mask,
                        logits.size(-1))
 
 

@@ -2,14 +2,14 @@
 
 Same skeleton as sft.py. Each batch holds n chosen rows then n rejected rows (PairwiseCollator); one
 forward pass of the policy scores all 2n answers, one no-grad pass of the reference (see reference.py)
-scores them again, and preference_losses.py turns the per-answer log-probs into the loss:
+scores them again, and preference/losses.py turns the per-answer log-probs into the loss:
 `pref_loss` sigmoid | hinge | ipo | kto_pair (reference needed) or orpo | simpo (reference-free),
 plus `pref_bco_weight` x BCO and `pref_ftx` x the chosen answers' SFT loss.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,10 @@ from ..preference.reference import load_reference_model, reference_context
 from ..run.run_dir import RunDirectory
 from ..trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
 
+if TYPE_CHECKING:
+    from ...config import Config
+    from ...config.groups import RlhfArgs
+
 DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
                "logps/rejected", "logits/chosen", "logits/rejected", "sft_loss", "odds_ratio_loss")
 PLOT_KEYS = ("loss", "rewards/accuracies", "eval_loss")  # with plot_loss: LLaMA-Factory's curves for this stage
@@ -30,17 +34,16 @@ PLOT_KEYS = ("loss", "rewards/accuracies", "eval_loss")  # with plot_loss: LLaMA
 class DPOTrainer(PreferenceTrainer):
     METRICS = DPO_METRICS
 
-    def __init__(self, *args: Any, run_config: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, rlhf: RlhfArgs, ref_model: torch.nn.Module | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.loss_type = run_config.pref_loss
-        self.beta = run_config.pref_beta
-        self.ftx = run_config.pref_ftx
-        self.bco_weight = run_config.pref_bco_weight
-        self.label_smoothing = run_config.dpo_label_smoothing
-        self.simpo_gamma = run_config.simpo_gamma
-        self.ld_alpha = run_config.ld_alpha
+        self.loss_type = rlhf.pref_loss
+        self.beta = rlhf.pref_beta
+        self.ftx = rlhf.pref_ftx
+        self.bco_weight = rlhf.pref_bco_weight
+        self.label_smoothing = rlhf.dpo_label_smoothing
+        self.simpo_gamma = rlhf.simpo_gamma
+        self.ld_alpha = rlhf.ld_alpha
         self.bco_baseline = losses.RunningMean()
-        self.ref_model = None
         if ref_model is not None:
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
             self.ref_model.eval()
@@ -101,15 +104,16 @@ class DPOTrainer(PreferenceTrainer):
         ref, context = reference_context(self.accelerator.unwrap_model(model), self.ref_model)
         with torch.no_grad(), context:
             logps, _, _ = self.answer_logps(ref, inputs, is_reference=True)
-        return logps.chunk(2)
+        chosen, rejected = logps.chunk(2)
+        return chosen, rejected
 
 
-def run_dpo(cfg: Any) -> dict[str, float]:
+def run_dpo(cfg: Config) -> dict[str, float]:
     cfg, args, resume_from = prepare_run(cfg)
-    with RunDirectory(cfg, args.output_dir, resume_from, training=args.do_train):
+    with RunDirectory(cfg, cfg.train.output_dir, resume_from, training=args.do_train):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="dpo")
-        model = load_model(cfg, tokenizer, is_trainable=args.do_train)
+        model: Any = load_model(cfg, tokenizer, is_trainable=args.do_train)
         ref_model = load_reference_model(cfg, tokenizer)
         collator = PairwiseCollator(
             pad_token_id=tokenizer.pad_token_id,
@@ -118,7 +122,7 @@ def run_dpo(cfg: Any) -> dict[str, float]:
             compute_dtype=compute_dtype_of(cfg),
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset, trainer_class=DPOTrainer,
-                                run_config=cfg, ref_model=ref_model)
+                                rlhf=cfg.rlhf, ref_model=ref_model)
 
         metrics: dict[str, float] = {}
         if args.do_train:

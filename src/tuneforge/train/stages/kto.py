@@ -3,14 +3,14 @@
 Same skeleton as sft.py. A batch (KTOCollator) holds each row's answer with its `kto_tags` (desirable or
 not) and a mismatched "KL" row: the same prompt with another row's answer (built by the KTO processor).
 The policy scores the answers with gradients and the KL rows without; the reference (see reference.py)
-scores both; preference_losses.kto_losses weighs desirable rows by `kto_chosen_weight`, undesirable ones
+scores both; preference/losses.py kto_losses weighs desirable rows by `kto_chosen_weight`, undesirable ones
 by `kto_rejected_weight`. `pref_ftx` adds the desirable answers' SFT loss as LLaMA-Factory does
 (rescaled by rows / desirable rows).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,10 @@ from ..preference.reference import load_reference_model, reference_context
 from ..run.run_dir import RunDirectory
 from ..trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
 
+if TYPE_CHECKING:
+    from ...config import Config
+    from ...config.groups import RlhfArgs
+
 KTO_METRICS = ("rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "kl")
 PLOT_KEYS = ("loss", "rewards/chosen", "eval_loss")  # with plot_loss: LLaMA-Factory's curves for this stage
 
@@ -30,13 +34,12 @@ PLOT_KEYS = ("loss", "rewards/chosen", "eval_loss")  # with plot_loss: LLaMA-Fac
 class KTOTrainer(PreferenceTrainer):
     METRICS = KTO_METRICS
 
-    def __init__(self, *args: Any, run_config: Any, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, rlhf: RlhfArgs, ref_model: torch.nn.Module | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.beta = run_config.pref_beta
-        self.ftx = run_config.pref_ftx
-        self.chosen_weight = run_config.kto_chosen_weight
-        self.rejected_weight = run_config.kto_rejected_weight
-        self.ref_model = None
+        self.beta = rlhf.pref_beta
+        self.ftx = rlhf.pref_ftx
+        self.chosen_weight = rlhf.kto_chosen_weight
+        self.rejected_weight = rlhf.kto_rejected_weight
         if ref_model is not None:
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
             self.ref_model.eval()
@@ -73,12 +76,12 @@ class KTOTrainer(PreferenceTrainer):
         return loss
 
 
-def run_kto(cfg: Any) -> dict[str, float]:
+def run_kto(cfg: Config) -> dict[str, float]:
     cfg, args, resume_from = prepare_run(cfg)
-    with RunDirectory(cfg, args.output_dir, resume_from, training=args.do_train):
+    with RunDirectory(cfg, cfg.train.output_dir, resume_from, training=args.do_train):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="kto")
-        model = load_model(cfg, tokenizer, is_trainable=args.do_train)
+        model: Any = load_model(cfg, tokenizer, is_trainable=args.do_train)
         ref_model = load_reference_model(cfg, tokenizer)
         collator = KTOCollator(
             pad_token_id=tokenizer.pad_token_id,
@@ -87,7 +90,7 @@ def run_kto(cfg: Any) -> dict[str, float]:
             compute_dtype=compute_dtype_of(cfg),
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset, trainer_class=KTOTrainer,
-                                run_config=cfg, ref_model=ref_model)
+                                rlhf=cfg.rlhf, ref_model=ref_model)
 
         metrics: dict[str, float] = {}
         if args.do_train:

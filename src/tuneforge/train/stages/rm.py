@@ -10,7 +10,7 @@ pairwise accuracy (share of pairs scored chosen > rejected) as `eval_accuracy`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers.trainer import TRAINING_ARGS_NAME
@@ -22,6 +22,9 @@ from ..preference.losses import pairwise_reward_loss
 from ..preference.trainer import PreferenceTrainer
 from ..run.run_dir import RunDirectory
 from ..trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
+
+if TYPE_CHECKING:
+    from ...config import Config
 
 RM_METRICS = ("accuracy", "rewards/chosen", "rewards/rejected")
 PLOT_KEYS = ("loss", "eval_loss", "eval_accuracy")  # with plot_loss: LLaMA-Factory's curves for this stage
@@ -52,6 +55,7 @@ class RewardTrainer(PreferenceTrainer):
         # HF saves a non-PreTrainedModel as one flat state dict; ours saves the decoder (or adapter) the
         # usual way and the head beside it, LLaMA-Factory's layout.
         output_dir = output_dir or self.args.output_dir
+        assert output_dir is not None, "output_dir always has a value (config/loader.py resolves it)"
         if not self.args.should_save:
             return
         os.makedirs(output_dir, exist_ok=True)
@@ -66,12 +70,12 @@ class RewardTrainer(PreferenceTrainer):
         load_value_head(wrapper, resume_from_checkpoint)
 
 
-def run_rm(cfg: Any) -> dict[str, float]:
+def run_rm(cfg: Config) -> dict[str, float]:
     cfg, args, resume_from = prepare_run(cfg)
-    with RunDirectory(cfg, args.output_dir, resume_from, training=args.do_train):
+    with RunDirectory(cfg, cfg.train.output_dir, resume_from, training=args.do_train):
         tokenizer, template = load_tokenizer_and_template(cfg)
         dataset = get_dataset(cfg, tokenizer, template, stage="rm")
-        model = load_value_head_model(cfg, tokenizer, is_trainable=args.do_train)
+        model: Any = load_value_head_model(cfg, tokenizer, is_trainable=args.do_train)
         collator = PairwiseCollator(
             pad_token_id=tokenizer.pad_token_id,
             pad_to_multiple_of=8,

@@ -23,11 +23,14 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ....model.value_head import ValueHead
+from ....runtime import runtime
 from ...run.callbacks import TRAINER_LOG, format_record
 from . import objective
 from .policy import values_from
@@ -40,26 +43,27 @@ SAMPLES_LOG = "ppo_samples.jsonl"
 
 @dataclass
 class PPOSettings:
-    """The PPO constants; defaults are the ones LLaMA-Factory runs with (trl 0.9's PPOConfig)."""
+    """What one PPO run does: the values from its config (recipe.ppo_settings), then the constants that no
+    key sets, with the values LLaMA-Factory runs with (trl 0.9's PPOConfig)."""
 
-    mini_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    buffer_size: int = 1
-    ppo_epochs: int = 4
-    max_steps: int = 1
+    mini_batch_size: int  # per_device_train_batch_size
+    gradient_accumulation_steps: int
+    buffer_size: int  # ppo_buffer_size
+    ppo_epochs: int
+    max_steps: int
+    kl_target: float  # ppo_target
+    score_norm: bool  # ppo_score_norm
+    whiten_rewards: bool  # ppo_whiten_rewards
+    max_grad_norm: float
+    logging_steps: int
+    seed: int
     init_kl_coef: float = 0.2
-    kl_target: float = 6.0
     kl_horizon: int = 10000
     gamma: float = 1.0
     lam: float = 0.95
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.1
-    score_norm: bool = False
-    whiten_rewards: bool = False
-    max_grad_norm: float = 1.0
-    logging_steps: int = 1
-    seed: int = 42
 
     @property
     def rollout_size(self) -> int:
@@ -79,7 +83,7 @@ class Rollout:
 class PPOLoop:
     """Trains `policy` (+ `value_head`) against `reward`, with `reference` giving the reference log-probs."""
 
-    def __init__(self, policy: Any, value_head: torch.nn.Module, tokenizer: Any, reward: RewardSource,
+    def __init__(self, policy: Any, value_head: ValueHead, tokenizer: Any, reward: RewardSource,
                  settings: PPOSettings, optimizer: torch.optim.Optimizer, scheduler: Any,
                  generation_kwargs: dict[str, Any], output_dir: str, reference: Any = None):
         self.policy, self.value_head, self.tokenizer, self.reward = policy, value_head, tokenizer, reward
@@ -95,14 +99,15 @@ class PPOLoop:
         self.history: list[dict[str, float]] = []
 
     # ---- one PPO step ------------------------------------------------------------------------------
-    def step(self, prompts: list[list[int]]) -> dict[str, float]:
+    def step(self, prompts: list[list[int]]) -> tuple[dict[str, float], Rollout]:
+        """One PPO step on `prompts`: (its statistics, the rollout it trained on)."""
         rollout = self.roll_out(prompts)
         scores = rollout.scores
         if self.settings.score_norm:
             scores = self.score_moments.normalise(scores)
         with torch.no_grad():
-            old_logprobs, old_values = self.logprobs_and_values(rollout, self.policy, with_values=True)
-            ref_logprobs, _ = self.logprobs_and_values(rollout, None, with_values=False)
+            old_logprobs, old_values = self.policy_logprobs_and_values(rollout)
+            ref_logprobs = self.reference_logprobs(rollout)
         mask = rollout.response_mask
         rewards, kl = objective.token_rewards(scores, old_logprobs, ref_logprobs, mask, self.kl.value)
         advantages, returns = objective.gae(old_values, rewards, mask, self.settings.gamma, self.settings.lam,
@@ -112,8 +117,7 @@ class PPOLoop:
         self.kl.update(mean_kl, self.settings.rollout_size)
         self.scheduler.step()
         return {"loss": sum(losses) / len(losses), "reward": rollout.scores.mean().item(), "kl": mean_kl,
-                "kl_coef": self.kl.value, "response_length": mask.sum(dim=1).float().mean().item(),
-                "_rollout": rollout}
+                "kl_coef": self.kl.value, "response_length": mask.sum(dim=1).float().mean().item()}, rollout
 
     def roll_out(self, prompts: list[list[int]]) -> Rollout:
         """Generate one response per prompt; score prompt + response."""
@@ -153,29 +157,29 @@ class PPOLoop:
             # logits at position t predict token t+1: the response tokens are predicted from prompt_length-1 on
             rollout.response_mask[row, prompt_length - 1: len(ids) - 1] = 1
 
-    def logprobs_and_values(self, rollout: Rollout, model: Any, with_values: bool, rows: Any = None
-                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Log-probs of the sampled tokens (and values) at positions 0..L-2, for `rows` of the rollout.
-        model=None means the reference model."""
-        rows = slice(None) if rows is None else rows
-        input_ids = rollout.input_ids[rows].to(self.device)
-        attention_mask = rollout.attention_mask[rows].to(self.device)
-        if model is None:
-            with self._reference() as reference:
-                logits = reference(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-            values = None
-        elif with_values:
-            logits, values = values_from(model, self.value_head, input_ids, attention_mask)
-            values = values[:, :-1]
-        else:
-            logits, values = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits, None
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        logprobs = logprobs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        return logprobs.cpu() if logprobs.device.type != "cpu" else logprobs, (
-            values.cpu() if values is not None and values.device.type != "cpu" else values)
+    def policy_logprobs_and_values(self, rollout: Rollout, rows: torch.Tensor | None = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy's log-probs of the sampled tokens and its values at positions 0..L-2, for `rows` of the
+        rollout (all rows when None), on the CPU."""
+        input_ids, attention_mask = self._rows(rollout, rows)
+        logits, values = values_from(self.policy, self.value_head, input_ids, attention_mask)
+        return _on_cpu(_sampled_logprobs(logits, input_ids)), _on_cpu(values[:, :-1])
+
+    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
+        """The reference model's log-probs of the sampled tokens at positions 0..L-2, on the CPU."""
+        input_ids, attention_mask = self._rows(rollout, None)
+        with self._reference() as reference:
+            logits = reference(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return _on_cpu(_sampled_logprobs(logits, input_ids))
+
+    def _rows(self, rollout: Rollout, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of `rows` of the rollout (all when None) on the policy's device."""
+        if rows is None:
+            return rollout.input_ids.to(self.device), rollout.attention_mask.to(self.device)
+        return rollout.input_ids[rows].to(self.device), rollout.attention_mask[rows].to(self.device)
 
     @contextlib.contextmanager
-    def _reference(self):
+    def _reference(self) -> Iterator[Any]:
         if self.reference is not None:
             yield self.reference
         else:
@@ -191,7 +195,7 @@ class PPOLoop:
             order = torch.randperm(len(rollout.sequences), generator=self.generator)
             batches = order.split(settings.mini_batch_size)
             for index, rows in enumerate(batches):
-                logprobs, values = self.logprobs_and_values(rollout, self.policy, with_values=True, rows=rows)
+                logprobs, values = self.policy_logprobs_and_values(rollout, rows)
                 pg = objective.policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask[rows],
                                            settings.cliprange)
                 vf = objective.value_loss(values, old_values[rows], returns[rows], mask[rows],
@@ -217,13 +221,13 @@ class PPOLoop:
         self.generator.set_state(state["generator"])
         self.history = list(state["history"])
 
-    def train(self, prompt_batches: Any, on_step: Any = None, start_step: int = 0) -> dict[str, float]:
+    def train(self, prompt_batches: Iterator[list[list[int]]], on_step: Callable[[int], None] | None = None,
+              start_step: int = 0) -> dict[str, float]:
         """Run PPO steps start_step+1 .. max_steps over `prompt_batches` (an iterator of lists of prompt ids)."""
         start = time.time()
         total = self.settings.max_steps
         for step in range(start_step + 1, total + 1):
-            stats = self.step(next(prompt_batches))
-            rollout = stats.pop("_rollout")
+            stats, rollout = self.step(next(prompt_batches))
             self.history.append(stats)
             if step % self.settings.logging_steps == 0 or step == total:
                 self._log(step, total, stats, rollout, time.time() - start, step - start_step)
@@ -244,7 +248,7 @@ class PPOLoop:
                                   "remaining": round(elapsed / done * (total - step), 2)}
         line = format_record(record) + f" | reward {record['reward']:.4f} | kl {record['kl']:.4f}"
         logger.info(line)
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not runtime().is_main:
             return
         with open(os.path.join(self.output_dir, TRAINER_LOG), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -258,6 +262,16 @@ class PPOLoop:
         sample = rollout.sequences[0][rollout.prompt_lengths[0]:]
         logger.info("sampled response (score %.4f): %r", rollout.scores[0].item(),
                     self.tokenizer.decode(sample, skip_special_tokens=True))
+
+
+def _sampled_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(token t+1) under the logits at position t, for t = 0..L-2, in fp32."""
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logprobs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.cpu() if tensor.device.type != "cpu" else tensor
 
 
 def _as_list(value: Any) -> list[int]:

@@ -1,5 +1,6 @@
 """The PPO policy's critic: a value head (model/value_head.py, LLaMA-Factory's file layout) on the last
-hidden state of the causal LM being trained, plus the few helpers the loop and the reward sources need."""
+hidden state of the causal LM being trained, plus the few helpers the loop and the reward sources need.
+Saved heads are read by model/value_head.py (`load_value_head`), as for stage rm and the API's scorer."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ....errors import ConfigError
-from ....model.value_head import VALUE_HEAD_FILE, ValueHead, _hidden_size, read_value_head
+from ....model.value_head import VALUE_HEAD_FILE, ValueHead, ValueHeadModel, _hidden_size, load_value_head
 
-__all__ = ["VALUE_HEAD_FILE", "load_value_head", "new_value_head", "save_value_head", "values_from"]
+__all__ = ["VALUE_HEAD_FILE", "new_value_head", "save_value_head", "saved_value_head", "values_from"]
 
 
 def new_value_head(model: Any) -> ValueHead:
@@ -25,15 +25,15 @@ def new_value_head(model: Any) -> ValueHead:
     return head
 
 
-def load_value_head(path: str, model: Any) -> ValueHead:
-    """The head saved in `path` (a stage rm output directory, or its adapter)."""
-    state = read_value_head(path)
-    if state is None:
-        raise ConfigError(f"{path!r} has no {VALUE_HEAD_FILE}: it is not a reward model. Train one with "
-                          "stage: rm and point reward_model at its output_dir")
-    head = ValueHead(_hidden_size(model.config), dropout=0.0)
-    head.load_state_dict({name.removeprefix("v_head."): tensor.float() for name, tensor in state.items()})
-    return head
+def saved_value_head(path: str, model: Any) -> ValueHead:
+    """The head saved in `path` (a stage rm output directory, its adapter, or a PPO checkpoint), sized for
+    `model`, in fp32 on its device, without dropout.
+
+    model/value_head.py's `load_value_head` fills the head of a ValueHeadModel (and checks its shape); the
+    wrapper only refers to `model`, it copies no weights."""
+    wrapper = ValueHeadModel(model, dropout=0.0)
+    load_value_head(wrapper, path)
+    return wrapper.v_head
 
 
 def save_value_head(head: ValueHead, output_dir: str) -> None:

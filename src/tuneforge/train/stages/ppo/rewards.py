@@ -15,16 +15,21 @@ stage rm.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import urllib.error
 import urllib.request
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from ....errors import ConfigError, UserError
-from .policy import load_value_head
+from ...preference.reference import adapter_paths
+from .policy import saved_value_head
+
+if TYPE_CHECKING:
+    from ....config import Config
+    from ....config.groups import RlhfArgs
 
 logger = logging.getLogger("tuneforge.train")
 
@@ -73,7 +78,7 @@ class AdapterReward:
 
     def __init__(self, policy: Any, adapter_path: str, pad_id: int):
         policy.load_adapter(adapter_path, adapter_name=REWARD_ADAPTER, is_trainable=False)
-        self.policy, self.head, self.pad_id = policy, load_value_head(adapter_path, policy), pad_id
+        self.policy, self.head, self.pad_id = policy, saved_value_head(adapter_path, policy), pad_id
 
     def score(self, sequences: list[list[int]], prompt_lengths: list[int] | None = None) -> torch.Tensor:
         trained = self.policy.active_adapter
@@ -109,24 +114,24 @@ class ApiReward:
         return torch.tensor([float(score) for score in scores])
 
 
-def check_reward_settings(cfg: Any) -> None:
+def check_reward_settings(rlhf: RlhfArgs) -> None:
     """The reward model settings, checked before any weights load."""
-    # A missing reward_model and a LoRA reward model without LoRA training are config errors (config/checks.py).
-    kind, path = getattr(cfg, "reward_model_type", "lora"), getattr(cfg, "reward_model", None) or ""
-    if kind == "api" and not str(path).startswith(("http://", "https://")):
+    # A missing reward_model and a LoRA reward model without LoRA training are config errors (config/checks.py);
+    # "" only keeps the checks below total.
+    kind, path = rlhf.reward_model_type, rlhf.reward_model or ""
+    if kind == "api" and not path.startswith(("http://", "https://")):
         raise ConfigError(f"reward_model: {path!r} is not a URL; reward_model_type: api needs "
                           "http(s)://host:port/path of a scoring endpoint")
-    if kind != "api" and str(path).startswith(("http://", "https://")):
+    if kind != "api" and path.startswith(("http://", "https://")):
         raise ConfigError(f"reward_model: {path!r} is a URL; set reward_model_type: api")
-    if kind == "lora" and (getattr(cfg, "reward_model_adapters", None)
-                           or getattr(cfg, "reward_model_quantization_bit", None)):
+    if kind == "lora" and (rlhf.reward_model_adapters or rlhf.reward_model_quantization_bit):
         raise ConfigError("reward_model_adapters / reward_model_quantization_bit apply to reward_model_type: "
                           "full; a lora reward model is one adapter on the policy's base")
     if kind != "api":
-        _check_reward_dir(kind, str(path), getattr(cfg, "reward_model_adapters", None))
+        _check_reward_dir(kind, path, adapter_paths(rlhf.reward_model_adapters))
 
 
-def _check_reward_dir(kind: str, path: str, adapters: Any) -> None:
+def _check_reward_dir(kind: str, path: str, adapters: list[str]) -> None:
     """A local reward model must exist and hold the value head that stage rm saves (hub ids load later)."""
     from ....model.value_head import read_value_head
 
@@ -138,16 +143,16 @@ def _check_reward_dir(kind: str, path: str, adapters: Any) -> None:
     if kind == "lora" and not os.path.isfile(os.path.join(path, "adapter_config.json")):
         raise ConfigError(f"reward_model: {path!r} holds no LoRA adapter (adapter_config.json); for a full reward "
                           "model set reward_model_type: full")
-    if isinstance(adapters, str):
-        adapters = [item.strip() for item in adapters.split(",") if item.strip()]
     head_dir = adapters[-1] if adapters else path
     if os.path.isdir(head_dir) and read_value_head(head_dir) is None:
         raise ConfigError(f"reward_model: {head_dir!r} has no value_head.safetensors: it is not a reward model. "
                           "Train one with stage: rm and point reward_model at its output_dir")
 
 
-def build_reward_source(cfg: Any, policy: Any, tokenizer: Any) -> RewardSource:
-    kind, path = cfg.reward_model_type, cfg.reward_model
+def build_reward_source(cfg: Config, policy: Any, tokenizer: Any) -> RewardSource:
+    rlhf = cfg.rlhf
+    kind, path = rlhf.reward_model_type, rlhf.reward_model
+    assert path is not None, "config/checks.py refuses stage ppo without reward_model"
     pad_id = tokenizer.pad_token_id
     if kind == "api":
         logger.info("Reward: HTTP endpoint %s", path)
@@ -156,13 +161,14 @@ def build_reward_source(cfg: Any, policy: Any, tokenizer: Any) -> RewardSource:
         logger.info("Reward: LoRA adapter %s on the policy's base model", path)
         return AdapterReward(policy, path, pad_id)
 
-    from ....model.loader import load_model
+    from ....model.value_head import load_value_head_model
 
-    reward_cfg = cfg.replace(model_name_or_path=path, adapter_name_or_path=getattr(cfg, "reward_model_adapters", None),
-                             quantization_bit=getattr(cfg, "reward_model_quantization_bit", None),
-                             finetuning_type="lora" if getattr(cfg, "reward_model_adapters", None) else "full")
-    model = load_model(reward_cfg, tokenizer, is_trainable=False)
-    head_dir = (cfg.reward_model_adapters.split(",")[-1].strip() if getattr(cfg, "reward_model_adapters", None)
-                else path)
+    # A full reward model loads as stage rm saved it: base (+ merged adapters) with the head of the last
+    # adapter, else of the model directory; frozen, in eval mode.
+    adapters = adapter_paths(rlhf.reward_model_adapters)
+    reward_cfg = cfg.replace(model_name_or_path=path, adapter_name_or_path=adapters or None,
+                             quantization_bit=rlhf.reward_model_quantization_bit,
+                             finetuning_type="lora" if adapters else "full")
+    reward_model = load_value_head_model(reward_cfg, tokenizer, is_trainable=False)
     logger.info("Reward: model %s", path)
-    return ModelReward(model, load_value_head(head_dir, model), pad_id)
+    return ModelReward(reward_model.pretrained_model, reward_model.v_head, pad_id)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ....errors import ConfigError
 from ...run.checkpoints import STAGING_DIR, TRAINER_STATE, publish_checkpoint
+
+if TYPE_CHECKING:
+    from .loop import PPOLoop
 
 PPO_STATE = "ppo_state.pt"
 
@@ -51,7 +54,7 @@ class PromptBatches:
         self.order, self.position = list(state["order"]), int(state["position"])
 
 
-def save_checkpoint(loop: Any, batches: PromptBatches, save_model: Any, output_dir: str, step: int) -> str:
+def save_checkpoint(loop: PPOLoop, batches: PromptBatches, save_model: Any, output_dir: str, step: int) -> str:
     """Write checkpoint-<step> atomically; `save_model(folder)` writes the policy, head and tokenizer."""
     staged = os.path.join(output_dir, STAGING_DIR, f"checkpoint-{step}")
     os.makedirs(staged, exist_ok=True)
@@ -66,7 +69,7 @@ def save_checkpoint(loop: Any, batches: PromptBatches, save_model: Any, output_d
     return publish_checkpoint(staged, output_dir)
 
 
-def load_checkpoint(path: str, loop: Any, batches: PromptBatches, value_head: torch.nn.Module) -> int:
+def load_checkpoint(path: str, loop: PPOLoop, batches: PromptBatches, value_head: torch.nn.Module) -> int:
     """Restore a checkpoint written by save_checkpoint into the loop; returns its step."""
     file = os.path.join(path, PPO_STATE)
     if not os.path.isfile(file):
@@ -74,9 +77,9 @@ def load_checkpoint(path: str, loop: Any, batches: PromptBatches, value_head: to
                           "resume from a checkpoint-N of a ppo run, or start a fresh run")
     state = torch.load(file, map_location="cpu", weights_only=False)
     _load_policy_weights(loop.policy, path)
-    from .policy import load_value_head
+    from .policy import saved_value_head
 
-    value_head.load_state_dict(load_value_head(path, loop.policy).state_dict())
+    value_head.load_state_dict(saved_value_head(path, loop.policy).state_dict())
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.scheduler.load_state_dict(state["scheduler"])
     loop.load_state_dict(state["loop"])
