@@ -18,7 +18,6 @@ cannot group prompts of similar length.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -57,9 +56,9 @@ def check_prediction(cfg: Config, args: Seq2SeqTrainingArguments) -> None:
 
 def generation_kwargs(generate: GenerateArgs, tokenizer: Any, template: Any) -> tuple[dict[str, Any], bool]:
     """(kwargs for model.generate, skip_special_tokens) from the config's `generate` group."""
-    from ...config.generation import resolve_generation
+    from ...config.generation import generation_settings, resolve_generation
 
-    kwargs, skip_special_tokens = resolve_generation(dataclasses.asdict(generate))
+    kwargs, skip_special_tokens = resolve_generation(generation_settings(generate))
     stop_ids = template.get_stop_token_ids(tokenizer) if template is not None else [tokenizer.eos_token_id]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     kwargs.update(eos_token_id=stop_ids, pad_token_id=pad_id)

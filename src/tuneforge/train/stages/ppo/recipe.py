@@ -9,7 +9,6 @@ prepare -> run directory -> prompts -> policy (+ value head) -> reference -> rew
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ....config.generation import resolve_generation
+from ....config.generation import generation_settings, resolve_generation
 from ....data.pipeline import get_dataset, load_tokenizer_and_template
 from ....data.tokenizer import save_tokenizer_with_chat_template
 from ....errors import ConfigError
@@ -90,7 +89,7 @@ def run_ppo(cfg: Config) -> dict[str, float]:
                                   num_warmup_steps=args.get_warmup_steps(settings.max_steps),
                                   num_training_steps=settings.max_steps,
                                   scheduler_specific_kwargs=_scheduler_kwargs(args.lr_scheduler_kwargs))
-        generation, _ = resolve_generation(dataclasses.asdict(cfg.generate))
+        generation, _ = resolve_generation(generation_settings(cfg.generate))
         stop_ids = template.get_stop_token_ids(tokenizer) if template is not None else [tokenizer.eos_token_id]
         generation.update(eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, use_cache=True)
         logger.info("PPO: %d steps of %d rollouts, %d epochs each, mini-batch %d", settings.max_steps,
