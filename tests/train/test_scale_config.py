@@ -2,18 +2,21 @@
 try instead), the torchrun command line, DeepSpeed / FSDP configs checked by the engines' own validation, and
 the CPU refusals."""
 
+import dataclasses
 import json
 import types
 
 import pytest
 from shared_paths import LF_EXAMPLES
 
+from tuneforge.config import make_config
 from tuneforge.data import rank_gate
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.train.launch.deepspeed import (fill_auto_values, remaining_autos, validate_with_deepspeed,
                                               write_zero_config, zero_config)
 from tuneforge.train.launch.distributed import distributed_arg_changes
 from tuneforge.train.launch.fsdp import fsdp_config, validate_fsdp
+from tuneforge.runtime import runtime
 from tuneforge.train.launch.torchrun import launch_env, plan_launch, wants_torchrun
 
 LF_DEEPSPEED = LF_EXAMPLES / "deepspeed"
@@ -103,24 +106,26 @@ def test_the_web_uis_device_count_sets_nproc_per_node():
 # --- CPU rules in a launched worker -------------------------------------------------------------------------
 
 
-def _base(**values):
-    defaults = dict(fsdp=None, ddp_backend=None, per_device_train_batch_size=2, gradient_accumulation_steps=4,
-                    max_grad_norm=1.0, fp16=False, bf16=False)
-    return types.SimpleNamespace(**{**defaults, **values})
+def _train(**values):
+    """The train group of a run (batch 2 x accumulation 4), with `values` changed."""
+    train = make_config({"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4}).train
+    return dataclasses.replace(train, **values)
 
 
 def test_cpu_workers_use_gloo_and_refuse_gpu_only_engines(monkeypatch):
-    cfg = types.SimpleNamespace(deepspeed=None)
-    assert distributed_arg_changes(cfg, _base(), "cpu") == {}
+    model = make_config({}).model
+    assert distributed_arg_changes(_train(), model, "cpu") == {}
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert distributed_arg_changes(cfg, _base(), "cpu") == {"ddp_backend": "gloo"}
+    runtime.cache_clear()  # the process's facts changed on purpose (as a torchrun worker's are)
+    assert distributed_arg_changes(_train(), model, "cpu") == {"ddp_backend": "gloo"}
     with pytest.raises(ConfigError, match="ddp_backend: nccl needs GPUs; on CPU the processes communicate over"):
-        distributed_arg_changes(cfg, _base(ddp_backend="nccl"), "cpu")
+        distributed_arg_changes(_train(ddp_backend="nccl"), model, "cpu")
     with pytest.raises(ConfigError, match="on CPU the Trainer would silently run plain DDP instead. Remove fsdp"):
-        distributed_arg_changes(cfg, _base(fsdp=True), "cpu")
+        distributed_arg_changes(_train(fsdp=True), model, "cpu")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # `accelerate launch` with an FSDP config file
+    runtime.cache_clear()
     with pytest.raises(ConfigError, match="fsdp: FSDP shards the model over GPUs"):
-        distributed_arg_changes(cfg, _base(), "cpu")
+        distributed_arg_changes(_train(), model, "cpu")
 
 
 # --- DeepSpeed ----------------------------------------------------------------------------------------------

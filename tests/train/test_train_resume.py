@@ -15,7 +15,7 @@ RUN = dict(finetuning_type="lora", learning_rate=1e-2, max_steps=8, save_steps=3
            per_device_train_batch_size=2)  # 4 steps per epoch: checkpoint-3 is mid-epoch
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model_dir(tiny_llama_dir):
     return tiny_llama_dir
 
