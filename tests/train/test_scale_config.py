@@ -4,7 +4,6 @@ the CPU refusals."""
 
 import dataclasses
 import json
-import types
 
 import pytest
 from shared_paths import LF_EXAMPLES
@@ -192,18 +191,20 @@ def test_fsdp_configs_pass_transformers_and_accelerate():
 def test_other_ranks_read_the_cache_and_stop_when_the_main_process_failed(monkeypatch):
     monkeypatch.setattr(rank_gate, "is_distributed", lambda: True)
     monkeypatch.setattr(rank_gate, "_long_wait_group", lambda: None)
+    # Built before the rank variables are set (transformers would join a process group for them).
+    cfg = make_config({"overwrite_cache": True, "data_shared_file_system": False})
+    shared = make_config({"data_shared_file_system": True})
     monkeypatch.setenv("LOCAL_RANK", "1")
-    cfg = types.SimpleNamespace(overwrite_cache=True, data_shared_file_system=False,
-                                replace=lambda **changes: types.SimpleNamespace(**changes))
     monkeypatch.setattr(rank_gate, "_exchange", lambda group, status: [None, None])
-    assert rank_gate.preprocess_once(cfg, lambda run_cfg: run_cfg.overwrite_cache) is False
+    assert rank_gate.preprocess_once(cfg, lambda run_cfg: run_cfg.data.overwrite_cache) is False
     monkeypatch.setattr(rank_gate, "_exchange", lambda group, status: ["DataError: demo: row 3 is empty", None])
     with pytest.raises(DataError, match=r"the main process failed to preprocess the data \(DataError: demo: row 3"):
         rank_gate.preprocess_once(cfg, lambda run_cfg: 1 / 0)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")  # node 1's first process: main unless the file system is shared
+    runtime.cache_clear()  # the process's facts changed on purpose
     assert rank_gate.is_data_main_process(cfg)
-    assert not rank_gate.is_data_main_process(types.SimpleNamespace(data_shared_file_system=True))
+    assert not rank_gate.is_data_main_process(shared)
 
 
 # --- the `tuneforge train` command ----------------------------------------------------------------------------
