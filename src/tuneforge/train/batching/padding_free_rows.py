@@ -8,8 +8,8 @@ padded shape, zeros at padding, so everything after (summed_logps, last_token_va
 padded code on the same values up to the order of float sums; padding positions are never read there
 (labels -100, attention mask 0). Logits are never padded: the log-softmax runs on real positions only.
 
-Where it is off: `padding_free: false` (TUNEFORGE_PADDING_FREE=0) and the cases of padding_free.shared_reason, a model whose
-forward takes no `logits_to_keep` tensor, and any model on which a probe batch's packed outputs differ from
+Where it is off: `padding_free: false` (TUNEFORGE_PADDING_FREE=0) and the other cases of
+padding_free.shared_reason, a model whose forward takes no `logits_to_keep` tensor, and any model on which a probe batch's packed outputs differ from
 the padded ones (checked once with a probe batch when the first batch arrives, before any packed batch
 trains; a separate reference model is checked too).
 """
@@ -107,7 +107,8 @@ def row_packer(model: Any, args: TrainingArguments, cfg: Config, score: Scorer, 
     """A RowPacker where packed rows give the padded rows' outputs on this model, else None (logged).
 
     `score(model, batch, packer)` returns (outputs, mask of the positions that count) for a padded batch;
-    `other_models` (a separate reference model) run the same batches, so they are switched and checked too."""
+    `other_models` (a separate reference model) run the same batches, so they are switched and checked too.
+    Every setting it reads comes from `cfg`; `args` stays in the signature the preference trainer calls."""
     models = (model, *other_models)
     reason = next((why for why in (shared_reason(each, cfg) for each in models) if why), None)
     if reason is None and cfg.model.shift_attn:

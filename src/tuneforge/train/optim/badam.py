@@ -63,8 +63,9 @@ def create_badam_optimizer(model: Any, args: TrainingArguments, badam: BadamArgs
     base = optimizer_class([dict(params=decay, weight_decay=args.weight_decay),
                             dict(params=no_decay, weight_decay=0.0)], **kwargs)
     interval = badam.badam_switch_interval
+    blocks = _layer_blocks(named, badam.badam_start_block)
     optimizer = LayerBlockOptimizer(
-        base_optimizer=base, named_parameters_list=named, block_prefix_list=_layer_blocks(named, badam.badam_start_block),
+        base_optimizer=base, named_parameters_list=named, block_prefix_list=blocks,
         switch_block_every=NEVER if interval in (None, -1) else interval, start_block=badam.badam_start_block,
         switch_mode=badam.badam_switch_mode, verbose=badam.badam_verbose,
     )
