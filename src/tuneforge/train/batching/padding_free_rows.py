@@ -9,9 +9,9 @@ padded code on the same values up to the order of float sums; padding positions 
 (labels -100, attention mask 0). Logits are never padded: the log-softmax runs on real positions only.
 
 Where it is off: `padding_free: false` (TUNEFORGE_PADDING_FREE=0) and the other cases of
-padding_free.shared_reason, a model whose forward takes no `logits_to_keep` tensor, and any model on which a probe batch's packed outputs differ from
-the padded ones (checked once with a probe batch when the first batch arrives, before any packed batch
-trains; a separate reference model is checked too).
+padding_free.shared_reason, a model whose forward takes no `logits_to_keep` tensor, and any model on which
+a probe batch's packed outputs differ from the padded ones (checked once with a probe batch when the first
+batch arrives, before any packed batch trains; a separate reference model is checked too).
 """
 
 from __future__ import annotations
