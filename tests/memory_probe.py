@@ -37,7 +37,7 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     # Every row exactly cutoff_len tokens long: the case the estimate is made for.
     generator = torch.Generator().manual_seed(0)
-    rows = torch.randint(5, len(tokenizer), (8, cfg.cutoff_len), generator=generator).tolist()
+    rows = torch.randint(5, len(tokenizer), (8, cfg.data.cutoff_len), generator=generator).tolist()
     data = DatasetModule(train_dataset=Dataset.from_dict(
         {"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows], "labels": rows}))
 

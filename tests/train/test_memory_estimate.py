@@ -83,8 +83,6 @@ def test_description_names_every_part():
 
 
 def test_frozen_lower_layers_keep_no_activations():
-    from types import SimpleNamespace
-
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from tuneforge.model.adapters import apply_finetuning
@@ -95,10 +93,10 @@ def test_frozen_lower_layers_keep_no_activations():
         config = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
                              num_attention_heads=2, num_key_value_heads=2)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
-        cfg = tiny_config(model_name_or_path="unused", cutoff_len=16, **values)
+        cfg = tiny_config(model_name_or_path="unused", cutoff_len=16, per_device_train_batch_size=2,
+                          optim="adamw_torch", **values)
         model = apply_finetuning(model, cfg, is_trainable=True)
-        return estimate_training_memory(model, cfg, SimpleNamespace(per_device_train_batch_size=2,
-                                                                    optim="adamw_torch")).activations
+        return estimate_training_memory(model, cfg, cfg.training_args).activations
 
     full = estimate(finetuning_type="full")
     one, two = (estimate(finetuning_type="freeze", freeze_trainable_layers=n) for n in (1, 2))

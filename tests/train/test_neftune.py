@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import tuneforge.train.stages.sft as sft_recipe
-from tuneforge.testing.tiny_model import build_tiny_model
 
 from test_train_recipes import run_recipe
 
@@ -13,11 +12,10 @@ ALPHA = 5.0
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory):
+def captured(tmp_path_factory, tiny_llama_dir):
     """Clean embeddings and what the first decoder layer received, for every forward of a short run with
     evaluation after each step (the NEFTune hook is active during the whole of train())."""
-    model_dir = tmp_path_factory.mktemp("tiny_llama_neftune")
-    build_tiny_model(model_dir)
+    model_dir = tiny_llama_dir
     records = []
     original_load = sft_recipe.load_model
 

@@ -2,18 +2,20 @@
 try instead), the torchrun command line, DeepSpeed / FSDP configs checked by the engines' own validation, and
 the CPU refusals."""
 
+import dataclasses
 import json
-import types
 
 import pytest
 from shared_paths import LF_EXAMPLES
 
+from tuneforge.config import make_config
 from tuneforge.data import rank_gate
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.train.launch.deepspeed import (fill_auto_values, remaining_autos, validate_with_deepspeed,
                                               write_zero_config, zero_config)
 from tuneforge.train.launch.distributed import distributed_arg_changes
 from tuneforge.train.launch.fsdp import fsdp_config, validate_fsdp
+from tuneforge.runtime import runtime
 from tuneforge.train.launch.torchrun import launch_env, plan_launch, wants_torchrun
 
 LF_DEEPSPEED = LF_EXAMPLES / "deepspeed"
@@ -103,24 +105,26 @@ def test_the_web_uis_device_count_sets_nproc_per_node():
 # --- CPU rules in a launched worker -------------------------------------------------------------------------
 
 
-def _base(**values):
-    defaults = dict(fsdp=None, ddp_backend=None, per_device_train_batch_size=2, gradient_accumulation_steps=4,
-                    max_grad_norm=1.0, fp16=False, bf16=False)
-    return types.SimpleNamespace(**{**defaults, **values})
+def _train(**values):
+    """The train group of a run (batch 2 x accumulation 4), with `values` changed."""
+    train = make_config({"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4}).train
+    return dataclasses.replace(train, **values)
 
 
 def test_cpu_workers_use_gloo_and_refuse_gpu_only_engines(monkeypatch):
-    cfg = types.SimpleNamespace(deepspeed=None)
-    assert distributed_arg_changes(cfg, _base(), "cpu") == {}
+    model = make_config({}).model
+    assert distributed_arg_changes(_train(), model, "cpu") == {}
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert distributed_arg_changes(cfg, _base(), "cpu") == {"ddp_backend": "gloo"}
+    runtime.cache_clear()  # the process's facts changed on purpose (as a torchrun worker's are)
+    assert distributed_arg_changes(_train(), model, "cpu") == {"ddp_backend": "gloo"}
     with pytest.raises(ConfigError, match="ddp_backend: nccl needs GPUs; on CPU the processes communicate over"):
-        distributed_arg_changes(cfg, _base(ddp_backend="nccl"), "cpu")
+        distributed_arg_changes(_train(ddp_backend="nccl"), model, "cpu")
     with pytest.raises(ConfigError, match="on CPU the Trainer would silently run plain DDP instead. Remove fsdp"):
-        distributed_arg_changes(cfg, _base(fsdp=True), "cpu")
+        distributed_arg_changes(_train(fsdp=True), model, "cpu")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # `accelerate launch` with an FSDP config file
+    runtime.cache_clear()
     with pytest.raises(ConfigError, match="fsdp: FSDP shards the model over GPUs"):
-        distributed_arg_changes(cfg, _base(), "cpu")
+        distributed_arg_changes(_train(), model, "cpu")
 
 
 # --- DeepSpeed ----------------------------------------------------------------------------------------------
@@ -187,18 +191,20 @@ def test_fsdp_configs_pass_transformers_and_accelerate():
 def test_other_ranks_read_the_cache_and_stop_when_the_main_process_failed(monkeypatch):
     monkeypatch.setattr(rank_gate, "is_distributed", lambda: True)
     monkeypatch.setattr(rank_gate, "_long_wait_group", lambda: None)
+    # Built before the rank variables are set (transformers would join a process group for them).
+    cfg = make_config({"overwrite_cache": True, "data_shared_file_system": False})
+    shared = make_config({"data_shared_file_system": True})
     monkeypatch.setenv("LOCAL_RANK", "1")
-    cfg = types.SimpleNamespace(overwrite_cache=True, data_shared_file_system=False,
-                                replace=lambda **changes: types.SimpleNamespace(**changes))
     monkeypatch.setattr(rank_gate, "_exchange", lambda group, status: [None, None])
-    assert rank_gate.preprocess_once(cfg, lambda run_cfg: run_cfg.overwrite_cache) is False
+    assert rank_gate.preprocess_once(cfg, lambda run_cfg: run_cfg.data.overwrite_cache) is False
     monkeypatch.setattr(rank_gate, "_exchange", lambda group, status: ["DataError: demo: row 3 is empty", None])
     with pytest.raises(DataError, match=r"the main process failed to preprocess the data \(DataError: demo: row 3"):
         rank_gate.preprocess_once(cfg, lambda run_cfg: 1 / 0)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")  # node 1's first process: main unless the file system is shared
+    runtime.cache_clear()  # the process's facts changed on purpose
     assert rank_gate.is_data_main_process(cfg)
-    assert not rank_gate.is_data_main_process(types.SimpleNamespace(data_shared_file_system=True))
+    assert not rank_gate.is_data_main_process(shared)
 
 
 # --- the `tuneforge train` command ----------------------------------------------------------------------------

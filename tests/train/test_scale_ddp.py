@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from tuneforge.config import load_config
-from tuneforge.testing.tiny_model import build_tiny_model
 from tuneforge.train import run_train
 from tuneforge.train.launch.deepspeed import zero_config
 from tuneforge.train.launch.torchrun import find_free_port
@@ -49,11 +48,10 @@ def _finish(process):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_qwen2_dir):
     root = tmp_path_factory.mktemp("scale")
-    build_tiny_model(root / "model", arch="qwen2")
     settings = dict(
-        model_name_or_path=str(root / "model"), stage="sft", do_train=True, finetuning_type="lora",
+        model_name_or_path=str(tiny_qwen2_dir), stage="sft", do_train=True, finetuning_type="lora",
         dataset="demo_alpaca", dataset_dir=str(DEMO_DATA), template="qwen", cutoff_len=64, max_samples=16,
         per_device_train_batch_size=2, max_steps=STEPS, logging_steps=1, save_steps=2, learning_rate=0.01,
         report_to="none", output_dir=str(root / "ddp"), ddp_timeout=5400, overwrite_cache=True)

@@ -18,17 +18,15 @@ from transformers.integrations import TensorBoardCallback
 from test_train_recipes import run_recipe
 from tuneforge.errors import ConfigError
 from tuneforge.model.loader import load_model
-from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
-from tuneforge.train.args import build_training_args
+from tuneforge.testing.tiny_model import tiny_config
+from tuneforge.train.args import run_training_arguments
 from tuneforge.train.lf_switches import ComputeAccuracy, apply_switches
 from tuneforge.train.trainer import TuneforgeTrainer
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama")
-    build_tiny_model(path)
-    return path
+def model_dir(tiny_llama_dir):
+    return tiny_llama_dir
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +68,10 @@ def test_unusable_combinations_are_config_errors(model_dir, tmp_path, values, ex
 
 def test_disable_shuffling_trains_rows_in_dataset_order(model_dir, tiny_model, tmp_path):
     rows = [{"input_ids": [i + 1]} for i in range(32)]
-    shuffled = TuneforgeTrainer(model=tiny_model, args=build_training_args(_cfg(model_dir, tmp_path)),
+    shuffled = TuneforgeTrainer(model=tiny_model, args=run_training_arguments(_cfg(model_dir, tmp_path)),
                                 train_dataset=rows)
     assert list(shuffled._get_train_sampler()) != list(range(32))
-    args = build_training_args(_cfg(model_dir, tmp_path, disable_shuffling=True))
+    args = run_training_arguments(_cfg(model_dir, tmp_path, disable_shuffling=True))
     assert args.train_sampling_strategy == "sequential"
     ordered = TuneforgeTrainer(model=tiny_model, args=args, train_dataset=rows)
     assert list(ordered._get_train_sampler()) == list(range(32))
@@ -99,9 +97,9 @@ def test_logging_dir_is_where_the_tensorboard_callback_writes(model_dir, tiny_mo
     callback = TensorBoardCallback.__new__(TensorBoardCallback)  # __init__ would import tensorboard
     callback._SummaryWriter, callback.tb_writer, callback.logging_dir = _FakeSummaryWriter, None, None
     cfg = _cfg(model_dir, tmp_path, logging_dir=logging_dir)
-    args = build_training_args(cfg)
+    args = run_training_arguments(cfg)
     trainer = TuneforgeTrainer(model=tiny_model, args=args, callbacks=[callback])
-    apply_switches(trainer, cfg)
+    apply_switches(trainer, cfg.train, cfg.method)
     _FakeSummaryWriter.folders = []
     callback.on_train_begin(args, TrainerState(), TrainerControl())
     (folder,) = _FakeSummaryWriter.folders

@@ -21,7 +21,6 @@ import tuneforge.train.stages.sft as sft_recipe
 from test_train_recipes import run_recipe
 from tuneforge.cli import main as tuneforge_main
 from tuneforge.errors import ConfigError
-from tuneforge.testing.tiny_model import build_tiny_model
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "src" / "tuneforge" / "demo" / "data"
 RUN = dict(finetuning_type="lora", learning_rate=1e-2, max_steps=4, logging_steps=1, save_steps=100,
@@ -30,10 +29,8 @@ LOGGERS = ["tensorboard", "wandb", "mlflow", "swanlab"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama")
-    build_tiny_model(path)
-    return path
+def model_dir(tiny_llama_dir):
+    return tiny_llama_dir
 
 
 @pytest.fixture

@@ -14,18 +14,16 @@ from test_train_recipes import run_recipe
 from tuneforge.config import make_config
 from tuneforge.errors import ConfigError
 from tuneforge.model.adapters import apply_finetuning
-from tuneforge.testing.tiny_model import build_tiny_model, tiny_config
+from tuneforge.testing.tiny_model import tiny_config
 from tuneforge.train.optim.optimizers import create_custom_optimizer
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tiny_llama_dir):
     """Tiny llama: hidden 64, 2 layers, MLP 128, 4 query heads and 2 kv heads of 16 (k/v_proj: 32 x 64)."""
-    path = tmp_path_factory.mktemp("tiny_llama_optim")
-    build_tiny_model(path)
-    return path
+    return tiny_llama_dir
 
 
 def _setup(model_dir, **values):

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from test_train_recipes import run_recipe
+from tuneforge.config import make_config
 from tuneforge.data.collator import PairwiseCollator, SFTCollator
-from tuneforge.testing.tiny_model import build_tiny_model
 from tuneforge.train.batching.packed_attention import PER_ROW_SDPA, can_use_per_row_sdpa, use_per_row_sdpa
 from tuneforge.train.batching.padding_free import (DISABLE_ENV, BatchCost, PaddingFreeCollator, is_padding_free_batch,
                                           padding_free_collator)
@@ -27,12 +27,14 @@ def _padded_collator():
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    dirs = {}
-    for arch in ("llama", "qwen2"):
-        dirs[arch] = tmp_path_factory.mktemp(f"tiny_{arch}")
-        build_tiny_model(dirs[arch], arch=arch)
-    return dirs
+def model_dirs(tiny_llama_dir, tiny_qwen2_dir):
+    return {"llama": tiny_llama_dir, "qwen2": tiny_qwen2_dir}
+
+
+def _run():
+    """A run's config and training arguments, built when called: TUNEFORGE_PADDING_FREE applies at load."""
+    cfg = make_config({})
+    return {"cfg": cfg, "args": cfg.training_args}
 
 
 def test_packed_batch_tensors():
@@ -109,7 +111,7 @@ def test_packed_batch_gives_the_padded_loss_and_gradients(model_dirs, arch, atte
 def test_enabled_after_checking_the_model(model_dirs, caplog):
     model = AutoModelForCausalLM.from_pretrained(str(model_dirs["llama"]))
     with caplog.at_level(logging.INFO, logger="tuneforge"):
-        collator = padding_free_collator(model, _padded_collator(), cfg=None, args=None)
+        collator = padding_free_collator(model, _padded_collator(), **_run())
     assert isinstance(collator, PaddingFreeCollator)
     assert "Padding-free batches: on (rows of a batch train as one row without padding; attention per row)" \
         in caplog.text
@@ -147,7 +149,7 @@ def test_stays_padded_where_the_model_would_mix_packed_rows(model_dirs, caplog):
     model = _IgnoresPositionIds(AutoModelForCausalLM.from_pretrained(str(model_dirs["llama"])))
     padded = _padded_collator()
     with caplog.at_level(logging.INFO, logger="tuneforge"):
-        assert padding_free_collator(model, padded, cfg=None, args=None) is padded
+        assert padding_free_collator(model, padded, **_run()) is padded
     assert "Padding-free batches: off (on this model a packed batch's loss" in caplog.text
     assert model.training  # the check put the model back in training mode
     assert model.config._attn_implementation == "sdpa"  # and its attention
@@ -156,12 +158,12 @@ def test_stays_padded_where_the_model_would_mix_packed_rows(model_dirs, caplog):
 def test_switched_off_by_environment_and_for_other_batch_kinds(model_dirs, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(str(model_dirs["llama"]))
     pairwise = PairwiseCollator(pad_token_id=0)
-    assert padding_free_collator(model, pairwise, cfg=None, args=None) is pairwise
+    assert padding_free_collator(model, pairwise, **_run()) is pairwise
     trains_on_padding = SFTCollator(pad_token_id=0, label_pad_token_id=0)  # ignore_pad_token_for_loss: false
-    assert padding_free_collator(model, trains_on_padding, cfg=None, args=None) is trains_on_padding
+    assert padding_free_collator(model, trains_on_padding, **_run()) is trains_on_padding
     monkeypatch.setenv(DISABLE_ENV, "0")
     padded = _padded_collator()
-    assert padding_free_collator(model, padded, cfg=None, args=None) is padded
+    assert padding_free_collator(model, padded, **_run()) is padded
 
 
 def test_training_follows_the_padded_trajectory_and_counts_every_token(model_dirs, tmp_path, monkeypatch):

@@ -14,12 +14,8 @@ ALWAYS_PACK = RowPacker(BatchCost(attention_pair=0.0, lm_head_token=0.0), always
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from tuneforge.testing.tiny_model import build_tiny_model
-
-    path = tmp_path_factory.mktemp("tiny_llama_rows")
-    build_tiny_model(path)
-    return path
+def model_dir(tiny_llama_dir):
+    return tiny_llama_dir
 
 
 def _trainer(stage, model_dir, output_dir, **values):

@@ -3,14 +3,12 @@
 import json
 import os
 import shutil
-import types
 
 import pytest
 
 from test_train_recipes import run_recipe
+from tuneforge.config import make_config
 from tuneforge.errors import ConfigError
-from tuneforge.testing.tiny_model import build_tiny_model
-from tuneforge.train.run.checkpoints import resolve_resume
 from tuneforge.train.trainer import TuneforgeTrainer
 
 RUN = dict(finetuning_type="lora", learning_rate=1e-2, max_steps=8, save_steps=3, logging_steps=1,
@@ -18,10 +16,8 @@ RUN = dict(finetuning_type="lora", learning_rate=1e-2, max_steps=8, save_steps=3
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama")
-    build_tiny_model(path)
-    return path
+def model_dir(tiny_llama_dir):
+    return tiny_llama_dir
 
 
 def _log(output_dir):
@@ -73,10 +69,14 @@ def test_resume_skips_half_written_checkpoints_and_follows_the_same_trajectory(m
     assert not os.path.exists(resumed / ".staging")
 
 
+def resolve_resume(values, output_dir):
+    """Where a training run into output_dir resumes from: the config resolves it when it loads."""
+    cfg = make_config({"do_train": True, "dataset": "a", "output_dir": output_dir, **values})
+    return cfg.train.resume_from_checkpoint
+
+
 def _cfg(**values):
-    values.setdefault("resume_from_checkpoint", None)
-    values.setdefault("overwrite_output_dir", False)
-    return types.SimpleNamespace(training_args=None, **values)
+    return values
 
 
 def _checkpoint(output_dir, step, complete=True):
@@ -101,10 +101,10 @@ def test_resolve_resume(tmp_path):
 
 
 def test_resolve_resume_errors(tmp_path):
-    with pytest.raises(ConfigError, match="resume_from_checkpoint: true, but .* holds no complete checkpoint-N"):
+    with pytest.raises(ConfigError, match="resume_from_checkpoint is True but .* holds no complete checkpoint-N"):
         resolve_resume(_cfg(resume_from_checkpoint=True), str(tmp_path))
-    with pytest.raises(ConfigError, match="resume_from_checkpoint: directory '/no/such/dir' does not exist"):
+    with pytest.raises(ConfigError, match="resume_from_checkpoint: checkpoint folder '/no/such/dir' not found"):
         resolve_resume(_cfg(resume_from_checkpoint="/no/such/dir"), str(tmp_path))
     (tmp_path / "adapter_model.safetensors").write_bytes(b"")
-    with pytest.raises(ConfigError, match="already holds a trained model .* set overwrite_output_dir: true"):
+    with pytest.raises(ConfigError, match="already holds a trained model; set overwrite_output_dir: true"):
         resolve_resume(_cfg(), str(tmp_path))

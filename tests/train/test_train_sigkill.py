@@ -2,10 +2,11 @@
 then follows the uninterrupted run's loss trajectory.
 
 The killed run is a real `tuneforge train` process on the bundled demo data. To kill it at a known point
-(not "after some seconds"), it runs with TUNEFORGE_TEST_PAUSE_BEFORE_PUBLISH=6: the checkpoint writer
-stops with checkpoint-6 fully written in `.staging/` but not yet renamed into the run directory, which is
-the last moment a crash can hit a save. The uninterrupted and the resumed runs use the same CLI entry
-point in this process (saves two interpreter start-ups).
+(not "after some seconds"), the process starts through a small wrapper (PAUSING_RUN) that replaces the
+trainer's checkpoint publisher: at checkpoint-6 it stops with the checkpoint fully written in `.staging/`
+but not yet renamed into the run directory, which is the last moment a crash can hit a save, and marks
+that moment with a file. The uninterrupted and the resumed runs use the same CLI entry point in this
+process (saves two interpreter start-ups).
 """
 
 import json
@@ -23,8 +24,7 @@ import yaml
 pytest.importorskip("tuneforge.data.loader", reason="the dataset loader (issue 2) is not in this tree yet")
 
 from tuneforge.cli import main as tuneforge_main  # noqa: E402
-from tuneforge.testing.tiny_model import build_tiny_model  # noqa: E402
-from tuneforge.train.run.checkpoints import PAUSE_BEFORE_PUBLISH_ENV, STAGING_DIR  # noqa: E402
+from tuneforge.train.run.checkpoints import STAGING_DIR  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 DEMO_DATA = SRC / "tuneforge" / "demo" / "data"
@@ -34,13 +34,33 @@ RUN = dict(stage="sft", do_train=True, finetuning_type="lora", dataset="demo_alp
            cutoff_len=64, per_device_train_batch_size=2, learning_rate=1e-2, max_steps=8, save_steps=3,
            logging_steps=1, report_to="none", seed=42, dataloader_num_workers=0, disable_tqdm=True)
 START_TIMEOUT_S = 240
+# `python -c PAUSING_RUN <step> train <config>`: `tuneforge train <config>` whose checkpoint writer stops for
+# good just before it publishes checkpoint-<step>, after creating `.staging/paused-before-checkpoint-<step>`.
+PAUSING_RUN = """
+import os, sys, time
+import tuneforge.train.trainer as trainer
+from tuneforge.cli import main
+from tuneforge.train.run.checkpoints import checkpoint_step
+
+pause_at, publish = int(sys.argv[1]), trainer.publish_checkpoint
+
+def publish_or_pause(staged_path, output_dir):
+    if checkpoint_step(staged_path) == pause_at:
+        marker = os.path.join(os.path.dirname(staged_path), "paused-before-" + os.path.basename(staged_path))
+        with open(marker, "w", encoding="utf-8") as handle:
+            handle.write(str(os.getpid()))
+        while True:
+            time.sleep(60)
+    return publish(staged_path, output_dir)
+
+trainer.publish_checkpoint = publish_or_pause
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_llama")
-    build_tiny_model(path)
-    return path
+def model_dir(tiny_llama_dir):
+    return tiny_llama_dir
 
 
 def _write_config(model_dir, output_dir, path):
@@ -56,10 +76,9 @@ def _losses(output_dir):
 
 def _start_run_that_pauses_mid_save(config_path, output_dir, cache_dir):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TUNEFORGE_CACHE=str(cache_dir),
-               **{PAUSE_BEFORE_PUBLISH_ENV: str(KILL_AT_STEP)})
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TUNEFORGE_CACHE=str(cache_dir))
     log = open(output_dir.parent / "killed_run.log", "w+", encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "tuneforge", "train", config_path],
+    process = subprocess.Popen([sys.executable, "-c", PAUSING_RUN, str(KILL_AT_STEP), "train", config_path],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     return process, log
 
@@ -79,7 +98,6 @@ def test_sigkill_during_checkpoint_save_resumes_from_previous_checkpoint(model_d
                                                                         caplog):
     cache_dir = tmp_path / "cache"
     monkeypatch.setenv("TUNEFORGE_CACHE", str(cache_dir))
-    monkeypatch.delenv(PAUSE_BEFORE_PUBLISH_ENV, raising=False)
 
     straight = tmp_path / "straight"
     assert tuneforge_main(["train", _write_config(model_dir, straight, tmp_path / "straight.yaml")]) == 0

@@ -10,52 +10,52 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..config import Config
 from ..errors import ConfigError
 from ..model.loader import resolve_compute_dtype, training_device
-from .run.callbacks import check_report_to
 from .launch.distributed import distributed_arg_changes, open_cpu_process_group
+from .run.callbacks import check_report_to
+
+if TYPE_CHECKING:
+    from transformers import Seq2SeqTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 
-def build_training_args(cfg: Any) -> Any:
-    """A copy of `cfg.training_args` adjusted for this run (the config object is left untouched)."""
+def run_training_arguments(cfg: Config) -> Seq2SeqTrainingArguments:
+    """A copy of `cfg.training_args` adjusted for this run on this machine (the config is left untouched)."""
     base = cfg.training_args
-    if base is None:
-        raise ConfigError("the configuration has no training arguments; build it with tuneforge.config.load_config")
     _check_scheduler_kwargs(base)
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)  # raises for precisions the device would fake
-    bf16 = bool(_user_value(cfg, "bf16"))
+    train = cfg.train
 
     changes: dict[str, Any] = {
-        "output_dir": getattr(cfg, "output_dir", None) or base.output_dir,
+        "output_dir": train.output_dir,
         # CPU runs must say so, or TrainingArguments refuses bf16 autocast.
         "use_cpu": device == "cpu",
-        "bf16": bf16,
-        "fp16": bool(_user_value(cfg, "fp16")),
+        # The user's values: the built arguments may have had to drop them.
+        "bf16": bool(train.bf16),
+        "fp16": bool(train.fp16),
         # Our collators need every column (images, packing info); HF would drop "unused" ones.
         "remove_unused_columns": False,
         # PEFT wrappers hide the forward signature HF inspects to find the labels.
         "label_names": base.label_names or ["labels"],
         # load_model already enabled non-reentrant checkpointing; the Trainer must not redo it.
         "gradient_checkpointing": False,
-        "report_to": check_report_to(base.report_to, getattr(cfg, "output_dir", None) or base.output_dir),
-        "generation_max_length": base.generation_max_length or getattr(cfg, "cutoff_len", None),
+        "report_to": check_report_to(base.report_to, train.output_dir),
     }
-    if getattr(cfg, "eval_num_beams", None):
-        changes["generation_num_beams"] = cfg.eval_num_beams
-    if getattr(cfg, "group_by_length", False):
+    if train.group_by_length:
         changes["train_sampling_strategy"] = "group_by_length"
-    if getattr(cfg, "disable_shuffling", False):  # LLaMA-Factory's SequentialSampler, as transformers 5 names it
+    if cfg.method.disable_shuffling:  # LLaMA-Factory's SequentialSampler, as transformers 5 names it
         changes["train_sampling_strategy"] = "sequential"
-    if getattr(cfg, "finetuning_type", "lora") == "lora" and base.ddp_find_unused_parameters is None:
+    if cfg.method.finetuning_type == "lora" and base.ddp_find_unused_parameters is None:
         changes["ddp_find_unused_parameters"] = False
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(base)}:
         changes["activation_checkpointing"] = False
-    changes.update(distributed_arg_changes(cfg, base, device))  # gloo on CPU, FSDP/DeepSpeed checks
+    changes.update(distributed_arg_changes(train, cfg.model, device))  # gloo on CPU, FSDP/DeepSpeed checks
     if device == "cpu":
         open_cpu_process_group(changes.get("ddp_backend"), base.ddp_timeout)
     logger.info("Device: %s; compute dtype: %s", device, str(compute_dtype).replace("torch.", ""))
@@ -72,7 +72,7 @@ SCHEDULER_KWARGS = {
 }
 
 
-def _check_scheduler_kwargs(args: Any) -> None:
+def _check_scheduler_kwargs(args: Seq2SeqTrainingArguments) -> None:
     name = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
     if name not in SCHEDULER_KWARGS:
         return
@@ -81,11 +81,3 @@ def _check_scheduler_kwargs(args: Any) -> None:
     if not any(key in given for key in keys):
         raise ConfigError(f"lr_scheduler_type: {name} needs lr_scheduler_kwargs with {' or '.join(keys)}, "
                           f"e.g. lr_scheduler_kwargs: {example}")
-
-
-def _user_value(cfg: Any, key: str) -> Any:
-    """The user's value for an HF key (cfg keeps it even where the built args had to drop it)."""
-    value = getattr(cfg, key, None)
-    if value is None:
-        value = getattr(cfg.training_args, key, None)
-    return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,16 +18,19 @@ from transformers import EarlyStoppingCallback
 
 from ..data.schema import IGNORE_INDEX
 
+if TYPE_CHECKING:
+    from ..config.groups import MethodArgs, TrainArgs
+
 logger = logging.getLogger(__name__)
 
 
-def apply_switches(trainer: Any, cfg: Any) -> None:
+def apply_switches(trainer: Any, train: TrainArgs, method: MethodArgs) -> None:
     """Install the callbacks and metric hooks the config's switches ask for on a built trainer."""
-    route_logging_dir(trainer, getattr(cfg, "logging_dir", None))
-    patience = getattr(cfg, "early_stopping_steps", None)
+    route_logging_dir(trainer, train.logging_dir)
+    patience = method.early_stopping_steps
     if patience is not None:
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=patience))
-    if getattr(cfg, "compute_accuracy", False) and getattr(cfg, "stage", "sft") == "sft":
+    if method.compute_accuracy and method.stage == "sft":
         trainer.compute_metrics = ComputeAccuracy()
         trainer.preprocess_logits_for_metrics = greedy_token_ids
 

@@ -15,10 +15,18 @@ it was checked against the measured peak RSS growth of CPU training runs (see te
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from ..config import Config
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+    from ..config.groups import ApolloArgs, BadamArgs, GaloreArgs, LoraArgs
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +54,23 @@ class MemoryEstimate:
             f" [{self.note}]" if self.note else "")
 
 
-def estimate_training_memory(model: torch.nn.Module, cfg: Any, args: Any) -> MemoryEstimate:
+def estimate_training_memory(model: Any, cfg: Config, args: TrainingArguments) -> MemoryEstimate:
     """The estimate for training `model` (already prepared: quantized, adapters attached) with cfg/args."""
     trainable = [param for param in model.parameters() if param.requires_grad]
-    tokens = int(args.per_device_train_batch_size) * int(getattr(cfg, "cutoff_len", 2048))
-    optimizer_name = str(getattr(args, "optim", "adamw_torch"))
+    seq = int(cfg.data.cutoff_len)
+    tokens = int(args.per_device_train_batch_size) * seq
+    optimizer_name = str(args.optim)
     return MemoryEstimate(
         weights=weight_bytes(model),
         gradients=sum(param.numel() * param.element_size() for param in trainable),
         optimizer=optimizer_state_bytes(trainable, optimizer_name),
-        activations=activation_bytes(model, cfg, tokens),
+        activations=activation_bytes(model, seq, cfg.lora, tokens),
         tokens=tokens,
-        note=_note(cfg, optimizer_name),
+        note=_note(cfg.galore, cfg.apollo, cfg.badam, optimizer_name),
     )
 
 
-def report_memory_estimate(model: torch.nn.Module, cfg: Any, args: Any) -> MemoryEstimate | None:
+def report_memory_estimate(model: Any, cfg: Config, args: TrainingArguments) -> MemoryEstimate | None:
     """Print (and log) the estimate; never stops a run (an unusual model only loses the estimate)."""
     try:
         estimate = estimate_training_memory(model, cfg, args)
@@ -110,7 +119,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
 # --- optimizer state -----------------------------------------------------------------------------
 
 
-def optimizer_state_bytes(trainable: list[torch.Tensor], optimizer_name: str) -> int:
+def optimizer_state_bytes(trainable: Sequence[torch.Tensor], optimizer_name: str) -> int:
     """State the optimizer keeps per trainable parameter (torch/bitsandbytes/transformers semantics)."""
     name = optimizer_name.lower()
     if name.startswith("sgd"):
@@ -140,8 +149,9 @@ def optimizer_state_bytes(trainable: list[torch.Tensor], optimizer_name: str) ->
 # --- activations ---------------------------------------------------------------------------------
 
 
-def activation_bytes(model: torch.nn.Module, cfg: Any, tokens: int) -> int:
-    """What autograd keeps between forward and backward for `tokens` tokens, at its peak."""
+def activation_bytes(model: Any, seq: int, lora: LoraArgs, tokens: int) -> int:
+    """What autograd keeps between forward and backward for `tokens` tokens (rows of `seq` tokens), at its
+    peak."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     hidden = config.hidden_size
     layers = config.num_hidden_layers
@@ -150,7 +160,6 @@ def activation_bytes(model: torch.nn.Module, cfg: Any, tokens: int) -> int:
     kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
     inter = getattr(config, "intermediate_size", None) or 4 * hidden
     vocab = config.vocab_size
-    seq = int(getattr(cfg, "cutoff_len", 2048))
     element = _compute_element_size(model)
 
     # Per token in one decoder layer, counting what autograd saves in a llama-style layer:
@@ -162,7 +171,7 @@ def activation_bytes(model: torch.nn.Module, cfg: Any, tokens: int) -> int:
     # only a log-sum-exp per head.
     per_layer = 12 * hidden + 5 * kv + 5 * inter
     per_layer += 2 * heads * seq if config._attn_implementation == "eager" else heads
-    per_layer += _lora_extra(model, cfg)
+    per_layer += _lora_extra(model, lora)
     # Autograd records nothing below the lowest trainable layer (freeze tuning of the top layers).
     layers = _layers_with_backward(model, layers)
     if layers == 0:
@@ -179,7 +188,7 @@ def activation_bytes(model: torch.nn.Module, cfg: Any, tokens: int) -> int:
     return tokens * (saved * element + logits + workspace * element)
 
 
-def _lora_extra(model: torch.nn.Module, cfg: Any) -> int:
+def _lora_extra(model: Any, lora: LoraArgs) -> int:
     """Per token and layer: LoRA's down-projection output, plus the dropout copy of the input when used."""
     extra = 0
     layers = getattr(model.config, "num_hidden_layers", 1) or 1
@@ -188,12 +197,12 @@ def _lora_extra(model: torch.nn.Module, cfg: Any) -> int:
         if lora_a is None or "default" not in lora_a:
             continue
         extra += lora_a["default"].out_features
-        if float(getattr(cfg, "lora_dropout", 0.0) or 0.0) > 0:
+        if lora.lora_dropout > 0:
             extra += lora_a["default"].in_features
     return extra // layers
 
 
-def _layers_with_backward(model: torch.nn.Module, layers: int) -> int:
+def _layers_with_backward(model: Any, layers: int) -> int:
     """Decoder layers from the lowest one with a trainable parameter upwards (all when the embeddings train,
     or when the layer stack cannot be found)."""
     embeddings = model.get_input_embeddings()
@@ -209,20 +218,20 @@ def _layers_with_backward(model: torch.nn.Module, layers: int) -> int:
     return 0
 
 
-def _compute_element_size(model: torch.nn.Module) -> int:
+def _compute_element_size(model: Any) -> int:
     dtype = getattr(model.config, "dtype", None) or torch.float32
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, torch.float32)
     return torch.empty(0, dtype=dtype).element_size()
 
 
-def _checkpointing(model: torch.nn.Module) -> bool:
+def _checkpointing(model: Any) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return any(getattr(module, "gradient_checkpointing", False) for module in base.modules())
 
 
-def _note(cfg: Any, optimizer_name: str) -> str:
-    if any(getattr(cfg, key, False) for key in ("use_galore", "use_apollo", "use_badam")):
+def _note(galore: GaloreArgs, apollo: ApolloArgs, badam: BadamArgs, optimizer_name: str) -> str:
+    if galore.use_galore or apollo.use_apollo or badam.use_badam:
         return "optimizer state counted as for a plain " + optimizer_name + "; GaLore/APOLLO/BAdam keep less"
     return ""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import Seq2SeqTrainer, set_seed
@@ -17,42 +17,48 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from ..config import Config
 from ..data.tokenizer import save_tokenizer_with_chat_template
 from ..errors import ConfigError
 from ..model.loader import preflight_model, resolve_compute_dtype, training_device, with_local_model
-from .args import build_training_args
-from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
-from .run.checkpoints import STAGING_DIR, publish_checkpoint, resolve_resume
+from .args import run_training_arguments
+from .batching.padding_free import is_padding_free_batch, padding_free_collator
+from .evaluation.predict import check_prediction
 from .launch.distributed import join_process_group
 from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
 from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
-                         create_custom_scheduler)
-from .batching.padding_free import is_padding_free_batch, padding_free_collator
+                               create_custom_scheduler)
+from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
+from .run.checkpoints import STAGING_DIR, publish_checkpoint
 from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
-from .evaluation.predict import check_prediction
 from .run.sample_trace import trace_samples
 
+if TYPE_CHECKING:
+    from transformers import Seq2SeqTrainingArguments
 
-def prepare_run(cfg: Any) -> tuple[Any, Any, str | None]:
-    """Checks that must pass before any data or weights load; returns (cfg, training args, resume path)."""
-    args = build_training_args(cfg)
+
+def prepare_run(cfg: Config) -> tuple[Config, Seq2SeqTrainingArguments, str | None]:
+    """Checks that must pass before any data or weights load; returns (cfg, training args, resume path).
+
+    The resume path was settled when the config loaded (config/resume.py)."""
+    args = run_training_arguments(cfg)
     if not (args.do_train or args.do_eval or args.do_predict):
         raise ConfigError("nothing to do: set do_train: true to train (and/or do_eval / do_predict: true)")
     check_prediction(cfg, args)  # do_predict / predict_with_generate (train/predict.py)
     join_process_group(args)  # before the data: rank 0 preprocesses while the others wait (data/rank_gate.py)
-    if getattr(cfg, "plot_loss", False) and args.do_train:
+    if cfg.method.plot_loss and args.do_train:
         check_plotting_available()
     check_optimizer_setup(cfg, args)
-    resume_from = resolve_resume(cfg, args.output_dir) if args.do_train else None
+    resume_from: str | None = cfg.train.resume_from_checkpoint if args.do_train else None
     cfg = with_local_model(cfg)
     preflight_model(cfg, is_trainable=args.do_train)
     set_seed(args.seed)  # before the model loads: LoRA initialisation draws from the global RNG
     return cfg, args, resume_from
 
 
-def compute_dtype_of(cfg: Any) -> torch.dtype:
+def compute_dtype_of(cfg: Config) -> torch.dtype:
     return resolve_compute_dtype(cfg, training_device(cfg))
 
 
@@ -60,12 +66,20 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose checkpoints appear atomically and whose length grouping is resumable."""
 
     _staging = False
-    run_config: Any = None  # the run's Config: GaLore / APOLLO / BAdam / LoRA+ settings (see optimizers.py)
+    # The run's Config (set by build_trainer): GaLore / APOLLO / BAdam / LoRA+ settings (see optimizers.py).
+    run_config: Config | None = None
+
+    @property
+    def run_dir(self) -> str:
+        """args.output_dir, which the run's arguments always set (transformers types it optional)."""
+        assert self.args.output_dir is not None, "run_training_arguments sets output_dir"
+        return self.args.output_dir
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         if self.optimizer is None and self.run_config is not None:
-            self.optimizer = create_custom_optimizer(self.model if model is None else model, self.args,
-                                                     self.run_config)
+            target = self.model if model is None else model
+            assert target is not None, "the Trainer builds its optimizer for a model"
+            self.optimizer = create_custom_optimizer(target, self.args, self.run_config)
         return super().create_optimizer(model)
 
     def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
@@ -77,12 +91,12 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     def _get_output_dir(self, trial: Any) -> str:
         # While a checkpoint is written, the Trainer's "run dir" is the staging folder (see _save_checkpoint).
         if self._staging:
-            return os.path.join(self.args.output_dir, STAGING_DIR)
+            return os.path.join(self.run_dir, STAGING_DIR)
         return super()._get_output_dir(trial)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """Write checkpoint-N into output_dir/.staging, then rename it into output_dir in one step."""
-        staging_root = os.path.join(self.args.output_dir, STAGING_DIR)
+        staging_root = os.path.join(self.run_dir, STAGING_DIR)
         staged = os.path.join(staging_root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         self._staging = True
         try:
@@ -92,11 +106,11 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
         if not self.args.should_save:
             return
-        final = publish_checkpoint(staged, self.args.output_dir)
+        final = publish_checkpoint(staged, self.run_dir)
         if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
             self.state.best_model_checkpoint = final
             self.state.save_to_json(os.path.join(final, "trainer_state.json"))
-        rotate_checkpoints(output_dir=self.args.output_dir, save_total_limit=self.args.save_total_limit,
+        rotate_checkpoints(output_dir=self.run_dir, save_total_limit=self.args.save_total_limit,
                            best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
@@ -109,7 +123,7 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_train_sampler(train_dataset)
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(ids) for ids in dataset["input_ids"]]
         return SeededLengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths,
@@ -133,51 +147,52 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         self.generator.manual_seed(self.seed + epoch)
 
 
-def build_trainer(cfg: Any, args: Any, model: Any, tokenizer: Any, collator: Any, dataset: Any,
-                  trainer_class: type = None, **kwargs: Any) -> TuneforgeTrainer:
+def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, tokenizer: Any, collator: Any,
+                  dataset: Any, trainer_class: type[TuneforgeTrainer] | None = None,
+                  **kwargs: Any) -> TuneforgeTrainer:
     """The shared trainer (or a recipe's subclass of it) with our run-directory callback in place of HF's
     console printers, and padding-free batches where they give the padded batches' results (see
     padding_free.py)."""
     trainer = (trainer_class or TuneforgeTrainer)(
         model=model,
         args=args,
-        data_collator=trace_samples(padding_free_collator(model, collator, cfg, args), args.output_dir),
+        data_collator=trace_samples(padding_free_collator(model, collator, cfg, args), cfg.train),
         train_dataset=dataset.train_dataset,
         eval_dataset=dataset.eval_dataset,
         processing_class=tokenizer,  # saved next to every checkpoint and the final model
         **kwargs,
     )
     trainer.run_config = cfg
-    adapt_trainer_to_optimizer(trainer, cfg)
+    adapt_trainer_to_optimizer(trainer, cfg.badam)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(RunLogCallback(args.output_dir, show_progress=not args.disable_tqdm))
+    trainer.add_callback(RunLogCallback(trainer.run_dir, show_progress=not args.disable_tqdm))
     use_maintained_logger_callbacks(trainer)
-    if getattr(cfg, "pissa_convert", False):
+    if cfg.lora.pissa_convert:
         trainer.add_callback(PissaConvertCallback())
-    apply_switches(trainer, cfg)  # logging_dir, early_stopping_steps, compute_accuracy (lf_switches.py)
+    apply_switches(trainer, cfg.train, cfg.method)  # logging_dir, early stopping, accuracy (lf_switches.py)
     return trainer
 
 
-def train_and_save(trainer: TuneforgeTrainer, cfg: Any, resume_from: str | None,
+def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | None,
                    plot_keys: tuple[str, ...] = ("loss", "eval_loss")) -> dict[str, float]:
     """Train, save the final model/adapter + tokenizer, write metrics and the curves of `plot_keys`."""
     if trainer.is_world_process_zero():
         report_memory_estimate(trainer.model, cfg, trainer.args)
     result = trainer.train(resume_from_checkpoint=resume_from)
-    if getattr(cfg, "include_effective_tokens_per_second", False):
+    if cfg.method.include_effective_tokens_per_second:
         result.metrics["effective_tokens_per_sec"] = effective_tokens_per_second(trainer.train_dataset,
                                                                                  result.metrics)
     # Checkpointing turned the KV cache off for training; the saved model should generate with it.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
     trainer.save_model()
     if trainer.is_world_process_zero() and trainer.processing_class is not None:
-        save_tokenizer_with_chat_template(trainer.processing_class, trainer.args.output_dir)
+        save_tokenizer_with_chat_template(trainer.processing_class, trainer.run_dir)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
-    if trainer.is_world_process_zero() and getattr(cfg, "plot_loss", False):
-        plot_loss(trainer.args.output_dir, plot_keys)
+    if trainer.is_world_process_zero() and cfg.method.plot_loss:
+        plot_loss(trainer.run_dir, plot_keys)
     return result.metrics
 
 

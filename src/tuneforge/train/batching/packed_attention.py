@@ -72,7 +72,7 @@ def can_use_per_row_sdpa(config: Any) -> bool:
     return not (getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True))
 
 
-def use_per_row_sdpa(model: torch.nn.Module) -> str:
+def use_per_row_sdpa(model: Any) -> str:
     """Switch an SDPA model to per-row attention; returns the implementation it had (to switch back)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface

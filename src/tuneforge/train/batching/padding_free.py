@@ -15,24 +15,30 @@ Two more savings come with it:
 
 `padding_free_collator(...)` enables this only where it is known to hold, and first checks on the real
 model that a packed batch gives the padded batch's loss (a remote-code model may ignore position_ids);
-otherwise training keeps padded batches and logs why. TUNEFORGE_PADDING_FREE=0 turns it off.
+otherwise training keeps padded batches and logs why. `padding_free: false` (or TUNEFORGE_PADDING_FREE=0)
+turns it off.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ...config import Config
+from ...config.loader import ENV_ALIASES
 from ...data.schema import IGNORE_INDEX
 from .packed_attention import PER_ROW_SDPA, can_use_per_row_sdpa, use_per_row_sdpa
 
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
 logger = logging.getLogger(__name__)
 
-DISABLE_ENV = "TUNEFORGE_PADDING_FREE"
+# The environment alias of `padding_free` (config/loader.py applies it); named in the "off" reason.
+DISABLE_ENV = ENV_ALIASES["padding_free"]
 # Row keys a padding-free batch can carry; anything else (packing info, 4D masks, token types) stays padded.
 _PLAIN_KEYS = {"input_ids", "attention_mask", "labels"}
 _MEDIA_KEYS = {"images", "videos", "audios"}
@@ -59,7 +65,7 @@ class BatchCost:
     max_packed_tokens: int | None = None  # None: no limit
 
     @classmethod
-    def of_model(cls, model: torch.nn.Module) -> "BatchCost":
+    def of_model(cls, model: Any) -> BatchCost:
         config = model.config
         head = model.get_output_embeddings()
         head_params = head.weight.numel() if head is not None else 0
@@ -154,7 +160,8 @@ def _next_token_targets(feature: dict[str, Any]) -> list[int]:
 # --- turning it on -------------------------------------------------------------------------------
 
 
-def padding_free_collator(model: torch.nn.Module, padded_collator: Any, cfg: Any, args: Any) -> Any:
+def padding_free_collator(model: Any, padded_collator: Any, cfg: Config,
+                          args: TrainingArguments) -> Any:
     """`PaddingFreeCollator(padded_collator)` where padding-free batches give the same results, else
     `padded_collator` unchanged."""
     reason = _why_not(model, padded_collator, cfg, args)
@@ -173,29 +180,30 @@ def padding_free_collator(model: torch.nn.Module, padded_collator: Any, cfg: Any
     return padded_collator
 
 
-def _why_not(model: torch.nn.Module, padded_collator: Any, cfg: Any, args: Any) -> str | None:
+def _why_not(model: Any, padded_collator: Any, cfg: Config, args: TrainingArguments) -> str | None:
     from ...data.collator import SFTCollator
 
     if type(padded_collator) is not SFTCollator:  # rm / dpo / kto pack their rows in the trainer
         return f"{type(padded_collator).__name__} batches (see padding_free_rows.py)"
     if getattr(padded_collator, "label_pad_token_id", IGNORE_INDEX) != IGNORE_INDEX:
         return "ignore_pad_token_for_loss: false trains on padding, which a padding-free batch does not have"
-    if getattr(cfg, "neat_packing", False):
+    if cfg.data.neat_packing:
         return "neat_packing builds its own attention masks"
-    if getattr(args, "predict_with_generate", False) or getattr(cfg, "compute_accuracy", False):
+    if getattr(args, "predict_with_generate", False) or cfg.method.compute_accuracy:
         return "evaluation needs every position's logits"
-    if getattr(args, "label_smoothing_factor", 0):
+    if args.label_smoothing_factor:
         return "label smoothing computes its loss from full logits"
-    if getattr(cfg, "shift_attn", False):
+    if cfg.model.shift_attn:
         return "shift_attn attends in groups of each padded row"
-    return shared_reason(model, args)
+    return shared_reason(model, cfg)
 
 
-def shared_reason(model: torch.nn.Module, args: Any) -> str | None:
+def shared_reason(model: Any, cfg: Config) -> str | None:
     """Why no stage may run this model padding-free (SFT's collator and the preference trainer alike)."""
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return f"{DISABLE_ENV}=0"
-    if getattr(args, "neftune_noise_alpha", None):
+    if not cfg.train.padding_free:
+        # Say where the switch came from: the key itself, or its environment alias.
+        return "padding_free: false" if "padding_free" in cfg.explicit else f"{DISABLE_ENV}=0"
+    if cfg.train.neftune_noise_alpha:
         return "NEFTune scales its noise by the length of each padded row"
     if getattr(model.config, "vision_config", None) is not None:
         return "multimodal models need their own position ids"
@@ -204,7 +212,7 @@ def shared_reason(model: torch.nn.Module, args: Any) -> str | None:
     return None
 
 
-def _probe_mismatch(model: torch.nn.Module, collator: PaddingFreeCollator) -> str | None:
+def _probe_mismatch(model: Any, collator: PaddingFreeCollator) -> str | None:
     """Compare one padded and one packed batch on the model itself; a reason when they disagree."""
     vocab = model.get_input_embeddings().weight.shape[0]
     generator = torch.Generator().manual_seed(0)
@@ -218,6 +226,7 @@ def _probe_mismatch(model: torch.nn.Module, collator: PaddingFreeCollator) -> st
     model.eval()
     try:
         packed = collator.pack(rows, even_if_slower=True)
+        assert packed is not None, "two plain rows with targets always pack when asked to"
         padded = collator.padded_collator(rows)
         with torch.no_grad():
             losses = [model(**{key: value.to(device) if isinstance(value, torch.Tensor) else value

@@ -8,22 +8,27 @@ padded shape, zeros at padding, so everything after (summed_logps, last_token_va
 padded code on the same values up to the order of float sums; padding positions are never read there
 (labels -100, attention mask 0). Logits are never padded: the log-softmax runs on real positions only.
 
-Where it is off: `TUNEFORGE_PADDING_FREE=0` and the cases of padding_free.shared_reason, a model whose
-forward takes no `logits_to_keep` tensor, and any model on which a probe batch's packed outputs differ from
-the padded ones (checked once with a probe batch when the first batch arrives, before any packed batch
-trains; a separate reference model is checked too).
+Where it is off: `padding_free: false` (TUNEFORGE_PADDING_FREE=0) and the other cases of
+padding_free.shared_reason, a model whose forward takes no `logits_to_keep` tensor, and any model on which
+a probe batch's packed outputs differ from the padded ones (checked once with a probe batch when the first
+batch arrives, before any packed batch trains; a separate reference model is checked too).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ...config import Config
 from .packed_attention import can_use_per_row_sdpa, use_per_row_sdpa
 from .padding_free import BatchCost, shared_reason
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +43,11 @@ class RowPacker:
     def layout(self, attention_mask: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(row index, column) of every real token in row-major order, or None to keep the batch padded."""
         rows, width = attention_mask.shape
-        lengths = attention_mask.long().sum(-1)
+        row_lengths = attention_mask.long().sum(-1)
         columns = torch.arange(width, device=attention_mask.device)
-        if rows < 2 or not torch.equal(attention_mask.bool(), columns < lengths.unsqueeze(1)):
+        if rows < 2 or not torch.equal(attention_mask.bool(), columns < row_lengths.unsqueeze(1)):
             return None  # one row has nothing to unpad; left padding or holes are not this layout
-        lengths = lengths.tolist()
+        lengths: list[int] = row_lengths.tolist()
         limit = self.cost.max_packed_tokens
         if limit is not None and sum(lengths) > limit:
             return None
@@ -50,9 +55,10 @@ class RowPacker:
             head_positions = sum(max(length - start, 0) for length in lengths)
             if self.cost.packed(lengths, head_positions) >= self.cost.padded([width] * rows, None):
                 return None
-        return attention_mask.bool().nonzero(as_tuple=True)
+        row, column = attention_mask.bool().nonzero(as_tuple=True)
+        return row, column
 
-    def run(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
+    def run(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
             **kwargs: Any) -> tuple[Any, torch.Tensor, torch.Tensor] | None:
         """(model output, row, column): the batch's real tokens run as one row, the LM head only from
         column `start` on (`row`/`column` say where each kept position sits in the padded batch); None where
@@ -67,7 +73,7 @@ class RowPacker:
                         **({"logits_to_keep": keep} if start else {}), **kwargs)
         return (outputs, row, column) if not start else (outputs, row[keep], column[keep])
 
-    def values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+    def values(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                **kwargs: Any) -> torch.Tensor | None:
         """A value-head model's values (rows, width) for the padded batch, zeros at padding; None where the
         batch stays padded."""
@@ -78,13 +84,13 @@ class RowPacker:
         return unpack(values[0], row, column, attention_mask.shape)
 
 
-def unpack(values: torch.Tensor, row: torch.Tensor, column: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+def unpack(values: torch.Tensor, row: torch.Tensor, column: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """Per-position `values` of a packed row put back at (row, column) of a zero (rows, width, ...) tensor."""
     padded = values.new_zeros((*shape, *values.shape[1:]))
     return padded.index_put((row, column), values)  # differentiable: gradients flow back to `values`
 
 
-def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+def accepts_logits_to_keep(model: Any) -> bool:
     model = getattr(model, "module", model)  # DDP wrapper
     model = getattr(model, "pretrained_model", model)  # value-head wrapper
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
@@ -96,15 +102,16 @@ def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
 Scorer = Callable[[torch.nn.Module, dict[str, torch.Tensor], "RowPacker | None"], tuple[torch.Tensor, torch.Tensor]]
 
 
-def row_packer(model: torch.nn.Module, args: Any, cfg: Any, score: Scorer, lm_head: bool = True,
-               other_models: tuple[torch.nn.Module, ...] = ()) -> RowPacker | None:
+def row_packer(model: Any, args: TrainingArguments, cfg: Config, score: Scorer, lm_head: bool = True,
+               other_models: tuple[Any, ...] = ()) -> RowPacker | None:
     """A RowPacker where packed rows give the padded rows' outputs on this model, else None (logged).
 
     `score(model, batch, packer)` returns (outputs, mask of the positions that count) for a padded batch;
-    `other_models` (a separate reference model) run the same batches, so they are switched and checked too."""
+    `other_models` (a separate reference model) run the same batches, so they are switched and checked too.
+    Every setting it reads comes from `cfg`; `args` stays in the signature the preference trainer calls."""
     models = (model, *other_models)
-    reason = next((why for why in (shared_reason(each, args) for each in models) if why), None)
-    if reason is None and getattr(cfg, "shift_attn", False):
+    reason = next((why for why in (shared_reason(each, cfg) for each in models) if why), None)
+    if reason is None and cfg.model.shift_attn:
         reason = "shift_attn attends in groups of each padded row"
     if reason is None and not all(accepts_logits_to_keep(each) for each in models):
         reason = "the model's forward takes no logits_to_keep"
@@ -124,7 +131,7 @@ def row_packer(model: torch.nn.Module, args: Any, cfg: Any, score: Scorer, lm_he
     return None
 
 
-def _probe_mismatch(model: torch.nn.Module, score: Scorer) -> str | None:
+def _probe_mismatch(model: Any, score: Scorer) -> str | None:
     """Score one padded batch both ways on the model itself; a reason when the outputs disagree."""
     vocab = model.get_input_embeddings().weight.shape[0]
     generator = torch.Generator().manual_seed(0)

@@ -19,9 +19,12 @@ import copy
 import json
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
+
+if TYPE_CHECKING:
+    from ...config.groups import ModelArgs, TrainArgs
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ def validate_with_deepspeed(config: dict[str, Any], source: str = "deepspeed") -
         raise ConfigError(f"{source}: DeepSpeed rejects the config: {error}") from None
 
 
-def deepspeed_for_run(cfg: Any, base: Any, device: str, world_size: int) -> dict[str, Any]:
+def deepspeed_for_run(train: TrainArgs, model: ModelArgs, device: str, world_size: int) -> dict[str, Any]:
     """The run's DeepSpeed config: read, "auto" values filled, validated by DeepSpeed."""
     from ...config.checks import read_deepspeed_config
 
@@ -139,25 +142,26 @@ def deepspeed_for_run(cfg: Any, base: Any, device: str, world_size: int) -> dict
     if device == "cpu":
         logger.warning("deepspeed on CPU: the first run compiles DeepSpeed's shared-memory op (minutes; cached "
                        "in ~/.cache/torch_extensions afterwards)")
-    config, problem = read_deepspeed_config(cfg.deepspeed)
-    if problem:
-        raise ConfigError(problem)
+    config, problem = read_deepspeed_config(train.deepspeed)
+    if problem or config is None:
+        raise ConfigError(problem or "deepspeed: no DeepSpeed config given")
     filled = fill_auto_values(
-        config, micro_batch=base.per_device_train_batch_size, grad_accum=base.gradient_accumulation_steps,
-        world_size=world_size, max_grad_norm=base.max_grad_norm, fp16=bool(base.fp16 or getattr(cfg, "fp16", False)),
-        bf16=bool(base.bf16 or getattr(cfg, "bf16", False)), hidden_size=_hidden_size(cfg))
+        config, micro_batch=train.per_device_train_batch_size, grad_accum=train.gradient_accumulation_steps,
+        world_size=world_size, max_grad_norm=train.max_grad_norm, fp16=bool(train.fp16), bf16=bool(train.bf16),
+        hidden_size=_hidden_size(model))
     validate_with_deepspeed(filled)
     return filled
 
 
-def _hidden_size(cfg: Any) -> int | None:
+def _hidden_size(model: ModelArgs) -> int | None:
     """The model's hidden size from its config.json (None when it cannot be read: transformers then fills
     the bucket sizes from the loaded model)."""
+    if model.model_name_or_path is None:
+        return None
     try:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(cfg.model_name_or_path, trust_remote_code=bool(
-            getattr(cfg, "trust_remote_code", False)))
+        config = AutoConfig.from_pretrained(model.model_name_or_path, trust_remote_code=model.trust_remote_code)
     except Exception:  # noqa: BLE001  (the model loader reports an unreadable model properly, later)
         return None
     config = getattr(config, "text_config", None) or config

@@ -10,49 +10,50 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
+from ...runtime import runtime
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+    from ...config.groups import ModelArgs, TrainArgs
 
 logger = logging.getLogger(__name__)
 
 CPU_BACKENDS = ("gloo", "mpi", "ccl")
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def uses_fsdp(train: TrainArgs) -> bool:
+    return bool(train.fsdp) or runtime().accelerate_fsdp
 
 
-def uses_fsdp(base: Any) -> bool:
-    return bool(base.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
-
-
-def distributed_arg_changes(cfg: Any, base: Any, device: str) -> dict[str, Any]:
+def distributed_arg_changes(train: TrainArgs, model: ModelArgs, device: str) -> dict[str, Any]:
     """Changes to the training arguments for a multi-process run (empty for a one-process run)."""
     changes: dict[str, Any] = {}
-    if device == "cpu" and uses_fsdp(base):
+    if device == "cpu" and uses_fsdp(train):
         raise ConfigError("fsdp: FSDP shards the model over GPUs (accelerate enables it only on CUDA/XPU/NPU "
                           "devices); on CPU the Trainer would silently run plain DDP instead. Remove fsdp / "
                           "fsdp_config to train with DDP over gloo (FORCE_TORCHRUN=1 NPROC_PER_NODE=2 "
                           "tuneforge train ...), or run on a GPU machine.")
-    if device == "cpu" and world_size() > 1:
-        backend = base.ddp_backend
+    if device == "cpu" and runtime().is_distributed:
+        backend = train.ddp_backend
         if backend is not None and backend not in CPU_BACKENDS:
             raise ConfigError(f"ddp_backend: {backend} needs GPUs; on CPU the processes communicate over gloo. "
                               "Remove ddp_backend (or set ddp_backend: gloo).")
         changes["ddp_backend"] = backend or "gloo"
-    if getattr(cfg, "deepspeed", None):
+    if train.deepspeed:
         from .deepspeed import deepspeed_for_run
 
-        changes["deepspeed"] = deepspeed_for_run(cfg, base, device, world_size())
+        changes["deepspeed"] = deepspeed_for_run(train, model, device, runtime().world_size)
     return changes
 
 
 def open_cpu_process_group(backend: str | None, timeout_s: int) -> None:
     """On CPU, open the run's process group with ddp_timeout (transformers would open it without)."""
-    if world_size() <= 1:
+    if not runtime().is_distributed:
         return
     import torch.distributed as dist
 
@@ -60,10 +61,11 @@ def open_cpu_process_group(backend: str | None, timeout_s: int) -> None:
         dist.init_process_group(backend=backend or "gloo", timeout=timedelta(seconds=timeout_s))
 
 
-def join_process_group(args: Any) -> None:
+def join_process_group(args: TrainingArguments) -> None:
     """Set up accelerate's state now (it reuses or opens the group with ddp_timeout), before the data
     pipeline needs the group, and say which rank this is."""
-    if world_size() <= 1:
+    facts = runtime()
+    if not facts.is_distributed:
         return
     import torch.distributed as dist
 
@@ -71,13 +73,13 @@ def join_process_group(args: Any) -> None:
 
     args.device  # noqa: B018  (a cached property: building it initialises the distributed state)
     processes = PartialState().num_processes
-    if processes != world_size():
+    if processes != facts.world_size:
         # What happens when DeepSpeed on CPU opens its own state: every rank would get the same batches.
-        raise ConfigError(f"accelerate sees {processes} process(es) but torchrun started {world_size()}: the "
+        raise ConfigError(f"accelerate sees {processes} process(es) but torchrun started {facts.world_size}: the "
                           "ranks would all train on the same data. Launch with `tuneforge train` (it opens the "
                           "process group first), or remove deepspeed / fsdp on this machine.")
-    logger.info("rank %s of %d (local rank %s): process group %s, timeout %s s", os.environ.get("RANK"),
-                dist.get_world_size(), os.environ.get("LOCAL_RANK"), dist.get_backend_config(), group_timeout_s())
+    logger.info("rank %s of %d (local rank %s): process group %s, timeout %s s", facts.rank,
+                dist.get_world_size(), facts.local_rank, dist.get_backend_config(), group_timeout_s())
 
 
 def group_timeout_s() -> int | None:
@@ -87,6 +89,8 @@ def group_timeout_s() -> int | None:
 
     try:
         group = dist.group.WORLD
+        if group is None:
+            return None
         device = torch.device("cuda") if torch.device("cuda") in group._device_types else torch.device("cpu")
         return int(group._get_backend(device).options._timeout.total_seconds())
     except (AttributeError, RuntimeError):  # private API: a torch release may move it

@@ -43,7 +43,9 @@ def validate_fsdp(config: dict[str, Any]) -> Any:
     from transformers import TrainingArguments
 
     try:
-        args = TrainingArguments(output_dir="fsdp-check", use_cpu=True, fsdp=True, fsdp_config=dict(config))
+        # transformers 5 types `fsdp` as a string but takes the YAML switch `fsdp: true` as well.
+        args = TrainingArguments(output_dir="fsdp-check", use_cpu=True, fsdp=True,  # type: ignore[arg-type]
+                                 fsdp_config=dict(config))
         return FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"fsdp_config: rejected by transformers/accelerate: {error}") from None

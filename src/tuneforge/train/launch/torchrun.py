@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from ...errors import ConfigError
+from ...runtime import read_runtime, runtime
 
 logger = logging.getLogger(__name__)
 
-# Set in the workers we start: they skip the parent's checks and never relaunch.
+# Set in the workers we start: they skip the parent's checks and never relaunch (runtime().launched_by_tuneforge).
 LAUNCHED_ENV = "TUNEFORGE_LAUNCHED"
 TRUE_VALUES = ("1", "true", "y", "yes")
 
@@ -78,7 +79,7 @@ def is_launched_worker(env: Mapping[str, str]) -> bool:
 
 def is_our_worker(env: Mapping[str, str]) -> bool:
     """A worker `tuneforge train` launched (its parent already checked the configuration)."""
-    return env.get(LAUNCHED_ENV) == "1" and is_launched_worker(env)
+    return read_runtime(env).launched_by_tuneforge and is_launched_worker(env)
 
 
 def wants_torchrun(env: Mapping[str, str], device_count: int, deepspeed: bool = False) -> bool:
@@ -171,9 +172,10 @@ def relaunch_under_torchrun(train_args: Sequence[str], deepspeed: bool = False) 
         logger.info("%s", note)
     logger.info("launching %d process(es) on this machine (node %d of %s) under torchrun, rendezvous at %s:%d",
                 plan.nproc_per_node, plan.node_rank, plan.nnodes, plan.master_addr, plan.master_port)
-    os.environ[LAUNCHED_ENV] = "1"
+    os.environ[LAUNCHED_ENV] = "1"  # inherited by the workers
     for name in (*(alias for names in ALIASES.values() for alias in names), "WORLD_SIZE"):
         os.environ.pop(name, None)  # read above; torchrun sets RANK, WORLD_SIZE etc. per worker
+    runtime.cache_clear()  # this process's environment changed on purpose
     logger.info("%s", " ".join(plan.command(train_args)))
     return run_torchrun(plan.torchrun_argv(train_args))
 

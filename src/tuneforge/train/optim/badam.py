@@ -27,7 +27,7 @@ import re
 import sys
 from collections import defaultdict
 from types import MethodType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from badam import BlockOptimizer, BlockOptimizerRatio, clip_grad_norm_old_version
@@ -36,13 +36,18 @@ from transformers import Trainer
 from ...errors import ConfigError
 from .optimizers import base_optimizer_kwargs, decay_parameter_names
 
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+    from ...config.groups import BadamArgs
+
 logger = logging.getLogger(__name__)
 
 NEVER = sys.maxsize
 LAYER_PREFIX = re.compile(r".*\blayers\.\d+\.")
 
 
-def create_badam_optimizer(model: torch.nn.Module, args: Any, cfg: Any) -> torch.optim.Optimizer:
+def create_badam_optimizer(model: Any, args: TrainingArguments, badam: BadamArgs) -> torch.optim.Optimizer:
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
     decay_names = decay_parameter_names(model)
     decay = [param for name, param in named if name in decay_names]
@@ -50,25 +55,26 @@ def create_badam_optimizer(model: torch.nn.Module, args: Any, cfg: Any) -> torch
     # Backward needs to reach only the active block: no input-grad hook on the embedding output.
     if hasattr(model, "_require_grads_hook"):
         model.disable_input_require_grads()
-    if cfg.badam_mode == "ratio":
-        return _ratio_optimizer(named, decay, no_decay, args, cfg)
+    if badam.badam_mode == "ratio":
+        return _ratio_optimizer(named, decay, no_decay, args, badam)
 
     optimizer_class, _ = Trainer.get_optimizer_cls_and_kwargs(args)
     kwargs = {**base_optimizer_kwargs(args), "weight_decay": args.weight_decay}
     base = optimizer_class([dict(params=decay, weight_decay=args.weight_decay),
                             dict(params=no_decay, weight_decay=0.0)], **kwargs)
-    interval = cfg.badam_switch_interval
+    interval = badam.badam_switch_interval
+    blocks = _layer_blocks(named, badam.badam_start_block)
     optimizer = LayerBlockOptimizer(
-        base_optimizer=base, named_parameters_list=named, block_prefix_list=_layer_blocks(named, cfg),
-        switch_block_every=NEVER if interval in (None, -1) else interval, start_block=cfg.badam_start_block,
-        switch_mode=cfg.badam_switch_mode, verbose=cfg.badam_verbose,
+        base_optimizer=base, named_parameters_list=named, block_prefix_list=blocks,
+        switch_block_every=NEVER if interval in (None, -1) else interval, start_block=badam.badam_start_block,
+        switch_mode=badam.badam_switch_mode, verbose=badam.badam_verbose,
     )
     logger.info("Using BAdam layer-wise: %d blocks, %s order, switching every %s steps, starting at block %d",
-                optimizer.block_num, cfg.badam_switch_mode, interval, optimizer.active_block)
+                optimizer.block_num, badam.badam_switch_mode, interval, optimizer.active_block)
     return optimizer
 
 
-def _layer_blocks(named: list, cfg: Any) -> list[list[str]]:
+def _layer_blocks(named: list, start: int | None) -> list[list[str]]:
     """One block per transformer layer with trainable parameters (["model.layers.3."]), in model order."""
     blocks: list[list[str]] = []
     for name, _ in named:
@@ -78,14 +84,14 @@ def _layer_blocks(named: list, cfg: Any) -> list[list[str]]:
     if not blocks:
         raise ConfigError("use_badam (badam_mode layer) found no trainable transformer layer to cycle over; "
                           "train full, or freeze with freeze_trainable_layers covering some layers")
-    start = cfg.badam_start_block
     if start is not None and start >= len(blocks):
         raise ConfigError(f"badam_start_block: {start} is out of range; the model has {len(blocks)} trainable "
                           f"blocks (0 to {len(blocks) - 1})")
     return blocks
 
 
-def _ratio_optimizer(named: list, decay: list, no_decay: list, args: Any, cfg: Any) -> torch.optim.Optimizer:
+def _ratio_optimizer(named: list, decay: list, no_decay: list, args: TrainingArguments,
+                     badam: BadamArgs) -> torch.optim.Optimizer:
     names = [name for name, _ in named]
     # badam freezes "the" embedding / lm_head parameter it finds by name and fails when there is none
     # (frozen by freeze tuning, or tied): say "include" then, which leaves them as they are.
@@ -94,12 +100,12 @@ def _ratio_optimizer(named: list, decay: list, no_decay: list, args: Any, cfg: A
     kwargs = base_optimizer_kwargs(args)
     optimizer = BlockOptimizerRatio(
         param_groups=[dict(params=decay, weight_decay=args.weight_decay), dict(params=no_decay, weight_decay=0.0)],
-        named_parameters_list=named, update_ratio=cfg.badam_update_ratio, mask_mode=cfg.badam_mask_mode,
-        verbose=cfg.badam_verbose, include_embedding=not has_embedding, include_lm_head=not has_lm_head,
+        named_parameters_list=named, update_ratio=badam.badam_update_ratio, mask_mode=badam.badam_mask_mode,
+        verbose=badam.badam_verbose, include_embedding=not has_embedding, include_lm_head=not has_lm_head,
         lr=kwargs["lr"], betas=kwargs["betas"], eps=kwargs["eps"],
     )
-    logger.info("Using BAdam ratio-wise: %.3g of each weight updated (%s mask)", cfg.badam_update_ratio,
-                cfg.badam_mask_mode)
+    logger.info("Using BAdam ratio-wise: %.3g of each weight updated (%s mask)", badam.badam_update_ratio,
+                badam.badam_mask_mode)
     return optimizer
 
 
@@ -112,6 +118,7 @@ class LayerBlockOptimizer(BlockOptimizer):
     """badam's BlockOptimizer with a real verbosity, a real "never switch" and a resumable block position."""
 
     active_block = 0
+    block_order: list[int]  # random switch mode: the blocks still to train this round (badam sets it)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         quiet = contextlib.redirect_stdout(io.StringIO()) if kwargs.get("verbose", 0) < 1 else contextlib.nullcontext()

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from ...config import Config
+from ...runtime import runtime
 from .callbacks import truncate_trainer_log
 from .checkpoints import checkpoint_step, clear_staging
 
@@ -32,7 +34,7 @@ _LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 class RunDirectory:
     """Opens the run directory for one training process (a context manager)."""
 
-    def __init__(self, cfg: Any, output_dir: str, resume_from: str | None, training: bool = True):
+    def __init__(self, cfg: Config, output_dir: str, resume_from: str | None, training: bool = True):
         self.cfg = cfg
         self.path = output_dir
         self.resume_from = resume_from
@@ -40,11 +42,11 @@ class RunDirectory:
         self.training = training
         self.fresh = training and not resume_from
         # Under torchrun every rank opens the run; only the first writes the shared files.
-        self.is_main = int(os.environ.get("RANK", "0")) == 0
+        self.is_main = runtime().is_main
         self._handler: logging.Handler | None = None
         self._saved_levels: dict[str, int] = {}
 
-    def __enter__(self) -> "RunDirectory":
+    def __enter__(self) -> RunDirectory:
         if not self.is_main:
             return self
         os.makedirs(self.path, exist_ok=True)
@@ -58,7 +60,7 @@ class RunDirectory:
         self._attach_log_file()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._handler is not None:
             for name in _LOGGERS:
                 target = logging.getLogger(name)
@@ -81,10 +83,9 @@ class RunDirectory:
             target.addHandler(self._handler)
 
 
-def write_run_config(cfg: Any, path: str) -> None:
+def write_run_config(cfg: Config, path: str) -> None:
     """The resolved configuration as YAML; `tuneforge train run.yaml` reproduces the run."""
-    values = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg))
-    values = {key: _plain(value) for key, value in values.items() if key != "training_args"}
+    values = {key: _plain(value) for key, value in cfg.to_dict().items()}
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(values, handle, sort_keys=False, allow_unicode=True)
 

@@ -1,4 +1,5 @@
-"""`TUNEFORGE_TRACE_SAMPLES=1`: each rank writes which samples it trained on, to check data parallelism.
+"""`trace_samples: true` (or TUNEFORGE_TRACE_SAMPLES=1): each rank writes which samples it trained on, to check
+data parallelism.
 
 One JSON line per batch in output_dir/samples-rank<R>.jsonl: {"rank": R, "samples": [id, ...]}, where a
 sample's id is a short hash of its input_ids (stable across runs and processes, independent of order).
@@ -10,9 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-TRACE_ENV = "TUNEFORGE_TRACE_SAMPLES"
+from ...runtime import runtime
+
+if TYPE_CHECKING:
+    from ...config.groups import TrainArgs
+
+Collator = Callable[[list[dict[str, Any]]], Any]
 
 
 def sample_id(input_ids: Any) -> str:
@@ -20,11 +27,12 @@ def sample_id(input_ids: Any) -> str:
     return hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:12]
 
 
-def trace_samples(collator: Any, output_dir: str) -> Any:
-    """`collator`, logging each batch's sample ids first when TUNEFORGE_TRACE_SAMPLES=1."""
-    if os.environ.get(TRACE_ENV) != "1":
+def trace_samples(collator: Collator, train: TrainArgs) -> Collator:
+    """`collator`, logging each batch's sample ids first when `trace_samples` is set."""
+    if not train.trace_samples:
         return collator
-    rank = int(os.environ.get("RANK", "0"))
+    output_dir = train.output_dir
+    rank = runtime().rank
     path = os.path.join(output_dir, f"samples-rank{rank}.jsonl")
 
     def traced(features: list[dict[str, Any]]) -> Any:
