@@ -14,7 +14,7 @@ from test_train_recipes import DEMO_DATA, run_recipe
 from tuneforge.errors import ConfigError
 from tuneforge.testing.tiny_model import tiny_config
 from tuneforge.train import run_train
-from tuneforge.train.args import build_training_args
+from tuneforge.train.args import run_training_arguments
 from tuneforge.train.trainer import SeededLengthGroupedSampler, TuneforgeTrainer, prepare_run
 
 
@@ -55,7 +55,7 @@ def test_every_lr_scheduler_builds_and_warms_up(tiny_llama_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     for name, extra in SCHEDULERS.items():
         cfg = _cfg(tiny_llama_dir, tmp_path, lr_scheduler_type=name, learning_rate=1.0, warmup_steps=2, **extra)
-        trainer = TuneforgeTrainer(model=model, args=build_training_args(cfg), eval_dataset=[{"input_ids": [1]}])
+        trainer = TuneforgeTrainer(model=model, args=run_training_arguments(cfg), eval_dataset=[{"input_ids": [1]}])
         trainer.create_optimizer_and_scheduler(num_training_steps=10)
         rates = []
         for _ in range(10):
@@ -80,7 +80,7 @@ def test_every_lr_scheduler_builds_and_warms_up(tiny_llama_dir, tmp_path):
 def test_scheduler_without_its_arguments(tiny_llama_dir, tmp_path, name, hint):
     with pytest.raises(ConfigError, match=f"lr_scheduler_type: {name} needs lr_scheduler_kwargs .*e.g. "
                                           f"lr_scheduler_kwargs: {hint}"):
-        build_training_args(_cfg(tiny_llama_dir, tmp_path, lr_scheduler_type=name))
+        run_training_arguments(_cfg(tiny_llama_dir, tmp_path, lr_scheduler_type=name))
 
 
 def test_adafactor_trains(tiny_llama_dir, tmp_path):
@@ -96,11 +96,11 @@ def test_report_to_needs_the_logger_installed(tiny_llama_dir, tmp_path, logger_n
     if importlib.util.find_spec(package) is not None:
         pytest.skip(f"{package} is installed here")
     with pytest.raises(ConfigError, match=f"report_to: {logger_name} is not installed \\(pip install {package}\\)"):
-        build_training_args(_cfg(tiny_llama_dir, tmp_path, report_to=logger_name))
+        run_training_arguments(_cfg(tiny_llama_dir, tmp_path, report_to=logger_name))
 
 
 def test_report_to_none_and_cpu_settings(tiny_llama_dir, tmp_path):
-    args = build_training_args(_cfg(tiny_llama_dir, tmp_path, report_to="none", bf16=True))
+    args = run_training_arguments(_cfg(tiny_llama_dir, tmp_path, report_to="none", bf16=True))
     assert args.report_to == [] and args.use_cpu and args.bf16
     assert args.remove_unused_columns is False and args.label_names == ["labels"]
 
@@ -113,7 +113,7 @@ def test_group_by_length_uses_a_resumable_seeded_sampler(tiny_llama_dir, tmp_pat
     dataset = tiny_dataset(tokenizer).train_dataset
     cfg = _cfg(tiny_llama_dir, tmp_path, group_by_length=True, per_device_train_batch_size=2, seed=7)
     trainer = TuneforgeTrainer(model=AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)),
-                               args=build_training_args(cfg), train_dataset=dataset)
+                               args=run_training_arguments(cfg), train_dataset=dataset)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, SeededLengthGroupedSampler)
     first = list(sampler)

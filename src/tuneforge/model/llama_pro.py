@@ -21,9 +21,12 @@ import copy
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +164,7 @@ def _replace_layers(model: Any, old: Any, expanded: list[Any]) -> None:
                 module.layer_idx = index
 
 
-def _expand_config(config: Any, sources: list[int]) -> None:
+def _expand_config(config: PretrainedConfig, sources: list[int]) -> None:
     text_config = getattr(config, "text_config", None) or config
     text_config.num_hidden_layers = len(sources)
     inserted = [index for index in range(1, len(sources)) if sources[index] == sources[index - 1]]

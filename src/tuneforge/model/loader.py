@@ -29,6 +29,7 @@ from .shift_attn import check_shift_attn, enable_shift_attn
 from .vocab import resize_embeddings
 
 if TYPE_CHECKING:
+    from transformers import PretrainedConfig
     from ..config import Config
     from ..config.groups import ModelArgs
 
@@ -204,7 +205,7 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def _model_class_for(config: Any) -> Any:
+def _model_class_for(config: PretrainedConfig) -> Any:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     if type(config) in AutoModelForImageTextToText._model_mapping.keys():

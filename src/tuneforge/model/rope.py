@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from transformers import PretrainedConfig
     from ..config.groups import DataArgs, ModelArgs
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ ROPE_TYPES = ("linear", "dynamic", "yarn", "llama3")
 INFERENCE_FACTOR = 2.0
 
 
-def configure_rope(config: Any, args: ModelArgs, data: DataArgs, is_trainable: bool) -> None:
+def configure_rope(config: PretrainedConfig, args: ModelArgs, data: DataArgs, is_trainable: bool) -> None:
     """Write the scaling of `rope_scaling` into the model's `config` (no-op when it is unset)."""
     rope_type = args.rope_scaling
     if rope_type is None:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from transformers import PretrainedConfig
     from ..config.groups import ModelArgs
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ GROUP_SIZE_RATIO = 0.25
 PREFIX = "tuneforge_s2attn_"
 
 
-def check_shift_attn(config: Any, args: ModelArgs, is_trainable: bool) -> None:
+def check_shift_attn(config: PretrainedConfig, args: ModelArgs, is_trainable: bool) -> None:
     """Before the weights load: shift_attn is for training llama models."""
     if not args.shift_attn:
         return

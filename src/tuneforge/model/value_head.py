@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from transformers import PretrainedConfig
     from ..config import Config
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -143,7 +144,7 @@ def load_value_head(model: ValueHeadModel, path: str, required: bool = True) -> 
     return True
 
 
-def _hidden_size(config: Any) -> int:
+def _hidden_size(config: PretrainedConfig) -> int:
     config = getattr(config, "text_config", None) or config
     for key in ("hidden_size", "n_embd", "d_model"):
         if getattr(config, key, None):
