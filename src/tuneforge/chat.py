@@ -40,7 +40,7 @@ def run_chat(cfg: Config, message: str | None = None, stdin: TextIO | None = Non
             raise UserError("chat: stdin is empty; pass the message with --message TEXT, pipe it in "
                             "(echo 'Hi' | tuneforge chat CFG), or run in a terminal for an interactive chat")
 
-    from .infer.backends import create_engine
+    from .infer import create_engine
 
     # The model loader prints its parameter count; keep stdout for the answer alone.
     with contextlib.redirect_stdout(sys.stderr):

@@ -12,14 +12,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .checks import PLACEHOLDERS
-    from .pipeline import preview_rows
+    from .pipeline import load_tokenizer_and_template, preview_rows, render_examples
     from .preview import trained_spans
     from .templates import template_names
+    from .tokenizer import save_tokenizer_with_chat_template
 
 # Re-exported name -> the module (under tuneforge.data) that defines it.
 _LAZY_EXPORTS = {
     "PLACEHOLDERS": "checks",
+    "load_tokenizer_and_template": "pipeline",
     "preview_rows": "pipeline",
+    "render_examples": "pipeline",
+    "save_tokenizer_with_chat_template": "tokenizer",
     "trained_spans": "preview",
     "template_names": "templates",
 }
@@ -32,4 +36,4 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
-__all__ = ["PLACEHOLDERS", "preview_rows", "template_names", "trained_spans"]
+__all__ = sorted(_LAZY_EXPORTS)

@@ -39,8 +39,8 @@ def _run(out: Path, epochs: float, hidden: int) -> int:
     import torch
 
     from ..config import make_config
-    from ..data.pipeline import render_examples
-    from ..infer.engine import ChatEngine
+    from ..data import render_examples
+    from ..infer import ChatEngine
     from ..testing.tiny_model import build_tiny_model
     from ..train import run_train
 

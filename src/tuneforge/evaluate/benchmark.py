@@ -168,7 +168,7 @@ def run_eval(cfg: Config, *, model: Any = None, tokenizer: Any = None, template:
     assert evaluation.task is not None  # check_eval_config refused a config without it
     task = load_task(evaluation.task_dir, evaluation.task)  # data problems show before the weights load
     if model is None:
-        from ..infer.engine import load_for_inference
+        from ..infer import load_for_inference
 
         model, tokenizer, template = load_for_inference(cfg)
     results, scores = evaluate_task(model, tokenizer, template, task, evaluation.lang, evaluation.n_shot,

@@ -45,9 +45,7 @@ def output_dtype(infer: InferArgs, model: Any, device: str) -> torch.dtype:
 
 def load_merged_model(cfg: Config, tokenizer: Any) -> Any:
     """The base model with the adapters merged, in eval mode, on the export device, in the output dtype."""
-    from ..model.adapters import apply_finetuning
-    from ..model.adapters.lora import check_adapters
-    from ..model.loader import load_model
+    from ..model import apply_finetuning, check_adapters, load_model
 
     check_adapters(cfg)  # before the base weights load (they load without the adapters here)
     base_cfg = cfg.replace(adapter_name_or_path=None, finetuning_type="lora")
@@ -69,7 +67,7 @@ def load_merged_model(cfg: Config, tokenizer: Any) -> Any:
 def _checkpoint_dtype(cfg: Config) -> torch.dtype:
     from transformers import AutoConfig
 
-    from ..model.loader import resolve_model_path
+    from ..model import resolve_model_path
 
     config = AutoConfig.from_pretrained(resolve_model_path(cfg), trust_remote_code=cfg.model.trust_remote_code)
     dtype = getattr(config, "dtype", None) or torch.float32

@@ -57,8 +57,8 @@ def check_export_config(cfg: Config) -> None:
 
 def run_export(cfg: Config) -> str:
     """Export the model of `cfg` into cfg.export.export_dir; returns export_dir."""
-    from ..data.pipeline import load_tokenizer_and_template
-    from ..model.loader import load_model_config, resolve_model_path, with_local_model
+    from ..data import load_tokenizer_and_template
+    from ..model import load_model_config, resolve_model_path, with_local_model
     from .gguf_file import check_gguf_export, write_gguf
     from .hub import push_to_hub
     from .merge import load_merged_model

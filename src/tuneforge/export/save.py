@@ -62,7 +62,7 @@ def _without_tied_copies(model: Any) -> dict[str, torch.Tensor]:
 
 def save_tokenizer(tokenizer: Any, export_dir: str) -> None:
     """The tokenizer with the chat template in tokenizer_config.json, padding on the left for generation."""
-    from ..data.tokenizer import save_tokenizer_with_chat_template
+    from ..data import save_tokenizer_with_chat_template
 
     tokenizer.padding_side = "left"
     tokenizer.init_kwargs["padding_side"] = "left"

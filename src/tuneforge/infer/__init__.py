@@ -1,4 +1,4 @@
-"""Inference: the generation engine behind `tuneforge chat` (and later the API, the web UI and evaluation).
+"""Inference: the generation engine behind `tuneforge chat`, the API, the web UI and evaluation.
 
     from tuneforge.infer import ChatEngine
     engine = ChatEngine(cfg)      # cfg: a tuneforge.config.Config (make_config / load_config)
@@ -8,8 +8,10 @@ Modules: engine (ChatEngine: prompt building, generate, streaming) · generation
 arguments and LLaMA-Factory's rules for combining them).
 """
 
-from .engine import ChatEngine, Response, check_messages, load_for_inference
 from ..config.generation import generation_settings, resolve_generation
+from .backends import check_backend, create_engine
+from .engine import ChatEngine, Response, check_messages, load_for_inference
+from .scoring import RewardScorer, is_reward_model
 
-__all__ = ["ChatEngine", "Response", "check_messages", "generation_settings", "load_for_inference",
-           "resolve_generation"]
+__all__ = ["ChatEngine", "Response", "RewardScorer", "check_backend", "check_messages", "create_engine",
+           "generation_settings", "is_reward_model", "load_for_inference", "resolve_generation"]

@@ -2,3 +2,35 @@
 
 The tokenizer is loaded by the data layer (data/tokenizer.py): data is tokenized before any weights load.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .adapters import apply_finetuning
+    from .adapters.lora import check_adapters
+    from .loader import load_model, load_model_config, resolve_model_path, training_device, with_local_model
+
+# Public entry points for the layers above, imported on first use so `import tuneforge.model` stays cheap.
+# Re-exported name -> the module (under tuneforge.model) that defines it.
+_LAZY_EXPORTS = {
+    "apply_finetuning": "adapters",
+    "check_adapters": "adapters.lora",
+    "load_model": "loader",
+    "load_model_config": "loader",
+    "resolve_model_path": "loader",
+    "training_device": "loader",
+    "with_local_model": "loader",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+__all__ = sorted(_LAZY_EXPORTS)

@@ -25,7 +25,7 @@ ROLES = {"user": "user", "assistant": "assistant", "tool": "observation", "funct
 def convert_request(request: ChatCompletionRequest, settings: ApiSettings
                     ) -> tuple[list[dict], str | None, str | None, list]:
     """`settings`: the server's, which say where request images may be read from."""
-    from ..data.checks import PLACEHOLDERS
+    from ..data import PLACEHOLDERS
 
     placeholder = PLACEHOLDERS["images"]
     messages = list(request.messages)

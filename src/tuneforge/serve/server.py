@@ -67,12 +67,12 @@ def api_settings(environ: Mapping[str, str] | None = None) -> ApiSettings:
 
 def build_app(cfg: Config, settings: ApiSettings) -> FastAPI:
     """The app for cfg: a chat engine (infer_backend), or a reward scorer for `stage: rm`."""
-    from ..infer.scoring import RewardScorer, is_reward_model
+    from ..infer import RewardScorer, is_reward_model
     from .app import create_app
 
     if is_reward_model(cfg.method):
         return create_app(scorer=RewardScorer(cfg), settings=settings)
-    from ..infer.backends import create_engine
+    from ..infer import create_engine
 
     return create_app(engine=create_engine(cfg), settings=settings)
 
@@ -80,7 +80,7 @@ def build_app(cfg: Config, settings: ApiSettings) -> FastAPI:
 def run_api(cfg: Config) -> int:
     import uvicorn
 
-    from ..infer.backends import check_backend
+    from ..infer import check_backend
     from ..validate import validate_config
 
     settings = api_settings()
