@@ -19,6 +19,7 @@ def test_a_torchrun_worker():
 def test_flags_are_parsed_one_way():
     for text, expected in (("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("", False)):
         assert read_runtime({"HF_HUB_OFFLINE": text}).hub_offline is expected
+    assert read_runtime({"TRANSFORMERS_OFFLINE": "1"}).hub_offline is True
     assert read_runtime({"USE_MODELSCOPE_HUB": "1"}).hub == "ms_hub"
     assert read_runtime({"USE_OPENMIND_HUB": "true"}).hub == "om_hub"
     assert read_runtime({"TUNEFORGE_CACHE": "/x/cache"}).cache_root == "/x/cache"

@@ -31,7 +31,7 @@ class Runtime:
     world_size: int
     # This process is a worker that `tuneforge train` itself relaunched under torchrun (TUNEFORGE_LAUNCHED).
     launched_by_tuneforge: bool
-    # HF_HUB_OFFLINE: never reach the Hugging Face Hub (models, tokenizers, datasets).
+    # HF_HUB_OFFLINE (or transformers' older TRANSFORMERS_OFFLINE): never reach the Hugging Face Hub.
     hub_offline: bool
     # HF_DATASETS_OFFLINE: the datasets library must not download.
     datasets_offline: bool
@@ -85,7 +85,7 @@ def read_runtime(environ: Mapping[str, str]) -> Runtime:
         local_rank=int(environ.get("LOCAL_RANK", "0") or 0),
         world_size=int(environ.get("WORLD_SIZE", "1") or 1),
         launched_by_tuneforge=env_flag(environ, "TUNEFORGE_LAUNCHED"),
-        hub_offline=env_flag(environ, "HF_HUB_OFFLINE"),
+        hub_offline=env_flag(environ, "HF_HUB_OFFLINE") or env_flag(environ, "TRANSFORMERS_OFFLINE"),
         datasets_offline=env_flag(environ, "HF_DATASETS_OFFLINE"),
         hub=hub,
         accelerate_fsdp=env_flag(environ, "ACCELERATE_USE_FSDP"),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ConfigError
-from ..runtime import env_flag, runtime
+from ..runtime import runtime
 from .adapters import apply_finetuning, count_parameters
 from .adapters.lora import check_adapters
 from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
@@ -162,9 +162,7 @@ def _hub_kwargs(args: ModelArgs) -> dict[str, Any]:
 
 
 def _hub_error(model_id: str, args: ModelArgs, error: Exception) -> ConfigError:
-    # TRANSFORMERS_OFFLINE is transformers' own older name for HF_HUB_OFFLINE (huggingface_hub honours both);
-    # runtime() reads only HF_HUB_OFFLINE.
-    offline = runtime().hub_offline or env_flag(os.environ, "TRANSFORMERS_OFFLINE")
+    offline = runtime().hub_offline
     why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else f"{error}"
     local_name = model_id.rstrip("/").split("/")[-1]
     return ConfigError(
