@@ -22,12 +22,15 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ def write_gguf(model: Any, export_dir: str, kind: str = "f16") -> str:
     return path
 
 
-def _write_metadata(writer: Any, gguf: Any, config: Any, kind: str, name: str) -> None:
+def _write_metadata(writer: Any, gguf: Any, config: PretrainedConfig, kind: str, name: str) -> None:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     rope = getattr(config, "rope_parameters", None) or {}
     rope_theta = rope.get("rope_theta") if isinstance(rope, dict) else None
