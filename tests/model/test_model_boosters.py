@@ -184,17 +184,26 @@ def test_unsloth_loads_through_fast_language_model(monkeypatch):
     assert seen["use_gradient_checkpointing"] == "unsloth"
 
 
-def test_boosters_fail_before_the_data_is_read(tmp_path, tiny_tokenizer_dir):
+def test_boosters_fail_before_the_data_is_read(tmp_path, tiny_tokenizer_dir, monkeypatch):
     from tuneforge.testing.tiny_model import build_tiny_model
     from tuneforge.train import run_train
 
     build_tiny_model(tmp_path / "model", hidden=32, layers=1)
+    import tuneforge.train.stages.sft as sft
+
+    broken = tmp_path / "rows.json"  # a dataset the name checks accept; reading it is refused below
+    broken.write_text('[{"instruction": "hi", "output": "there"}]')
+
+    def data_read(*args, **kwargs):
+        raise AssertionError("the data was read before the hardware check")
+
+    monkeypatch.setattr(sft, "get_dataset", data_read)
     for key, message in [("enable_liger_kernel", "enable_liger_kernel needs a CUDA GPU"),
                          ("flash_attn", "flash_attn: fa3 needs a CUDA GPU")]:
         value = "fa3" if key == "flash_attn" else True
         with pytest.raises(ConfigError, match=message):
             run_train({"model_name_or_path": str(tmp_path / "model"), "output_dir": str(tmp_path / "out"),
-                       "do_train": True, "dataset": "no_such_dataset", key: value})
+                       "do_train": True, "dataset": str(broken), key: value})
 
 
 def test_unsloth_builds_the_lora_adapter(monkeypatch):
