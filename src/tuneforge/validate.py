@@ -10,13 +10,17 @@ job such as `tuneforge data check` or the web UI's dataset preview, which do not
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .config import Config, check_implemented
 from .data import preflight
 from .errors import ConfigError
 
 
-def validate_config(cfg: Config, *, data_only: bool = False) -> None:
-    """Raise one ConfigError listing every remaining problem of `cfg` (none: return)."""
+def validate_config(cfg: Config, *, data_only: bool = False, job_problems: Iterable[str] = ()) -> None:
+    """Raise one ConfigError listing every remaining problem of `cfg` (none: return).
+
+    `job_problems`: what a command found with its own keys (export, eval), reported in the same error."""
     problems: list[str] = []
     if not data_only:
         try:
@@ -24,5 +28,6 @@ def validate_config(cfg: Config, *, data_only: bool = False) -> None:
         except ConfigError as err:
             problems += err.problems
     problems += preflight.preflight_problems(cfg.data)
+    problems += job_problems
     if problems:
         raise ConfigError(problems, cfg.source)

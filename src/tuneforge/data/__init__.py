@@ -7,8 +7,9 @@ Public entry points for other layers (the web UI) are re-exported here. They are
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from .checks import PLACEHOLDERS
@@ -29,11 +30,7 @@ _LAZY_EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _LAZY_EXPORTS)
 
 
 __all__ = sorted(_LAZY_EXPORTS)

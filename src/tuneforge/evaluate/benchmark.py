@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import ConfigError
 from .tasks import CHOICES, Question, Task, load_task
 
 if TYPE_CHECKING:
@@ -150,14 +149,7 @@ def check_eval_config(cfg: Config) -> None:
     and the evaluation's own), before any weights load."""
     from ..validate import validate_config
 
-    problems = []
-    try:
-        validate_config(cfg)
-    except ConfigError as error:
-        problems += error.problems
-    problems += eval_problems(cfg.eval, cfg.model)
-    if problems:
-        raise ConfigError(problems, cfg.source)
+    validate_config(cfg, job_problems=eval_problems(cfg.eval, cfg.model))
 
 
 def run_eval(cfg: Config, *, model: Any = None, tokenizer: Any = None, template: Any = None) -> dict[str, Any]:

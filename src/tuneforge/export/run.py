@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -45,14 +44,7 @@ def check_export_config(cfg: Config) -> None:
     the export's own), before any weights load."""
     from ..validate import validate_config
 
-    problems = []
-    try:
-        validate_config(cfg)
-    except ConfigError as error:
-        problems += error.problems
-    problems += export_problems(cfg.model, cfg.export)
-    if problems:
-        raise ConfigError(problems, cfg.source)
+    validate_config(cfg, job_problems=export_problems(cfg.model, cfg.export))
 
 
 def run_export(cfg: Config) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..lazy_exports import lazy_exports
+
 if TYPE_CHECKING:
     from ..config import Config
     from .launch.deepspeed import DS_STAGES, zero_config
@@ -59,13 +61,7 @@ _LAZY_EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> object:
-    import importlib
-
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _LAZY_EXPORTS)
 
 
 __all__ = ["DS_STAGES", "TRAINER_LOG", "launch_env", "read_trainer_log", "run_train", "zero_config"]
