@@ -225,7 +225,7 @@ def dequantize_to_folder(source: GgufSource, folder: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..data.tokenizer import save_tokenizer_with_chat_template
+    from ..data import save_tokenizer_with_chat_template
 
     # transformers mixes tokenizer files lying next to the GGUF file into its tokenizer (losing the file's eos
     # token and chat template): load from a folder that holds only a link to the file.
