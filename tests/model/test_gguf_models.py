@@ -175,3 +175,45 @@ def test_a_short_lora_run_trains_from_a_gguf_path(gguf_path, tmp_path, cache):
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
     adapter = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"].startswith(str(cache / "gguf"))
+
+
+# --- every command: chat (and the API, which serves the same engine), eval, export -----------------
+
+
+def test_chat_answers_from_a_gguf_path_in_the_files_template(gguf_path, tiny_llama_dir, cache):
+    from tuneforge.data.templates import get_template
+    from tuneforge.infer import ChatEngine
+
+    engine = ChatEngine(make_config({"model_name_or_path": str(gguf_path), "do_sample": False,
+                                     "max_new_tokens": 4}))
+    assert engine.template.name == "llama3"
+    messages = [{"role": "user", "content": "Hi"}]
+    reference_tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    expected, _ = get_template("llama3", reference_tokenizer).encode_oneturn(
+        reference_tokenizer, [*messages, {"role": "assistant", "content": ""}])
+    assert engine.build_prompt(messages) == list(expected)
+    response = engine.respond(messages)
+    assert response.response_length > 0
+
+
+def test_eval_scores_a_gguf_model(gguf_path, tmp_path, cache):
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump({"model_name_or_path": str(gguf_path), "task": "mmlu_sample_test",
+                                    "task_dir": str(tmp_path / "no_such_dir"), "n_shot": 0, "batch_size": 4,
+                                    "save_dir": str(tmp_path / "out")}))
+    assert cli.main(["eval", str(path)]) == 0
+    assert "Average" in json.loads((tmp_path / "out" / "scores.json").read_text())["categories"]
+
+
+def test_export_of_a_gguf_model_writes_its_dequantized_weights(gguf_path, tmp_path, cache):
+    path = tmp_path / "export.yaml"
+    path.write_text(yaml.safe_dump({"model_name_or_path": str(gguf_path.parent), "gguf_file": gguf_path.name,
+                                    "export_dir": str(tmp_path / "out"), "export_device": "cpu",
+                                    "export_legacy_format": False}))
+    assert cli.main(["export", str(path)]) == 0
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    cached = AutoModelForCausalLM.from_pretrained(cache / "gguf" / gguf_module.file_sha256(str(gguf_path)))
+    torch.testing.assert_close(_logits(exported), _logits(cached))
+    text = AutoTokenizer.from_pretrained(tmp_path / "out").apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False)
+    assert "<|start_header_id|>user<|end_header_id|>" in text  # the file's (llama3) chat template travels on
