@@ -78,18 +78,20 @@ def gguf_source(args: ModelArgs) -> GgufSource | None:
 
 
 def resolve_gguf(source: GgufSource) -> ResolvedGguf:
-    """The cached HF folder of this GGUF file, dequantizing it on first use."""
-    check_gguf_file(source)
-    types = tensor_types(source.path)
-    digest = file_sha256(source.path)
-    folder = os.path.join(runtime().cache_root, "gguf", digest)
-    if not os.path.isfile(os.path.join(folder, MARKER)):
+    """The cached HF folder of this GGUF file, dequantizing it on first use. A file already in the cache (same
+    content hash) is not parsed again: reading a real file's header and vocabulary alone takes seconds."""
+    _check_file_exists(source)
+    folder = os.path.join(runtime().cache_root, "gguf", file_sha256(source.path))
+    marker_path = os.path.join(folder, MARKER)
+    if not os.path.isfile(marker_path):
+        types = check_gguf_file(source)
         logger.info("Dequantizing %s (%s) to float32, once: later loads use the cache %s", source.path,
                     describe_types(types), folder)
         _build_cache(source, folder, types)
-    marker = json.loads(open(os.path.join(folder, MARKER), encoding="utf-8").read())
+    with open(marker_path, encoding="utf-8") as handle:
+        marker = json.load(handle)
     logger.info("GGUF model %s: weights dequantized from %s, loaded from the cache %s", source.path,
-                describe_types(types), folder)
+                describe_types(Counter(marker["tensor_types"])), folder)
     template = marker.get("template")
     if template:
         logger.info("GGUF chat template renders exactly like tuneforge's %r template: using it when `template` "
@@ -117,8 +119,7 @@ def _transformers_architecture(arch: str) -> str:
     return renamed.get(arch, arch)
 
 
-def check_gguf_file(source: GgufSource) -> None:
-    """A readable, complete GGUF file of an architecture transformers can load; ConfigError otherwise."""
+def _check_file_exists(source: GgufSource) -> None:
     _require_gguf_package()
     path = source.path
     if not os.path.isdir(source.folder):
@@ -129,12 +130,24 @@ def check_gguf_file(source: GgufSource) -> None:
         hint = f"; GGUF files there: {', '.join(present)}" if present else "; the folder holds no .gguf file"
         raise ConfigError(f"{source.key}: the GGUF file {path!r} does not exist (resolved to "
                           f"{os.path.abspath(path)}){hint}")
-    arch = _read_architecture(source)
+
+
+def check_gguf_file(source: GgufSource) -> Counter[str]:
+    """A readable, complete GGUF file of an architecture transformers can load (ConfigError otherwise); returns
+    how many tensors it holds of each GGML type (Q4_1, Q8_0, F16, F32, ...)."""
+    _check_file_exists(source)
+    reader = _reader(source)
+    field = reader.get_field("general.architecture")
+    if field is None:
+        raise ConfigError(f"{source.key}: {source.path!r} has no general.architecture entry: not a model GGUF "
+                          "file, or a corrupt one")
+    arch = str(field.contents())
     supported = supported_architectures()
     if _transformers_architecture(arch) not in supported:
-        raise ConfigError(f"{source.key}: {path!r} holds a {arch!r} model, which transformers cannot load from "
-                          f"GGUF; supported architectures: {', '.join(supported)}. Use the original Hugging Face "
-                          "checkpoint of this model instead")
+        raise ConfigError(f"{source.key}: {source.path!r} holds a {arch!r} model, which transformers cannot load "
+                          f"from GGUF; supported architectures: {', '.join(supported)}. Use the original Hugging "
+                          "Face checkpoint of this model instead")
+    return Counter(tensor.tensor_type.name for tensor in reader.tensors)
 
 
 def _require_gguf_package() -> None:
@@ -142,15 +155,6 @@ def _require_gguf_package() -> None:
         import gguf  # noqa: F401
     except ImportError:
         raise ConfigError("loading a .gguf model needs the `gguf` package: pip install gguf") from None
-
-
-def _read_architecture(source: GgufSource) -> str:
-    reader = _reader(source)
-    field = reader.get_field("general.architecture")
-    if field is None:
-        raise ConfigError(f"{source.key}: {source.path!r} has no general.architecture entry: not a model GGUF "
-                          "file, or a corrupt one")
-    return str(field.contents())
 
 
 def _reader(source: GgufSource) -> Any:
@@ -170,13 +174,6 @@ def _reader(source: GgufSource) -> Any:
     if end > size:
         raise ConfigError(f"{corrupt}. The tensors need {end:,} bytes, the file has {size:,}")
     return reader
-
-
-def tensor_types(path: str) -> Counter[str]:
-    """How many tensors the file holds of each GGML type (Q4_1, Q8_0, F16, F32, ...)."""
-    from gguf import GGUFReader
-
-    return Counter(tensor.tensor_type.name for tensor in GGUFReader(path).tensors)
 
 
 def describe_types(types: Counter[str]) -> str:
