@@ -242,3 +242,15 @@ def test_smollm2_q4_1_gguf_answers_paris(cache):
     assert "Paris" in answer, answer
     marker = json.loads((cache / "gguf" / gguf_module.file_sha256(str(path)) / "tuneforge_gguf.json").read_text())
     assert max(marker["tensor_types"], key=marker["tensor_types"].get) == "Q4_1"
+
+
+def test_the_data_layer_alone_reads_the_files_tokenizer(gguf_path, tiny_llama_dir):
+    """`tuneforge data check` loads only the tokenizer, without resolving the model: it comes from the file."""
+    from tuneforge.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(make_config({"model_name_or_path": str(gguf_path)}))
+    reference = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    assert tokenizer("Hello world")["input_ids"] == reference("Hello world")["input_ids"]
+    assert "<|start_header_id|>" in tokenizer.chat_template
+    with pytest.raises(ConfigError, match=r"gguf_file: the GGUF file .*gone\.gguf' does not exist"):
+        load_tokenizer(make_config({"model_name_or_path": str(gguf_path.parent), "gguf_file": "gone.gguf"}))

@@ -37,7 +37,8 @@ def load_tokenizer(cfg: Config) -> Any:
     if gguf_file is None and local.suffix.lower() == ".gguf":
         local, gguf_file = local.parent, local.name
     if gguf_file is not None and not (local / gguf_file).is_file():
-        raise ConfigError(f"model_name_or_path: the GGUF file {str(local / gguf_file)!r} does not exist (resolved "
+        key = "gguf_file" if model.gguf_file else "model_name_or_path"
+        raise ConfigError(f"{key}: the GGUF file {str(local / gguf_file)!r} does not exist (resolved "
                           f"to {(local / gguf_file).resolve()}); check the path")
     if not local.is_dir() and (local.is_absolute() or name.startswith((".", "~")) or local.exists()):
         raise ConfigError(f"model_name_or_path: the folder {name!r} does not exist (resolved to "
