@@ -116,6 +116,13 @@ def test_an_unknown_chat_template_falls_back_to_the_files_jinja(tiny_llama_dir, 
     _, template = load_tokenizer_and_template(resolved)
     assert isinstance(template, JinjaTemplate)
     assert template.chat_template == tokenizer.chat_template
+    # export keeps the file's chat template; Ollama's template language cannot hold it, so no Modelfile
+    (tmp_path / "export.yaml").write_text(yaml.safe_dump({"model_name_or_path": path, "export_device": "cpu",
+                                                         "export_dir": str(tmp_path / "out")}))
+    assert cli.main(["export", str(tmp_path / "export.yaml")]) == 0
+    assert AutoTokenizer.from_pretrained(tmp_path / "out").chat_template == tokenizer.chat_template
+    assert not (tmp_path / "out" / "Modelfile").exists()
+    assert "No Ollama Modelfile written" in caplog.text
 
 
 # --- bad input ------------------------------------------------------------------------------------
