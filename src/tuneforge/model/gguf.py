@@ -211,8 +211,14 @@ def _build_cache(source: GgufSource, folder: str, types: Counter[str]) -> None:
                   "template": matching_template(tokenizer)}
         with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as handle:
             json.dump(marker, handle, indent=2)
+        if os.path.isfile(os.path.join(folder, MARKER)):
+            return  # another process (e.g. another rank) finished the same file first: keep its folder
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier attempt
-        os.replace(staging, folder)
+        try:
+            os.replace(staging, folder)
+        except OSError:
+            if not os.path.isfile(os.path.join(folder, MARKER)):
+                raise  # not a lost race: a real problem with the cache folder
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
