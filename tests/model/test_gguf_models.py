@@ -261,3 +261,16 @@ def test_the_data_layer_alone_reads_the_files_tokenizer(gguf_path, tiny_llama_di
     assert "<|start_header_id|>" in tokenizer.chat_template
     with pytest.raises(ConfigError, match=r"gguf_file: the GGUF file .*gone\.gguf' does not exist"):
         load_tokenizer(make_config({"model_name_or_path": str(gguf_path.parent), "gguf_file": "gone.gguf"}))
+
+
+def test_the_api_serves_a_gguf_model(gguf_path, cache):
+    from fastapi.testclient import TestClient
+
+    from tuneforge.serve.server import api_settings, build_app
+
+    cfg = make_config({"model_name_or_path": str(gguf_path), "do_sample": False, "max_new_tokens": 3})
+    client = TestClient(build_app(cfg, api_settings({})))
+    reply = client.post("/v1/chat/completions", json={"model": "gpt-3.5-turbo",
+                                                      "messages": [{"role": "user", "content": "Hi"}]})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["completion_tokens"] > 0
