@@ -182,6 +182,12 @@ def test_a_short_lora_run_trains_from_a_gguf_path(gguf_path, tmp_path, cache):
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
     adapter = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"].startswith(str(cache / "gguf"))
+    # the adapter chats on top of the same .gguf path
+    from tuneforge.infer import ChatEngine
+
+    engine = ChatEngine(make_config({"model_name_or_path": str(gguf_path), "adapter_name_or_path": str(tmp_path / "run"),
+                                     "finetuning_type": "lora", "do_sample": False, "max_new_tokens": 3}))
+    assert engine.respond([{"role": "user", "content": "Hi"}]).response_length > 0
 
 
 # --- every command: chat (and the API, which serves the same engine), eval, export -----------------
