@@ -15,6 +15,7 @@ class ModelArgs:
     """Parameters of group `model`."""
 
     model_name_or_path: str | None
+    gguf_file: str | None
     adapter_name_or_path: list[str] | None
     adapter_folder: str | None
     cache_dir: str | None

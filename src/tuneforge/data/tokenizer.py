@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def load_tokenizer(cfg: Config) -> Any:
-    """The tokenizer for cfg.model.model_name_or_path (a local folder, or a hub id when online)."""
+    """The tokenizer for cfg.model.model_name_or_path (a local folder, a GGUF file, or a hub id when online)."""
     from transformers import AutoTokenizer
 
     model = cfg.model
@@ -33,6 +33,13 @@ def load_tokenizer(cfg: Config) -> Any:
         raise ConfigError("model_name_or_path is not set: give the local folder of the model (or its "
                           "tokenizer), e.g. `model_name_or_path: models/Qwen2.5-0.5B-Instruct`")
     local = Path(name).expanduser()
+    gguf_file = model.gguf_file
+    if gguf_file is None and local.suffix.lower() == ".gguf":
+        local, gguf_file = local.parent, local.name
+    if gguf_file is not None and not (local / gguf_file).is_file():
+        key = "gguf_file" if model.gguf_file else "model_name_or_path"
+        raise ConfigError(f"{key}: the GGUF file {str(local / gguf_file)!r} does not exist (resolved "
+                          f"to {(local / gguf_file).resolve()}); check the path")
     if not local.is_dir() and (local.is_absolute() or name.startswith((".", "~")) or local.exists()):
         raise ConfigError(f"model_name_or_path: the folder {name!r} does not exist (resolved to "
                           f"{local.resolve()}); check the path")
@@ -44,6 +51,10 @@ def load_tokenizer(cfg: Config) -> Any:
         "token": model.hf_hub_token,
         "padding_side": "right",
     }
+    if gguf_file is not None:
+        # Commands resolve a GGUF model to its dequantized cache folder first (model.with_local_model); a caller
+        # that did not still gets the file's tokenizer.
+        kwargs["gguf_file"] = gguf_file
     source = str(local) if local.is_dir() else name
     try:
         try:

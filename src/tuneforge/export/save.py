@@ -79,8 +79,13 @@ def save_image_processor(template: Any, export_dir: str) -> bool:
     return True
 
 
-def save_modelfile(template: Any, tokenizer: Any, export_dir: str, weights_from: str = ".") -> str:
-    """An Ollama Modelfile; `weights_from` is what FROM names (the folder, or a GGUF file in it)."""
+def save_modelfile(template: Any, tokenizer: Any, export_dir: str, weights_from: str = ".") -> str | None:
+    """An Ollama Modelfile; `weights_from` is what FROM names (the folder, or a GGUF file in it). None when the
+    run uses the model's own Jinja chat template (no `template` set), which has no Ollama equivalent."""
+    if not hasattr(template, "to_ollama_modelfile"):
+        logger.warning("No Ollama Modelfile written: the chat template is the model's own Jinja template, which "
+                       "Ollama's template language cannot express; set `template` to write one")
+        return None
     text = template.to_ollama_modelfile(tokenizer)
     if weights_from != ".":
         text = text.replace("\nFROM .\n", f"\nFROM ./{weights_from}\n", 1)

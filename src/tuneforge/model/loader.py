@@ -22,6 +22,7 @@ from ..runtime import runtime
 from .adapters import apply_finetuning, count_parameters
 from .adapters.lora import check_adapters
 from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
+from .gguf import gguf_source, resolve_gguf
 from .precision_patches import upcast_precision_layers, use_reentrant_checkpointing, warn_low_cpu_mem_usage
 from .quantization import plan_quantization, quantize_loaded_model
 from .rope import configure_rope
@@ -114,8 +115,12 @@ def preflight_model(cfg: Config, is_trainable: bool = True) -> None:
 
 
 def resolve_model_path(cfg: Config) -> str:
-    """A local directory, or a hub id that transformers will fetch (ModelScope ids are downloaded here)."""
+    """A local directory, or a hub id that transformers will fetch (ModelScope ids are downloaded here; a GGUF
+    file is dequantized into its cache folder, model/gguf.py)."""
     name = cfg.model.model_name_or_path
+    source = gguf_source(cfg.model)
+    if source is not None:
+        return resolve_gguf(source).folder
     if not name:
         raise ConfigError("model_name_or_path is not set: give a local model directory or a hub id "
                           "(e.g. model_name_or_path: ./my-model)")
@@ -132,7 +137,15 @@ def resolve_model_path(cfg: Config) -> str:
 
 def with_local_model(cfg: Config) -> Config:
     """The config with a ModelScope id replaced by its downloaded directory, so that the tokenizer and
-    the model both load from disk; unchanged otherwise."""
+    the model both load from disk; unchanged otherwise. A GGUF file is replaced by its dequantized cache folder
+    (and, when `template` is not set, the tuneforge template its chat template renders like)."""
+    source = gguf_source(cfg.model)
+    if source is not None:
+        resolved = resolve_gguf(source)
+        changes: dict[str, Any] = {"model_name_or_path": resolved.folder, "gguf_file": None}
+        if cfg.data.template is None and resolved.template is not None:
+            changes["template"] = resolved.template
+        return cfg.replace(**changes)
     path = resolve_model_path(cfg)
     if path == cfg.model.model_name_or_path:
         return cfg

@@ -13,6 +13,9 @@ LATER: dict[str, Any] = {"implemented": False}
 
 # --- what to load --------------------------------------------------------------------------------
 declare("model_name_or_path", "str", None, "Local model directory or hub model id (Hugging Face or ModelScope).", G)
+declare("gguf_file", "str", None, "GGUF file (llama.cpp / Ollama) inside the `model_name_or_path` folder to load "
+        "the model and tokenizer from; `model_name_or_path: path/to/model.gguf` does the same. The weights are "
+        "dequantized once and cached.", G)
 declare("adapter_name_or_path", "list", None, "Adapter directory or hub id to load on top of the model; "
         "comma-separated to stack several.", G)
 declare("adapter_folder", "str", None, "Folder holding the adapter weights to load.", G, **LATER)
