@@ -85,6 +85,16 @@ def test_val_size_split_matches_train_test_split(make_cfg):
     assert len(module.train_dataset) == 18 and len(module.eval_dataset) == 6
 
 
+@pytest.mark.parametrize("val_size, asked", [(24, "24 validation rows"), (30, "30 validation rows"),
+                                             (1.0, "a fraction of 1, 24 validation rows")])
+def test_val_size_that_leaves_no_training_rows(make_cfg, val_size, asked):
+    with pytest.raises(DataError) as caught:
+        build(make_cfg(val_size=val_size))
+    assert str(caught.value) == (f"val_size: {val_size:g} asks for {asked}, but the training data holds 24 rows, "
+                                 "leaving none to train on. Set val_size to a fraction below 1 (e.g. 0.1) or to a "
+                                 "row count below 24")
+
+
 def test_workers_give_the_same_rows(make_cfg):
     one = rows(build(make_cfg(overwrite_cache=True)).train_dataset)
     two = rows(build(make_cfg(preprocessing_num_workers=2, overwrite_cache=True)).train_dataset)
