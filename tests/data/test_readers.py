@@ -272,3 +272,20 @@ def test_modelscope_without_the_package(tmp_path, make_cfg):
         readers.read_hub(attr, cfg.data, cfg.model, streaming=False)
     assert str(caught.value).startswith("dataset 'remote' comes from the ModelScope Hub ('llamafactory/alpaca_en'), "
                                         "which needs the 'modelscope' package")
+
+
+def test_an_object_in_a_later_chunk_is_not_silently_turned_into_text(tmp_path, make_cfg, monkeypatch):
+    """The datasets reader takes the column types from its first chunk: an object in a later chunk (an openai
+    function call) would be JSON-encoded, and the strings around it quoted. Files are read in one chunk."""
+    monkeypatch.setattr(readers, "JSON_CHUNK_BYTES", 64 << 10)
+    rows = [{"messages": [{"role": "user", "content": f"question {i} " + "x" * 200},
+                          {"role": "assistant", "content": f"answer {i}"}]} for i in range(1000)]
+    rows[900]["messages"][1]["content"] = {"name": "weather", "arguments": {}}
+    path = write(tmp_path / "calls.jsonl", "jsonl", rows)
+    answers = [row["messages"][1]["content"] for row in read(path, make_cfg()).dataset]
+    assert answers[900] == {"name": "weather", "arguments": {}}
+    assert answers[:900] + answers[901:] == [f"answer {i}" for i in range(1000) if i != 900]
+
+    monkeypatch.setattr(readers, "JSON_ONE_CHUNK_BYTES", 0)  # the reader's own chunking: what went wrong
+    answers = [row["messages"][1]["content"] for row in read(path, make_cfg(cache_dir=str(tmp_path / "c2"))).dataset]
+    assert answers[900] == '{"name":"weather","arguments":{}}' and answers[901] == '"answer 901"'

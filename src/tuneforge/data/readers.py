@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 FILE_TYPES = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
 # JSON list files larger than this are rewritten as JSON lines before reading (see _json_list_as_lines).
 JSON_LIST_REWRITE_BYTES = 8 << 20
+# The datasets JSON reader infers the column types from its first chunk (10 MB by default). A field that holds
+# a string there and an object in a later chunk (an openai function call given as an object in one row) is
+# then silently JSON-encoded in that whole later chunk: the object becomes a string and the strings of the
+# other rows gain quotes. Read files up to this size in one chunk, so the reader sees the clash, reads the
+# field as JSON values and the row checks name the one bad row.
+JSON_ONE_CHUNK_BYTES = 512 << 20
+JSON_CHUNK_BYTES = 10 << 20  # datasets' default chunk, kept for larger files
 HUB_NAMES = {"hf_hub": "Hugging Face Hub", "ms_hub": "ModelScope Hub", "om_hub": "Modelers (openMind) Hub",
              "script": "dataset script/folder"}
 
@@ -279,7 +286,8 @@ def _read_file(attr: DatasetAttr, builder: str, file: Path, cache_dir: str | Non
     if builder == "json":
         source = _json_list_as_lines(file, cache_dir) or file
     try:
-        dataset = load_dataset(builder, data_files=[str(source)], split="train", cache_dir=cache_dir)
+        options = {"chunksize": _json_chunksize(source)} if builder == "json" else {}
+        dataset = load_dataset(builder, data_files=[str(source)], split="train", cache_dir=cache_dir, **options)
     except Exception as error:
         problem = json_problem(file) if builder == "json" else None
         if problem is None:
@@ -289,6 +297,11 @@ def _read_file(attr: DatasetAttr, builder: str, file: Path, cache_dir: str | Non
     if builder == "json" and len(dataset) == 1:
         dataset = _columns_to_rows(dataset)
     return dataset
+
+
+def _json_chunksize(file: Path) -> int:
+    size = file.stat().st_size
+    return size + 1 if size <= JSON_ONE_CHUNK_BYTES else JSON_CHUNK_BYTES
 
 
 _SPACES = re.compile(r"\s*")
