@@ -89,7 +89,8 @@ def test_every_lf_parameter_is_declared_with_its_default():
 
 
 # Parameters tuneforge adds for features LLaMA-Factory lacks.
-TUNEFORGE_ONLY = {"export_gguf": None, "gguf_file": None, "padding_free": True, "trace_samples": False}
+TUNEFORGE_ONLY = {"export_gguf": None, "gguf_file": None, "padding_free": True, "trace_samples": False,
+                  "skip_invalid_rows": False}
 
 
 def test_no_parameter_beyond_lf_and_the_removed_transformers_keys():

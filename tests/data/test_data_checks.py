@@ -74,22 +74,41 @@ def test_report_shows_five_and_counts_the_rest():
     assert RowReport("d", "f.json", 10).format() == "dataset 'd' (train, f.json): 10 rows, all valid"
 
 
+def malformed_error(dataset, count, problem):
+    return (f"dataset '{dataset}': {count}; the first is {problem}. A value of the wrong type or a string that does "
+            "not parse means the file was written wrongly: fix the file (or the columns/tags/formatting in "
+            f"{INFO}), or set skip_invalid_rows: true to skip such rows and count them in the report")
+
+
 def test_sharegpt_role_order_last_turn_and_tools_json(make_cfg):
-    dataset, [report] = load(["sharegpt_mixed"], make_cfg())
+    # tools that are not JSON: a malformed row, which stops the run ...
+    assert load_error(["sharegpt_mixed"], make_cfg()) == malformed_error(
+        "sharegpt_mixed", "1 malformed row",
+        f"{FIXTURES}/sharegpt_mixed.json row 4, field 'tools': tools is not valid JSON (Expecting value at "
+        "character 10); it must be a JSON list of function descriptions")
+    # ... unless skip_invalid_rows; rows with unusable content are always skipped.
+    dataset, [report] = load(["sharegpt_mixed"], make_cfg(skip_invalid_rows=True))
     assert len(dataset) == 2 and dataset[1]["prompt"][1] == {"role": "function",
                                                              "content": '{"name": "weather", "arguments": {}}'}
-    assert [(p.row, p.field, p.reason) for p in report.examples] == [
+    assert [(p.row, p.field, p.reason, p.malformed) for p in report.examples] == [
         (1, "conversations[0]", "message 1 has role 'gpt' but must be 'human' or 'observation': messages alternate "
-                                "human/observation and gpt/function_call, starting with human/observation"),
+                                "human/observation and gpt/function_call, starting with human/observation", False),
         (3, "conversations", "ends with a 'human' message: the last message must be the answer ('gpt' or "
-                             "'function_call')"),
+                             "'function_call')", False),
         (4, "tools", "tools is not valid JSON (Expecting value at character 10); it must be a JSON list of function "
-                     "descriptions"),
+                     "descriptions", True),
     ]
+    assert (report.invalid, report.malformed) == (3, 1)
+    assert report.format().splitlines()[0] == (
+        f"dataset 'sharegpt_mixed' (train, {FIXTURES}/sharegpt_mixed.json): 5 rows, 3 invalid and skipped, 1 of "
+        "them malformed (skip_invalid_rows) (by field: conversations[0]: 1, conversations: 1, tools: 1)")
 
 
 def test_kto_tag_must_be_boolean(make_cfg):
-    dataset, [report] = load(["kto_mixed"], make_cfg(), stage="kto")
+    assert load_error(["kto_mixed"], make_cfg(), stage="kto") == malformed_error(
+        "kto_mixed", "1 malformed row",
+        f"{FIXTURES}/kto_mixed.jsonl row 1, field 'label': kto_tag must be a boolean (true or false), found str \"no\"")
+    dataset, [report] = load(["kto_mixed"], make_cfg(skip_invalid_rows=True), stage="kto")
     assert [row["response"] for row in dataset] == [[assistant("4"), assistant("")], [assistant(""), assistant("7")]]
     assert [(p.row, p.field, p.reason) for p in report.examples] == [
         (1, "label", 'kto_tag must be a boolean (true or false), found str "no"')]
@@ -267,3 +286,84 @@ def test_every_local_lf_demo_dataset_loads_without_invalid_rows(make_cfg):
         dataset, [report] = load([name], make_cfg(dataset_dir=str(LF_DEMO)), STAGES.get(name, "sft"))
         assert report.invalid == 0, report.format()
         assert len(dataset) == report.total > 0, name
+
+
+# ------------------------------------------------------------------------- malformed rows (structure)
+
+
+def tmp_dataset(tmp_path, rows, entry, **keys):
+    """A config whose dataset 'd' is `rows` written as JSON lines, with dataset_info entry `entry`."""
+    from tuneforge.config.loader import make_config
+
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.jsonl", **entry}}))
+    return make_config({"dataset_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache"), **keys})
+
+
+def tmp_malformed_error(tmp_path, count, problem):
+    return (f"dataset 'd': {count}; the first is {tmp_path}/d.jsonl {problem}. A value of the wrong type or a "
+            "string that does not parse means the file was written wrongly: fix the file (or the columns/tags/"
+            f"formatting in {tmp_path}/dataset_info.json), or set skip_invalid_rows: true to skip such rows and "
+            "count them in the report")
+
+
+GOOD = {"instruction": "q", "output": "a"}
+CHAT = [user("hi"), assistant("hello")]
+HISTORY = {"columns": {"prompt": "instruction", "response": "output", "history": "history"}}
+TOOLS = {"columns": {"prompt": "instruction", "response": "output", "tools": "tools"}}
+OPENAI = {"formatting": "sharegpt", "columns": {"messages": "messages"},
+          "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}
+
+
+@pytest.mark.parametrize("rows, entry, problem", [
+    ([GOOD, {**GOOD, "history": [["q0", "a0"], ["only one"]]}], HISTORY,
+     "row 1, field 'history[1]': must be a pair [instruction, response] of texts, found list [\"only one\"]"),
+    ([GOOD, GOOD, {**GOOD, "history": "q0 a0"}], HISTORY,
+     "row 2, field 'history': history must be a list of [instruction, response] pairs, found str \"q0 a0\""),
+    ([{**GOOD, "tools": "[]"}, {**GOOD, "tools": "[{'name': 'f'}]"}], TOOLS,
+     "row 1, field 'tools': tools is not valid JSON (Expecting property name enclosed in double quotes at "
+     "character 2); it must be a JSON list of function descriptions"),
+    ([{"messages": CHAT}, {"messages": "hi / hello"}], OPENAI,
+     "row 1, field 'messages': must be a non-empty list of messages, found str \"hi / hello\""),
+    ([{"messages": CHAT}, {"messages": ["hi", "hello"]}], OPENAI,
+     "row 1, field 'messages[0]': must be a message object with 'role' and 'content', found str \"hi\""),
+])
+def test_a_malformed_row_stops_the_run_naming_file_row_and_field(tmp_path, rows, entry, problem):
+    message = load_error(["d"], tmp_dataset(tmp_path, rows, entry))
+    assert message == tmp_malformed_error(tmp_path, "1 malformed row", problem)
+    dataset, [report] = load(["d"], tmp_dataset(tmp_path, rows, entry, skip_invalid_rows=True))
+    assert (len(dataset), report.invalid, report.malformed) == (len(rows) - 1, 1, 1)
+
+
+def test_an_object_among_strings_names_only_its_row(tmp_path):
+    """A function call given as an object in one row: the rows whose content is a string stay valid."""
+    call = {"name": "weather", "arguments": {"city": "Paris"}}
+    rows = [{"messages": CHAT}, {"messages": [user("weather?"), {"role": "assistant", "content": call}]},
+            {"messages": [user("bye"), assistant("see you")]}]
+    message = load_error(["d"], tmp_dataset(tmp_path, rows, OPENAI))
+    assert message == tmp_malformed_error(
+        tmp_path, "1 malformed row", "row 1, field 'messages[1]': must be text, found dict {\"name\": \"weather\", "
+        "\"arguments\": {\"city\": \"Paris\"}}")
+    dataset, [report] = load(["d"], tmp_dataset(tmp_path, rows, OPENAI, skip_invalid_rows=True))
+    assert [row["response"] for row in dataset] == [[assistant("hello")], [assistant("see you")]]
+    assert report.format().splitlines()[0] == (
+        f"dataset 'd' (train, {tmp_path}/d.jsonl): 3 rows, 1 invalid and skipped, 1 of them malformed "
+        "(skip_invalid_rows) (by field: messages[1]: 1)")
+
+
+def test_content_problems_are_skipped_without_skip_invalid_rows(tmp_path):
+    rows = [GOOD, {"instruction": "q", "output": ""}, {"instruction": "q", "output": None}]
+    dataset, [report] = load(["d"], tmp_dataset(tmp_path, rows, {}))
+    assert (len(dataset), report.invalid, report.malformed) == (1, 2, 0)
+
+
+def test_streaming_stops_on_a_malformed_row_in_the_probe(tmp_path):
+    rows = [GOOD, {**GOOD, "history": "x"}]
+    message = load_error(["d"], tmp_dataset(tmp_path, rows, HISTORY, streaming=True,
+                                            max_steps=1))
+    assert message == (
+        f"dataset 'd': 1 malformed row among the first rows checked (streaming); the first is {tmp_path}/d.jsonl "
+        "row 1, field 'history': history must be a list of [instruction, response] pairs, found str \"x\". A value "
+        "of the wrong type or a string that does not parse means the file was written wrongly: fix the file (or "
+        f"the columns/tags/formatting in {tmp_path}/dataset_info.json), or set skip_invalid_rows: true to skip "
+        "such rows and count them in the report")

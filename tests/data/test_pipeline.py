@@ -85,6 +85,16 @@ def test_val_size_split_matches_train_test_split(make_cfg):
     assert len(module.train_dataset) == 18 and len(module.eval_dataset) == 6
 
 
+@pytest.mark.parametrize("val_size, asked", [(24, "24 validation rows"), (30, "30 validation rows"),
+                                             (1.0, "a fraction of 1, 24 validation rows")])
+def test_val_size_that_leaves_no_training_rows(make_cfg, val_size, asked):
+    with pytest.raises(DataError) as caught:
+        build(make_cfg(val_size=val_size))
+    assert str(caught.value) == (f"val_size: {val_size:g} asks for {asked}, but the training data holds 24 rows, "
+                                 "leaving none to train on. Set val_size to a fraction below 1 (e.g. 0.1) or to a "
+                                 "row count below 24")
+
+
 def test_workers_give_the_same_rows(make_cfg):
     one = rows(build(make_cfg(overwrite_cache=True)).train_dataset)
     two = rows(build(make_cfg(preprocessing_num_workers=2, overwrite_cache=True)).train_dataset)
@@ -196,3 +206,74 @@ def test_tokenizers_parallelism_left_off_by_datasets_is_restored(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # what datasets.map(num_proc=...) leaves behind
     tokenization.restore_tokenizers_parallelism()
     assert "TOKENIZERS_PARALLELISM" not in os.environ
+
+
+# ------------------------------------------------------------------------------ data that cannot teach
+
+
+LONG_PROMPT = "Tell me about " + " ".join(f"topic{i}" for i in range(60)) + "."
+
+
+def write_dataset(tmp_path, rows, entry=None):
+    folder = tmp_path / "teach"
+    folder.mkdir()
+    (folder / "d.json").write_text(json.dumps(rows))
+    (folder / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.json", **(entry or {})}}))
+    return str(folder)
+
+
+def test_every_answer_truncated_away_stops_the_run(make_cfg, tmp_path):
+    folder = write_dataset(tmp_path, [{"instruction": LONG_PROMPT, "output": "ok"}] * 3)
+    with pytest.raises(DataError) as caught:
+        build(make_cfg(dataset_dir=folder, dataset="d", cutoff_len=8))
+    assert str(caught.value) == (
+        "dataset 'd': every one of the 3 training examples has all its labels masked (-100) after tokenization: "
+        "cutoff_len (8) truncates the answers away, so training would run at loss 0 and learn nothing. Raise "
+        "cutoff_len, or shorten the prompts")
+
+
+def test_some_answers_truncated_away_is_a_warning_with_counts(make_cfg, tmp_path, caplog):
+    answer = "one two three four five six seven eight"
+    rows = [{"instruction": LONG_PROMPT, "output": answer}, {"instruction": "Hi", "output": answer}] * 2
+    folder = write_dataset(tmp_path, rows)
+    with caplog.at_level(logging.WARNING, logger="tuneforge.data.learnability"):
+        module = build(make_cfg(dataset_dir=folder, dataset="d", cutoff_len=16))
+    assert len(module.train_dataset) == 4
+    assert caplog.messages == [
+        "dataset 'd': 2 of 4 training examples have all their labels masked (-100) after tokenization (cutoff_len "
+        "16 truncates their answers away); they teach nothing. Raise cutoff_len to keep them"]
+
+
+PAIRS = {"ranking": True, "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"}}
+
+
+def test_preference_pairs_with_the_same_answers(make_cfg, tmp_path, caplog):
+    same = [{"instruction": f"Q{i}", "chosen": "Yes.", "rejected": "Yes."} for i in range(3)]
+    folder = write_dataset(tmp_path, same, PAIRS)
+    with pytest.raises(DataError) as caught:
+        build(make_cfg(dataset_dir=folder, dataset="d", stage="dpo"))
+    assert str(caught.value) == (
+        "dataset 'd': in every one of the 3 training pairs the chosen and the rejected answer are the same after "
+        "tokenization, so there is nothing to prefer. Give each pair two different answers (or raise cutoff_len "
+        "if it cuts them to the same tokens)")
+
+    (tmp_path / "teach" / "d.json").write_text(json.dumps(
+        same[:1] + [{"instruction": "Q", "chosen": "Yes.", "rejected": "No, never."}] * 2))
+    with caplog.at_level(logging.WARNING, logger="tuneforge.data.learnability"):
+        module = build(make_cfg(dataset_dir=folder, dataset="d", stage="rm"))
+    assert len(module.train_dataset) == 3
+    assert caplog.messages == ["dataset 'd': 1 of 3 training pairs have the same chosen and rejected answer after "
+                               "tokenization; they teach nothing. Give each pair two different answers"]
+
+
+@pytest.mark.parametrize("tag, kind, other", [(True, "desirable (kto_tag true)", "undesirable (kto_tag false)"),
+                                              (False, "undesirable (kto_tag false)", "desirable (kto_tag true)")])
+def test_kto_data_with_one_kind_of_label_stops_the_run(make_cfg, tmp_path, tag, kind, other):
+    rows = [{"instruction": f"Q{i}", "output": f"A{i}", "kto_tag": tag} for i in range(4)]
+    folder = write_dataset(tmp_path, rows, {"columns": {"prompt": "instruction", "response": "output",
+                                                        "kto_tag": "kto_tag"}})
+    with pytest.raises(DataError) as caught:
+        build(make_cfg(dataset_dir=folder, dataset="d", stage="kto"))
+    assert str(caught.value) == (
+        f"dataset 'd': all 4 training examples are {kind}; KTO learns from the contrast between desirable and "
+        f"undesirable answers and needs both. Add {other} examples, or use stage sft for desirable-only data")

@@ -115,17 +115,82 @@ def test_missing_file_names_the_path_tried(tmp_path):
     assert str(caught.value) == f"dataset 'gone': file not found: {tmp_path}/gone.json"
 
 
-def test_broken_json_is_a_data_error_naming_the_file(tmp_path, make_cfg):
+def info_dataset(tmp_path, file_name, content):
+    """A dataset 'bad' in dataset_info.json whose file holds `content` (bytes or text)."""
     folder = tmp_path / "data"
     folder.mkdir()
-    (folder / "bad.json").write_text('[{"instruction": "q", "output": "a"},')
-    (folder / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "bad.json"}}))
+    path = folder / file_name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    (folder / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": file_name}}))
     [attr] = get_dataset_attrs(["bad"], str(folder))
+    return attr, path
+
+
+def read_error(attr, cfg):
     with pytest.raises(DataError) as caught:
-        readers.read_local(attr, make_cfg().model, streaming=False)
-    assert str(caught.value).startswith(f"dataset 'bad': cannot read {folder}/bad.json: ")
-    assert str(caught.value).endswith("Fix the file (JSON files hold a list of objects, or one object per line "
-                                      "for .jsonl)")
+        readers.read_local(attr, cfg.model, streaming=False)
+    return str(caught.value)
+
+
+FIX_JSON = "Fix the file (JSON files hold a list of objects, or one object per line for .jsonl)"
+
+
+def test_broken_json_is_a_data_error_naming_the_file_and_line(tmp_path, make_cfg):
+    attr, path = info_dataset(tmp_path, "bad.json", '[{"instruction": "q",\n "output": "a"},')
+    assert read_error(attr, make_cfg()) == (
+        f"dataset 'bad': line 2 of file {path} is not valid JSON: Expecting value (column 17). {FIX_JSON}")
+
+
+def test_a_broken_json_lines_row_is_named_by_its_line_in_the_file(tmp_path, make_cfg):
+    good = json.dumps(ROWS[0])
+    attr, path = info_dataset(tmp_path, "bad.jsonl", f"{good}\n\n{good}\n{{\"instruction\": \"a\", oops}}\n{good}\n")
+    assert read_error(attr, make_cfg()) == (
+        f"dataset 'bad': line 4 of file {path} is not valid JSON: Expecting property name enclosed in double "
+        f"quotes (column 22). {FIX_JSON}")
+
+
+def test_a_json_lines_row_that_is_not_an_object(tmp_path, make_cfg):
+    attr, path = info_dataset(tmp_path, "bad.jsonl", json.dumps(ROWS[0]) + "\n[1, 2]\n")
+    assert read_error(attr, make_cfg()) == (
+        f"dataset 'bad': line 2 of file {path} is not a JSON object: it holds a list. {FIX_JSON}")
+
+
+@pytest.mark.parametrize("content, what", [("", "empty (0 bytes)"), ("  \n\n", "empty (it holds only whitespace)")])
+def test_an_empty_file_is_named_with_its_dataset(tmp_path, make_cfg, content, what):
+    attr, path = info_dataset(tmp_path, "empty.jsonl", content)
+    expected = (f"dataset 'bad': {path} is {what}, so it holds no rows. Put the rows in it, or remove it from the "
+                "dataset")
+    assert read_error(attr, make_cfg()) == expected
+    with pytest.raises(DataError) as caught:  # a file named by path is peeked at first
+        readers.peek_first_row(path, "bad")
+    assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize("encoding, name", [("utf-16", "UTF-16LE"), ("utf-16-be", "UTF-16BE"),
+                                            ("utf-32", "UTF-32LE")])
+def test_a_non_utf8_file_names_its_encoding_and_the_conversion(tmp_path, make_cfg, encoding, name):
+    attr, path = info_dataset(tmp_path, "wide.json", json.dumps(ROWS).encode(encoding))
+    assert read_error(attr, make_cfg()) == (
+        f"dataset 'bad': {path} is encoded as {name}, but data files must be UTF-8. Convert it, e.g. "
+        f"`iconv -f {name} -t UTF-8 {path} > {path.parent}/wide.utf8.json`, and point the dataset at the "
+        "converted file")
+
+
+def test_a_utf8_file_with_a_byte_order_mark_reads(tmp_path, make_cfg):
+    path = tmp_path / "bom.json"
+    path.write_text(json.dumps(ROWS), encoding="utf-8-sig")
+    assert readers.peek_first_row(path, "bom") == ROWS[0]
+    assert read(path, make_cfg()).dataset.to_list() == ROWS
+
+
+def test_a_latin1_file_is_not_utf8(tmp_path, make_cfg):
+    attr, path = info_dataset(tmp_path, "latin.jsonl", '{"instruction": "caf\u00e9", "output": "a"}\n'.encode("latin-1"))
+    assert read_error(attr, make_cfg()) == (
+        f"dataset 'bad': {path} is not UTF-8 text (byte 0xe9 at position 20). Convert it to UTF-8, e.g. "
+        f"`iconv -f <its encoding> -t UTF-8 {path} > {path.parent}/latin.utf8.jsonl`")
 
 
 def test_large_json_lists_are_read_through_json_lines(tmp_path, make_cfg, monkeypatch):
@@ -207,3 +272,20 @@ def test_modelscope_without_the_package(tmp_path, make_cfg):
         readers.read_hub(attr, cfg.data, cfg.model, streaming=False)
     assert str(caught.value).startswith("dataset 'remote' comes from the ModelScope Hub ('llamafactory/alpaca_en'), "
                                         "which needs the 'modelscope' package")
+
+
+def test_an_object_in_a_later_chunk_is_not_silently_turned_into_text(tmp_path, make_cfg, monkeypatch):
+    """The datasets reader takes the column types from its first chunk: an object in a later chunk (an openai
+    function call) would be JSON-encoded, and the strings around it quoted. Files are read in one chunk."""
+    monkeypatch.setattr(readers, "JSON_CHUNK_BYTES", 64 << 10)
+    rows = [{"messages": [{"role": "user", "content": f"question {i} " + "x" * 200},
+                          {"role": "assistant", "content": f"answer {i}"}]} for i in range(1000)]
+    rows[900]["messages"][1]["content"] = {"name": "weather", "arguments": {}}
+    path = write(tmp_path / "calls.jsonl", "jsonl", rows)
+    answers = [row["messages"][1]["content"] for row in read(path, make_cfg()).dataset]
+    assert answers[900] == {"name": "weather", "arguments": {}}
+    assert answers[:900] + answers[901:] == [f"answer {i}" for i in range(1000) if i != 900]
+
+    monkeypatch.setattr(readers, "JSON_ONE_CHUNK_BYTES", 0)  # the reader's own chunking: what went wrong
+    answers = [row["messages"][1]["content"] for row in read(path, make_cfg(cache_dir=str(tmp_path / "c2"))).dataset]
+    assert answers[900] == '{"name":"weather","arguments":{}}' and answers[901] == '"answer 901"'

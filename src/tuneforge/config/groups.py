@@ -94,6 +94,7 @@ class DataArgs:
     max_samples: int | None
     eval_num_beams: int | None
     ignore_pad_token_for_loss: bool
+    skip_invalid_rows: bool
     val_size: float
     eval_on_each_dataset: bool
     packing: bool

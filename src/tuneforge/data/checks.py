@@ -10,8 +10,14 @@ Row checks run inside the conversion map (`RowChecker`, batched): the format rul
 - tools parse as JSON;
 - every image/video/audio file exists (relative to media_dir; else as written), and when the dataset has a
   media column the number of <image>/<video>/<audio> placeholders equals the number of files.
-A failing row gets its field and reason in two extra columns; `build_report` summarises them (count,
-first 5 with file, row, field, reason) and the loader drops the rows.
+A failing row gets its field, reason and kind in three extra columns; `build_report` summarises them
+(count, first 5 with file, row, field, reason) and the loader drops the rows.
+
+Two kinds of problem: a row whose STRUCTURE is wrong (MalformedRow: a value of the wrong JSON type, tools
+that are not JSON, messages that are not a list, a history entry that is not a pair) means the file was
+made wrongly, and the loader stops the run with the first such row unless `skip_invalid_rows` is set; a
+row whose CONTENT is unusable (an empty answer, a wrong role order, a missing media file) is skipped and
+counted.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DataError
-from .formats import MEDIA_KINDS, InvalidRow, convert_row
+from .formats import MEDIA_KINDS, InvalidRow, MalformedRow, convert_row
 
 PROBLEM_FIELD = "_problem_field"
 PROBLEM_REASON = "_problem_reason"
+PROBLEM_MALFORMED = "_problem_malformed"  # True: the row's structure is wrong (MalformedRow)
 SHOWN_PROBLEMS = 5
 # The media placeholders in a row's text. IMAGE/VIDEO/AUDIO_PLACEHOLDER are LLaMA-Factory's documented data
 # environment variables: read here only, once; the media plugins, the API server and the web UI import this.
@@ -46,6 +53,7 @@ class RowProblem:
     row: int  # 0-based index of the row in its file
     field: str
     reason: str
+    malformed: bool = False
 
     def format(self) -> str:
         return f"{self.file} row {self.row}, field '{self.field}': {self.reason}"
@@ -64,6 +72,8 @@ class RowReport:
     split: str = "train"
     # Streaming: only the first `total` rows were checked up front; later bad rows are skipped silently.
     partial: bool = False
+    malformed: int = 0  # invalid rows whose structure is wrong (skipped only with skip_invalid_rows)
+    first_malformed: RowProblem | None = None
 
     @property
     def valid(self) -> int:
@@ -75,11 +85,24 @@ class RowReport:
         if not self.invalid:
             return f"{head}, all valid"
         fields = ", ".join(f"{name}: {count}" for name, count in self.by_field.items())
-        lines = [f"{head}, {self.invalid} invalid and skipped (by field: {fields})"]
+        kinds = f", {self.malformed} of them malformed (skip_invalid_rows)" if self.malformed else ""
+        lines = [f"{head}, {self.invalid} invalid and skipped{kinds} (by field: {fields})"]
         lines += [f"  {problem.format()}" for problem in self.examples]
         if self.invalid > len(self.examples):
             lines.append(f"  ... and {self.invalid - len(self.examples)} more")
         return "\n".join(lines)
+
+
+def malformed_rows_error(report: RowReport, where: str) -> DataError:
+    """The run stops on malformed rows (unless skip_invalid_rows): they mean the file was made wrongly."""
+    first = report.first_malformed
+    assert first is not None, "called for a report with malformed rows"
+    count = "1 malformed row" if report.malformed == 1 else f"{report.malformed} malformed rows"
+    scope = " among the first rows checked (streaming)" if report.partial else ""
+    return DataError(f"dataset '{report.dataset}': {count}{scope}; the first is {first.format()}. A value of the "
+                     "wrong type or a string that does not parse means the file was written wrongly: fix the "
+                     f"file (or the columns/tags/formatting in {where}), or set skip_invalid_rows: true to skip "
+                     "such rows and count them in the report")
 
 
 def check_columns(attr, column_names: list[str], stage: str, needs_response: bool):
@@ -150,20 +173,21 @@ class RowChecker:
         names = list(batch)
         size = len(batch[names[0]]) if names else 0
         out: dict[str, list] = {key: [] for key in ("prompt", "response", "system", "tools", *MEDIA_KINDS,
-                                                     PROBLEM_FIELD, PROBLEM_REASON)}
+                                                     PROBLEM_FIELD, PROBLEM_REASON, PROBLEM_MALFORMED)}
         for i in range(size):
             row = {name: batch[name][i] for name in names}
             try:
                 converted = self.check(row)
-                problem = ("", "")
+                problem = ("", "", False)
             except InvalidRow as invalid:
                 converted = {"prompt": [], "response": [], "system": "", "tools": "",
                              **{kind: [] for kind in MEDIA_KINDS}}
-                problem = (invalid.field, invalid.reason)
+                problem = (invalid.field, invalid.reason, isinstance(invalid, MalformedRow))
             for key, value in converted.items():
                 out[key].append(value)
             out[PROBLEM_FIELD].append(problem[0])
             out[PROBLEM_REASON].append(problem[1])
+            out[PROBLEM_MALFORMED].append(problem[2])
         return out
 
     def check(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +227,7 @@ class RowChecker:
         try:
             json.loads(tools)
         except json.JSONDecodeError as error:
-            raise InvalidRow(self.attr.columns.tools, f"tools is not valid JSON ({error.msg} at character "
+            raise MalformedRow(self.attr.columns.tools, f"tools is not valid JSON ({error.msg} at character "
                              f"{error.pos}); it must be a JSON list of function descriptions") from None
 
     def _media(self, kind: str, row: dict[str, Any]) -> list:

@@ -9,6 +9,9 @@ validate in one batched map (checks.py); drop the invalid rows and report them. 
 with `mix_strategy`: concat, or interleave_under / interleave_over / interleave_once (HF datasets'
 first_exhausted / all_exhausted / all_exhausted_without_replacement) with `interleave_probs` and `seed`.
 
+Malformed rows (checks.py: a wrong JSON type, a string that does not parse) stop the run unless
+`skip_invalid_rows` is set; then, like rows with unusable content, they are dropped and counted.
+
 Rows that fail validation are dropped before tokenization, so with invalid rows the batches seen by the
 batch-sensitive processors (pt blocks, packing, kto pairs) differ from LLaMA-Factory's, which drops them
 inside each batch; on valid data the rows and their order are the same.
@@ -22,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .checks import PROBLEM_FIELD, PROBLEM_REASON, SHOWN_PROBLEMS, RowChecker, RowProblem, RowReport, check_columns
+from .checks import (PROBLEM_FIELD, PROBLEM_MALFORMED, PROBLEM_REASON, SHOWN_PROBLEMS, RowChecker, RowProblem,
+                     RowReport, check_columns, malformed_rows_error)
 from .readers import LocalData, map_workers, read_hub, read_local
 from .registry import get_dataset_attrs
 
@@ -36,6 +40,7 @@ STREAMING_PROBE_ROWS = 1000  # rows validated up front when streaming (the rest 
 INTERLEAVE = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted",
               "interleave_once": "all_exhausted_without_replacement"}
 CONVERT_DESC = "Converting format of dataset"
+PROBLEM_COLUMNS = [PROBLEM_FIELD, PROBLEM_REASON, PROBLEM_MALFORMED]
 
 
 def canonical_features():
@@ -94,10 +99,12 @@ def load_one(attr: DatasetAttr, data: DataArgs, model: ModelArgs, train: TrainAr
 
     source = attr.path or attr.dataset_name
     if streaming:
-        report = _probe_stream(converted, attr, local, source, split_name)
+        report = _probe_stream(converted, attr, local, source, split_name, data.skip_invalid_rows)
         return converted.filter(_is_valid, input_columns=[PROBLEM_REASON], batched=True) \
-            .remove_columns([PROBLEM_FIELD, PROBLEM_REASON]), report
+            .remove_columns(PROBLEM_COLUMNS), report
     report = build_report(converted, attr, local, origin, source, split_name)
+    if report.malformed and not data.skip_invalid_rows:
+        raise malformed_rows_error(report, attr.where)
     if report.invalid == report.total and report.total:
         raise DataError(f"dataset '{attr.name}' has no valid rows: all {report.total} rows failed validation.\n"
                         f"{report.format()}\nFix the data, or the columns/tags/formatting in {attr.where}")
@@ -107,7 +114,7 @@ def load_one(attr: DatasetAttr, data: DataArgs, model: ModelArgs, train: TrainAr
         table = converted.data.table if hasattr(converted.data, "table") else converted.data
         valid = np.flatnonzero(_valid_mask(table.column(PROBLEM_REASON)))
         converted = converted.select(valid)
-    return converted.remove_columns([PROBLEM_FIELD, PROBLEM_REASON]), report
+    return converted.remove_columns(PROBLEM_COLUMNS), report
 
 
 def merge(datasets: list[Any], data: DataArgs, seed: int) -> Any:
@@ -148,12 +155,20 @@ def build_report(converted, attr, local: LocalData, origin, source: str, split_n
     fields = pc.filter(table.column(PROBLEM_FIELD), invalid)
     counts = pc.value_counts(fields).to_pylist()
     report.by_field = {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: -c["counts"])}
-    positions = np.flatnonzero(np.asarray(invalid.to_numpy(zero_copy_only=False)))[:SHOWN_PROBLEMS]
-    for position in positions:
-        row = int(origin[position]) if origin is not None else int(position)
+    malformed = table.column(PROBLEM_MALFORMED)
+    report.malformed = int(pc.sum(malformed).as_py() or 0)
+
+    def problem(position: int) -> RowProblem:
+        row = int(origin[position]) if origin is not None else position
         file, index = local.locate(row)
-        report.examples.append(RowProblem(file, index, table.column(PROBLEM_FIELD)[int(position)].as_py(),
-                                          reasons[int(position)].as_py()))
+        return RowProblem(file, index, table.column(PROBLEM_FIELD)[position].as_py(), reasons[position].as_py(),
+                          malformed[position].as_py())
+
+    positions = np.flatnonzero(np.asarray(invalid.to_numpy(zero_copy_only=False)))[:SHOWN_PROBLEMS]
+    report.examples = [problem(int(position)) for position in positions]
+    if report.malformed:
+        first = np.flatnonzero(np.asarray(malformed.to_numpy(zero_copy_only=False)))[0]
+        report.first_malformed = problem(int(first))
     return report
 
 
@@ -195,7 +210,8 @@ def _used_columns(attr, column_names: list[str]) -> list[str]:
 def _convert(dataset: Any, checker: RowChecker, used: list[str], workers: int | None, streaming: bool) -> Any:
     from datasets import Features, Value
 
-    features = Features({**canonical_features(), PROBLEM_FIELD: Value("string"), PROBLEM_REASON: Value("string")})
+    features = Features({**canonical_features(), PROBLEM_FIELD: Value("string"), PROBLEM_REASON: Value("string"),
+                         PROBLEM_MALFORMED: Value("bool")})
     kwargs: dict[str, Any] = {"batched": True, "batch_size": 1000, "features": features}
     if streaming:
         return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
@@ -204,17 +220,25 @@ def _convert(dataset: Any, checker: RowChecker, used: list[str], workers: int | 
     return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
 
 
-def _probe_stream(converted, attr, local: LocalData, source: str, split_name: str) -> RowReport:
-    """Validate the first rows of a stream so that a broken dataset stops the run before training."""
+def _probe_stream(converted, attr, local: LocalData, source: str, split_name: str,
+                  skip_invalid_rows: bool) -> RowReport:
+    """Validate the first rows of a stream so that a broken dataset stops the run before training.
+    (Malformed rows further into the stream are skipped as they stream.)"""
     report = RowReport(attr.name, source, 0, split=split_name, partial=True)
     for position, row in enumerate(converted.take(STREAMING_PROBE_ROWS)):
         report.total += 1
         if row[PROBLEM_REASON]:
             report.invalid += 1
             report.by_field[row[PROBLEM_FIELD]] = report.by_field.get(row[PROBLEM_FIELD], 0) + 1
+            problem = RowProblem(str(local.files[0]) if len(local.files) == 1 else source, position,
+                                 row[PROBLEM_FIELD], row[PROBLEM_REASON], row[PROBLEM_MALFORMED])
             if len(report.examples) < SHOWN_PROBLEMS:
-                report.examples.append(RowProblem(str(local.files[0]) if len(local.files) == 1 else source,
-                                                  position, row[PROBLEM_FIELD], row[PROBLEM_REASON]))
+                report.examples.append(problem)
+            if problem.malformed:
+                report.malformed += 1
+                report.first_malformed = report.first_malformed or problem
+    if report.malformed and not skip_invalid_rows:
+        raise malformed_rows_error(report, attr.where)
     if report.total and report.invalid == report.total:
         raise DataError(f"dataset '{attr.name}': none of the first {report.total} rows is valid.\n"
                         f"{report.format()}\nFix the data, or the columns/tags/formatting in {attr.where}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ def split_dataset(train: Any, evaluation: Any, data: DataArgs, seed: int) -> dic
                 splits["train"] = train.skip(int(val_size))
             else:
                 test_size = int(val_size) if val_size > 1 else val_size
+                _check_val_size(val_size, test_size, len(train))
                 parts = train.train_test_split(test_size=test_size, seed=seed)
                 splits["train"], splits["validation"] = parts["train"], parts["test"]
         else:
@@ -109,6 +111,19 @@ def split_dataset(train: Any, evaluation: Any, data: DataArgs, seed: int) -> dic
             evaluation = evaluation.shuffle(buffer_size=data.buffer_size, seed=seed)
         splits["validation"] = evaluation
     return splits
+
+
+def _check_val_size(val_size: float, test_size: float, rows: int) -> None:
+    """A validation split must leave training rows (datasets' train_test_split fails with a traceback)."""
+    count = isinstance(test_size, int)  # datasets reads an int as a row count, a float as a fraction
+    validation_rows = int(test_size) if count else math.ceil(test_size * rows)
+    if validation_rows < rows and (count or test_size < 1):
+        return
+    asked = (f"{validation_rows} validation rows" if count
+             else f"a fraction of {val_size:g}, {validation_rows} validation rows")
+    raise DataError(f"val_size: {val_size:g} asks for {asked}, but the training data holds {rows} rows, "
+                    "leaving none to train on. Set val_size to a fraction below 1 (e.g. 0.1) or to a row count "
+                    f"below {rows}")
 
 
 def module_from_splits(splits: dict[str, Any]) -> DatasetModule:

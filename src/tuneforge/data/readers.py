@@ -10,6 +10,7 @@ With `streaming`, files are read lazily (nothing is converted up front), for dat
 from __future__ import annotations
 
 import bisect
+import codecs
 import csv
 import hashlib
 import json
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
 FILE_TYPES = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
 # JSON list files larger than this are rewritten as JSON lines before reading (see _json_list_as_lines).
 JSON_LIST_REWRITE_BYTES = 8 << 20
+# The datasets JSON reader infers the column types from its first chunk (10 MB by default). A field that holds
+# a string there and an object in a later chunk (an openai function call given as an object in one row) is
+# then silently JSON-encoded in that whole later chunk: the object becomes a string and the strings of the
+# other rows gain quotes. Read files up to this size in one chunk, so the reader sees the clash, reads the
+# field as JSON values and the row checks name the one bad row.
+JSON_ONE_CHUNK_BYTES = 512 << 20
+JSON_CHUNK_BYTES = 10 << 20  # datasets' default chunk, kept for larger files
 HUB_NAMES = {"hf_hub": "Hugging Face Hub", "ms_hub": "ModelScope Hub", "om_hub": "Modelers (openMind) Hub",
              "script": "dataset script/folder"}
 
@@ -90,6 +98,8 @@ def read_local(attr: DatasetAttr, model: ModelArgs, streaming: bool) -> LocalDat
     """The rows of a local file or folder (attr.path); non-streamed files are converted into model.cache_dir."""
     assert attr.path is not None, "the registry resolves the path of a file dataset"
     builder, files = data_files(Path(attr.path), attr.name)
+    for file in files:
+        check_readable(file, builder, attr.name)
     if streaming:
         from datasets import load_dataset
 
@@ -148,13 +158,105 @@ def peek_first_row(path: Path, name: str) -> dict[str, Any]:
     """The first row of a file or folder, read cheaply (used to infer the format of a path dataset)."""
     builder, files = data_files(path, name)
     file = files[0]
+    check_readable(file, builder, name)
     try:
         row = _FIRST_ROW[builder](file)
     except (ValueError, OSError, UnicodeDecodeError, csv.Error) as error:
+        problem = json_problem(file) if builder == "json" and isinstance(error, ValueError) else None
+        if problem is not None:
+            raise DataError(f"dataset '{name}': {problem}. Fix the file (JSON files hold a list of objects, or one "
+                            "object per line for .jsonl)") from None
         raise DataError(f"dataset '{name}': cannot read {file} as {builder}: {error}") from None
     if row is None:
         raise DataError(f"dataset '{name}': {file} holds no rows")
     return row
+
+
+# Byte order marks of the encodings that are not UTF-8 (the longer UTF-32 marks first: they start like UTF-16's).
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"), (b"\xff\xfe", "UTF-16LE"),
+         (b"\xfe\xff", "UTF-16BE"))
+_TEXT_BUILDERS = ("json", "csv", "text")
+_HEAD_BYTES = 1 << 16
+
+
+def check_readable(file: Path, builder: str, name: str) -> None:
+    """Stop before the datasets reader on a file it would misreport: an empty file (its reader raises a bare
+    StopIteration) and a text file that is not UTF-8 (a JSON parse error at row 0)."""
+    with open(file, "rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    if not head:
+        raise DataError(f"dataset '{name}': {file} is empty (0 bytes), so it holds no rows. Put the rows in it, or "
+                        "remove it from the dataset")
+    if builder not in _TEXT_BUILDERS:
+        return
+    encoding = text_encoding(head)
+    if encoding is not None:
+        converted = file.with_name(f"{file.stem}.utf8{file.suffix}")
+        raise DataError(f"dataset '{name}': {file} is encoded as {encoding}, but data files must be UTF-8. Convert "
+                        f"it, e.g. `iconv -f {encoding} -t UTF-8 {file} > {converted}`, and point the dataset at "
+                        "the converted file")
+    try:  # the datasets readers do not check: Arrow fails later, reading the strings
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < _HEAD_BYTES)
+    except UnicodeDecodeError as error:
+        raise DataError(f"dataset '{name}': {_not_utf8(file, error)}") from None
+    if len(head) < _HEAD_BYTES and not text.strip():
+        raise DataError(f"dataset '{name}': {file} is empty (it holds only whitespace), so it holds no rows. Put "
+                        "the rows in it, or remove it from the dataset")
+
+
+def text_encoding(head: bytes) -> str | None:
+    """The encoding of a text file that is not UTF-8, found by its byte order mark (or, without one, by the
+    zero bytes of UTF-16 text); None for UTF-8 (with or without its mark) and plain ASCII."""
+    for mark, encoding in _BOMS:
+        if head.startswith(mark):
+            return encoding
+    sample = head[:512]
+    if len(sample) >= 4 and sample.count(0) * 3 >= len(sample):  # ASCII in UTF-16: every other byte is 0
+        return "UTF-16LE" if sample[1] == 0 else "UTF-16BE"
+    return None
+
+
+def json_problem(file: Path) -> str | None:
+    """Where a JSON / JSON lines file the datasets reader refused is broken, by its 1-based line number in
+    the file; None when the json module reads it (the reader failed for another reason)."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        return _not_utf8(file, error)
+    try:
+        json.loads(text)
+        return None  # one JSON document: not a syntax problem
+    except json.JSONDecodeError as whole:
+        document_error = whole
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    if _parses(first) or file.suffix.lower() == ".jsonl":  # JSON lines: one object per line
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                return f"line {number} of file {file} is not valid JSON: {error.msg} (column {error.colno})"
+            if not isinstance(value, dict):
+                return f"line {number} of file {file} is not a JSON object: it holds a {type(value).__name__}"
+        return None
+    return (f"line {document_error.lineno} of file {file} is not valid JSON: {document_error.msg} "
+            f"(column {document_error.colno})")
+
+
+def _not_utf8(file: Path, error: UnicodeDecodeError) -> str:
+    return (f"{file} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at position {error.start}). "
+            f"Convert it to UTF-8, e.g. `iconv -f <its encoding> -t UTF-8 {file} > "
+            f"{file.with_name(f'{file.stem}.utf8{file.suffix}')}`")
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except json.JSONDecodeError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------ internals
@@ -165,12 +267,16 @@ def _guarded(attr: DatasetAttr, file: Path, read: Callable[[], Any]) -> Any:
     try:
         return read()
     except Exception as error:
-        cause = error.__cause__ or error.__context__ or error
-        detail = f"{type(cause).__name__}: {cause}".strip()
-        if len(detail) > 300:
-            detail = detail[:297] + "..."
-        raise DataError(f"dataset '{attr.name}': cannot read {file}: {detail}. Fix the file (JSON files hold a "
-                        "list of objects, or one object per line for .jsonl)") from None
+        raise _read_failure(attr, file, error) from None
+
+
+def _read_failure(attr: DatasetAttr, file: Path, error: Exception) -> DataError:
+    cause = error.__cause__ or error.__context__ or error
+    detail = f"{type(cause).__name__}: {cause}".strip()
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    return DataError(f"dataset '{attr.name}': cannot read {file}: {detail}. Fix the file (JSON files hold a "
+                     "list of objects, or one object per line for .jsonl)")
 
 
 def _read_file(attr: DatasetAttr, builder: str, file: Path, cache_dir: str | None) -> Any:
@@ -179,11 +285,23 @@ def _read_file(attr: DatasetAttr, builder: str, file: Path, cache_dir: str | Non
     source = file
     if builder == "json":
         source = _json_list_as_lines(file, cache_dir) or file
-    dataset = _guarded(attr, file, lambda: load_dataset(builder, data_files=[str(source)], split="train",
-                                                        cache_dir=cache_dir))
+    try:
+        options = {"chunksize": _json_chunksize(source)} if builder == "json" else {}
+        dataset = load_dataset(builder, data_files=[str(source)], split="train", cache_dir=cache_dir, **options)
+    except Exception as error:
+        problem = json_problem(file) if builder == "json" else None
+        if problem is None:
+            raise _read_failure(attr, file, error) from None
+        raise DataError(f"dataset '{attr.name}': {problem}. Fix the file (JSON files hold a list of objects, or "
+                        "one object per line for .jsonl)") from None
     if builder == "json" and len(dataset) == 1:
         dataset = _columns_to_rows(dataset)
     return dataset
+
+
+def _json_chunksize(file: Path) -> int:
+    size = file.stat().st_size
+    return size + 1 if size <= JSON_ONE_CHUNK_BYTES else JSON_CHUNK_BYTES
 
 
 _SPACES = re.compile(r"\s*")
@@ -319,7 +437,7 @@ def _first_json_row(file: Path) -> dict[str, Any] | None:
     decoder = json.JSONDecoder()
     size = 1 << 20
     while True:
-        with open(file, encoding="utf-8") as handle:
+        with open(file, encoding="utf-8-sig") as handle:  # as the datasets reader, accept a UTF-8 mark
             text = handle.read(size)
         whole = len(text) < size
         body = text.lstrip()

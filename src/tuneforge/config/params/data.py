@@ -26,6 +26,9 @@ declare("preprocessing_num_workers", "int", None, "Processes used for preprocess
 declare("max_samples", "int", None, "Keep at most this many rows of each dataset.", G)
 declare("eval_num_beams", "int", None, "Beams for generation during evaluation.", G)
 declare("ignore_pad_token_for_loss", "bool", True, "Pad tokens get label -100 in the loss.", G)
+declare("skip_invalid_rows", "bool", False, "Skip malformed rows (wrong JSON type, tools that are not JSON, "
+        "messages that are not a list, ...) and count them in the report, instead of stopping the run. "
+        "Rows with unusable content (an empty answer, wrong role order) are always skipped and counted.", G)
 declare("val_size", "float", 0.0, "Validation split: a fraction in [0,1) or a row count.", G)
 declare("eval_on_each_dataset", "bool", False, "Evaluate each eval dataset separately.", G)
 declare("packing", "bool", None, "Pack sequences into cutoff_len blocks. On by default for stage pt.", G)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .alpaca import convert_alpaca
-from .common import MEDIA_KINDS, InvalidRow
+from .common import MEDIA_KINDS, InvalidRow, MalformedRow
 from .openai import convert_openai
 from .sharegpt import convert_sharegpt
 
@@ -27,4 +27,4 @@ def convert_row(row: dict[str, Any], attr) -> dict[str, Any]:
     return CONVERTERS[attr.formatting](row, attr)
 
 
-__all__ = ["CONVERTERS", "MEDIA_KINDS", "InvalidRow", "convert_row"]
+__all__ = ["CONVERTERS", "MEDIA_KINDS", "InvalidRow", "MalformedRow", "convert_row"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..schema import Role
-from .common import (InvalidRow, canonical, describe, kto_label, kto_response, message, optional_text,
+from .common import (InvalidRow, MalformedRow, canonical, describe, kto_label, kto_response, message, optional_text,
                      raw_media, require_text, tools_text)
 
 
@@ -55,11 +55,11 @@ def _history(row: dict[str, Any], column: str | None) -> list[dict[str, str]]:
     if not value:
         return []
     if not isinstance(value, list):
-        raise InvalidRow(column, f"history must be a list of [instruction, response] pairs, found {describe(value)}")
+        raise MalformedRow(column, f"history must be a list of [instruction, response] pairs, found {describe(value)}")
     turns = []
     for index, pair in enumerate(value):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
-            raise InvalidRow(f"{column}[{index}]", f"must be a pair [instruction, response] of texts, "
+            raise MalformedRow(f"{column}[{index}]", f"must be a pair [instruction, response] of texts, "
                              f"found {describe(pair)}")
         turns += [message(Role.USER.value, pair[0]), message(Role.ASSISTANT.value, pair[1])]
     return turns

@@ -2,7 +2,10 @@
 
 A converter maps one raw row (a dict of the file's columns) to the canonical row of data/schema.py, with
 media still as written in the file (data/checks.py resolves and checks them). A row that cannot be used
-raises InvalidRow naming the field and the reason; the loader skips and reports it.
+raises InvalidRow naming the field and the reason; the loader skips and reports it. A row whose STRUCTURE
+is wrong (a value of the wrong JSON type, a string that does not parse) raises MalformedRow: the file was
+written wrongly, so the loader stops the run unless `skip_invalid_rows` is set. Missing values (null) and
+unusable content (an empty answer, a wrong role order) are plain InvalidRow: skipped and counted.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ class InvalidRow(Exception):
         self.reason = reason
 
 
+class MalformedRow(InvalidRow):
+    """The row's structure is wrong (wrong JSON type, unparsable string): the file was made wrongly."""
+
+
 def message(role: str, content: str) -> dict[str, str]:
     return {"role": role, "content": content}
 
@@ -41,8 +48,10 @@ def describe(value: Any) -> str:
 
 
 def require_text(value: Any, field: str) -> str:
-    if not isinstance(value, str):
+    if value is None:
         raise InvalidRow(field, f"must be text, found {describe(value)}")
+    if not isinstance(value, str):
+        raise MalformedRow(field, f"must be text, found {describe(value)}")
     return value
 
 
@@ -69,7 +78,8 @@ def kto_label(row: dict[str, Any], column: str | None) -> bool | None:
         return None
     value = row.get(column)
     if not isinstance(value, bool):
-        raise InvalidRow(column, f"kto_tag must be a boolean (true or false), found {describe(value)}")
+        problem = InvalidRow if value is None else MalformedRow
+        raise problem(column, f"kto_tag must be a boolean (true or false), found {describe(value)}")
     return value
 
 

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from ..schema import Role
-from .common import InvalidRow, canonical, message, raw_media, tools_text
+from .common import InvalidRow, MalformedRow, canonical, message, raw_media, tools_text
 from .sharegpt import build_response, check_count, get_messages, read_message, role_names, split_system, turn_tags
 
 TOOL_RESPONSE_SEPARATOR = "\n</tool_response>\n<tool_response>\n"
@@ -67,7 +67,7 @@ def _read(item: Any, field: str, tags) -> tuple[Any, str]:
         try:
             content = json.dumps([call["function"] for call in calls], ensure_ascii=False)
         except (TypeError, KeyError):
-            raise InvalidRow(field, "tool_calls must be a list of {\"function\": {...}} objects") from None
+            raise MalformedRow(field, "tool_calls must be a list of {\"function\": {...}} objects") from None
         return tags.function_tag, content
     return read_message(item, field, tags)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..schema import Role
-from .common import (InvalidRow, canonical, describe, kto_label, kto_response, message, optional_text,
+from .common import (InvalidRow, MalformedRow, canonical, describe, kto_label, kto_response, message, optional_text,
                      raw_media, require_text, tools_text)
 
 
@@ -45,7 +45,9 @@ def split_system(messages: list, row: dict[str, Any], attr) -> tuple[str, list, 
 def get_messages(row: dict[str, Any], attr) -> list:
     column = attr.columns.messages
     value = row.get(column)
-    if not isinstance(value, list) or not value:
+    if value is not None and not isinstance(value, list):
+        raise MalformedRow(column, f"must be a non-empty list of messages, found {describe(value)}")
+    if not value:
         raise InvalidRow(column, f"must be a non-empty list of messages, found {describe(value)}")
     return value
 
@@ -53,7 +55,7 @@ def get_messages(row: dict[str, Any], attr) -> list:
 def read_message(item: Any, field: str, tags) -> tuple[Any, str]:
     """(role tag, content) of one message."""
     if not isinstance(item, dict):
-        raise InvalidRow(field, f"must be a message object with '{tags.role_tag}' and '{tags.content_tag}', "
+        raise (InvalidRow if item is None else MalformedRow)(field, f"must be a message object with '{tags.role_tag}' and '{tags.content_tag}', "
                          f"found {describe(item)}")
     role = item.get(tags.role_tag)
     if role is None:
