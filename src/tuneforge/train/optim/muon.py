@@ -30,7 +30,8 @@ MUON_ADJUST_LR = "match_rms_adamw"
 
 def split_muon_parameters(model: torch.nn.Module) -> tuple[list[str], list[str]]:
     """(names for Muon, names for AdamW) of the trainable parameters, LLaMA-Factory's rule."""
-    muon, adamw = [], []
+    muon: list[str] = []
+    adamw: list[str] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
