@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from test_train_recipes import run_recipe
 from tuneforge.config import make_config
@@ -218,3 +219,20 @@ def test_asft_run_trains_with_the_lora_policy_as_reference(tiny_llama_dir, tmp_p
         trainer.token_loss = TokenLoss("asft", 0.0)
         without_kl = trainer.compute_loss(model, batch).item()
     assert with_kl > without_kl
+
+
+def test_asft_with_full_training_compares_with_a_frozen_copy_of_the_start(tiny_llama_dir, tmp_path):
+    metrics, trainer = run_recipe("sft", tiny_llama_dir, tmp_path, finetuning_type="full", learning_rate=5e-3,
+                                  use_asft_loss=True, max_steps=10)
+    reference = trainer.sft_reference
+    assert reference is not None and reference is not trainer.model and not reference.training
+    start = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    for (name, kept), (_, original) in zip(reference.named_parameters(), start.named_parameters()):
+        assert torch.equal(kept, original), name  # the reference never trains
+        assert not kept.requires_grad
+    # The model learned the rows: its cross entropy is below the reference's (the start) on them. (The
+    # ASFT loss itself first rises: -p log p grows while p < 1/e, and so does the KL from the start.)
+    batch = trainer.data_collator.padded_collator(_first_batch_features(trainer, count=8))
+    with torch.no_grad():
+        trained, started = (model.eval()(**batch).loss.item() for model in (trainer.model, reference))
+    assert trained < 0.9 * started, (trained, started)
