@@ -1,6 +1,9 @@
 """Muon (use_muon) and Adam-mini (use_adam_mini): which weights each optimizer part updates, that the update
 is Muon's / Adam-mini's, checkpoints of their state, short runs whose loss falls, and refused combinations."""
 
+import json
+import shutil
+
 import pytest
 import torch
 from adam_mini import Adam_mini
@@ -132,3 +135,24 @@ def test_a_short_run_with_the_optimizer_lowers_the_loss(tiny_llama_dir, tmp_path
 def test_incompatible_optimizer_settings_are_refused(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_config(values)
+
+
+def _logged_losses(run_dir):
+    """step -> logged loss (a resumed run's history starts with the checkpoint's steps)."""
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    return {entry["step"]: entry["loss"] for entry in state["log_history"] if "loss" in entry}
+
+
+@pytest.mark.parametrize("flag", ["use_muon", "use_adam_mini"])
+def test_resume_continues_the_same_trajectory(tiny_llama_dir, tmp_path, flag):
+    run = dict(finetuning_type="full", learning_rate=5e-3, max_steps=6, save_steps=3, logging_steps=1,
+               per_device_train_batch_size=4, **{flag: True})
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_recipe("sft", tiny_llama_dir, straight, **run)
+    shutil.copytree(straight / "checkpoint-3", resumed / "checkpoint-3")
+    run_recipe("sft", tiny_llama_dir, resumed, **run)  # resumes from checkpoint-3, optimizer state included
+    steps_run = [json.loads(line)["step"] for line in open(resumed / "trainer_log.jsonl")]
+    assert steps_run == [4, 5, 6]  # it did resume; step 5 and 6 then depend on the restored optimizer state
+    expected, log = _logged_losses(straight), _logged_losses(resumed)
+    for step in (4, 5, 6):
+        assert log[step] == pytest.approx(expected[step], abs=1e-5), step
