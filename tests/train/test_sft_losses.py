@@ -109,7 +109,8 @@ def test_sft_token_loss_reads_the_method_group():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"use_dft_loss": True, "use_eaft_loss": True}, "use_dft_loss and use_eaft_loss are both set; choose one SFT loss."),
+    ({"use_dft_loss": True, "use_eaft_loss": True},
+     "use_dft_loss and use_eaft_loss are both set; choose one SFT loss."),
     ({"use_dft_loss": True, "stage": "pt"}, "use_dft_loss replaces the loss of stage sft; stage is 'pt'."),
     ({"use_eaft_loss": True, "label_smoothing_factor": 0.1},
      "use_eaft_loss computes its own loss, so label_smoothing_factor would be ignored"),

@@ -84,7 +84,7 @@ def test_a_muon_step_is_torchs_muon_on_matrices_and_adamw_elsewhere(tiny_llama_d
 
 
 def test_muon_follows_the_schedule_and_its_state_round_trips(tiny_llama_dir):
-    model, args, optimizer = _setup(tiny_llama_dir, finetuning_type="full", use_muon=True)
+    model, _, optimizer = _setup(tiny_llama_dir, finetuning_type="full", use_muon=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)
     assert [part.param_groups[0]["lr"] for part in optimizer.parts.values()] == [5e-3, 5e-3]
     _backward(model)
@@ -92,10 +92,11 @@ def test_muon_follows_the_schedule_and_its_state_round_trips(tiny_llama_dir):
     scheduler.step()
     saved = optimizer.state_dict()
     assert set(saved) == {"muon", "adamw"}
-    fresh_model, _, fresh = _setup(tiny_llama_dir, finetuning_type="full", use_muon=True)
+    _, _, fresh = _setup(tiny_llama_dir, finetuning_type="full", use_muon=True)
     fresh.load_state_dict(saved)
-    first_muon = next(iter(fresh.parts["muon"].state.values()))
-    assert torch.equal(first_muon["momentum_buffer"], next(iter(optimizer.parts["muon"].state.values()))["momentum_buffer"])
+    restored, trained = (next(iter(opt.parts["muon"].state.values())) for opt in (fresh, optimizer))
+    assert torch.equal(restored["momentum_buffer"], trained["momentum_buffer"])
+    assert fresh.parts["adamw"].state_dict()["state"][0]["step"] == 1
 
 
 def test_adam_mini_keeps_one_second_moment_per_head(tiny_llama_dir):
