@@ -237,3 +237,14 @@ def test_asft_with_full_training_compares_with_a_frozen_copy_of_the_start(tiny_l
     with torch.no_grad():
         trained, started = (model.eval()(**batch).loss.item() for model in (trainer.model, reference))
     assert trained < 0.9 * started, (trained, started)
+
+
+def test_asft_reads_ref_model_which_plain_sft_refuses(tiny_llama_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"ref_model only applies to stage dpo or kto or ppo \(or sft with "
+                                          r"use_asft_loss\) \(stage is 'sft'\); remove it."):
+        make_config({"stage": "sft", "do_train": True, "ref_model": str(tiny_llama_dir)})
+    _, trainer = run_recipe("sft", tiny_llama_dir, tmp_path, finetuning_type="lora", learning_rate=1e-2,
+                            use_asft_loss=True, ref_model=str(tiny_llama_dir), max_steps=2)
+    # With ref_model the reference is that model, loaded on its own (not the adapter-off policy).
+    assert trainer.sft_reference is not None and not trainer.sft_reference.training
+    assert not any(param.requires_grad for param in trainer.sft_reference.parameters())

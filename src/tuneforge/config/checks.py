@@ -46,8 +46,15 @@ def _preference_rules(v: dict[str, Any]) -> list[str]:
     stage = v["stage"]
     problems = []
     for key, stages in PREFERENCE_KEYS.items():
+        # ASFT (stage sft) compares with a reference model too (train/sft_losses.py).
+        is_reference_key, asft = key.startswith("ref_model"), ""
+        if is_reference_key and v["use_asft_loss"]:
+            stages = (*stages, "sft")
+        elif is_reference_key:
+            asft = " (or sft with use_asft_loss)"
         if stage not in stages and v.get(key) != params[key].default:
-            problems.append(f"{key} only applies to stage {' or '.join(stages)} (stage is {stage!r}); remove it.")
+            problems.append(f"{key} only applies to stage {' or '.join(stages)}{asft} (stage is {stage!r}); "
+                            "remove it.")
     if stage == "dpo" and v["pref_loss"] in ("orpo", "simpo"):
         if v["ref_model"] is not None:
             problems.append(f"pref_loss {v['pref_loss']!r} uses no reference model; remove ref_model.")
