@@ -157,3 +157,34 @@ def test_resume_continues_the_same_trajectory(tiny_llama_dir, tmp_path, flag):
     expected, log = _logged_losses(straight), _logged_losses(resumed)
     for step in (4, 5, 6):
         assert log[step] == pytest.approx(expected[step], abs=1e-5), step
+
+
+@pytest.mark.parametrize("key, value, name", [("deepspeed", "ds_z2.json", "DeepSpeed"),
+                                              ("fsdp", "full_shard", "FSDP")])
+def test_muon_with_sharded_or_flattened_weights_is_refused_before_weights_load(tiny_llama_dir, monkeypatch, key,
+                                                                                value, name):
+    from tuneforge.train.optim.optimizers import check_optimizer_setup
+
+    cfg = tiny_config(model_name_or_path=str(tiny_llama_dir), finetuning_type="full", use_muon=True,
+                      report_to="none", output_dir="unused")
+    args = cfg.training_args
+    monkeypatch.setattr(args, key, value)
+    with pytest.raises(ConfigError, match=rf"use_muon runs without {name}: Muon orthogonalises each whole weight "
+                                          r"matrix, and DeepSpeed / FSDP hand the optimizer flattened or sharded "
+                                          r"pieces. Remove deepspeed / fsdp or use_muon."):
+        check_optimizer_setup(cfg, args)
+
+
+def test_adam_mini_without_its_package_is_refused_with_the_install_line(tiny_llama_dir, monkeypatch):
+    import importlib.util
+
+    from tuneforge.train.optim.optimizers import check_optimizer_setup
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "adam_mini" else real_find_spec(name, *a))
+    cfg = tiny_config(model_name_or_path=str(tiny_llama_dir), use_adam_mini=True, report_to="none",
+                      output_dir="unused")
+    with pytest.raises(ConfigError, match=r"use_adam_mini needs the adam-mini package: pip install "
+                                          r"adam-mini==1.1.1"):
+        check_optimizer_setup(cfg, cfg.training_args)

@@ -96,6 +96,10 @@ def check_optimizer_setup(cfg: Config, args: TrainingArguments) -> None:
         problems.append(f"use_galore with optim {optim} needs a CUDA GPU (galore-torch's 8-bit AdamW calls "
                         f"torch.cuda.synchronize() at every step); on {args.device.type} use optim adamw_torch or "
                         "adafactor.")
+    if cfg.method.use_muon and (args.deepspeed or args.fsdp):
+        problems.append(f"use_muon runs without {'DeepSpeed' if args.deepspeed else 'FSDP'}: Muon orthogonalises "
+                        "each whole weight matrix, and DeepSpeed / FSDP hand the optimizer flattened or sharded "
+                        "pieces. Remove deepspeed / fsdp or use_muon.")
     if args.world_size > 1:
         for method, used, layerwise in (("galore", use_galore, cfg.galore.galore_layerwise),
                                         ("apollo", use_apollo, cfg.apollo.apollo_layerwise)):
