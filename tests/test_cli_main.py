@@ -132,10 +132,10 @@ def test_template_and_dataset_names_are_checked_with_the_other_problems(tmp_path
     config = tmp_path / "run.yaml"
     (data / "mine.json").write_text("[]")
     config.write_text(f"model_name_or_path: m\ndataset: mine,mien2\ndataset_dir: {data}\ntemplate: qwenn\n"
-                      "use_muon: true\n")
+                      "use_mca: true\n")
     assert cli.main(["train", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {config}: 3 problems in the configuration:\n")
-    assert "  - not implemented yet: use_muon (set to True; remove it or set it back to False)\n" in err
+    assert "  - not implemented yet: use_mca (set to True; remove it or set it back to False)\n" in err
     assert "  - template: unknown template 'qwenn'; closest: qwen, qwen3" in err
     assert "  - dataset: dataset 'mien2' is not defined in " in err

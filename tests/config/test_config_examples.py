@@ -89,6 +89,6 @@ def test_lf_qlora_example_passes_check_implemented(lf_repo_root):
 def test_check_implemented_ignores_defaults_and_implemented_keys():
     check_implemented(make_config({"lora_rank": 8, "lora_target": "all", "finetuning_type": "lora",
                                    "dataset": "a", "template": "qwen", "stage": "pt", "learning_rate": 1e-3}))
-    with pytest.raises(ConfigError, match=r"^not implemented yet: use_muon \(set to True; remove it or set it back "
+    with pytest.raises(ConfigError, match=r"^not implemented yet: use_mca \(set to True; remove it or set it back "
                                           r"to False\)$"):
-        check_implemented(make_config({"use_muon": True}))
+        check_implemented(make_config({"use_mca": True}))

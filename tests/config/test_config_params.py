@@ -116,7 +116,8 @@ def test_data_params_are_implemented_and_later_features_are_not():
                  "quantization_bit", "logging_dir", "save_safetensors", "disable_shuffling", "early_stopping_steps",
                  "include_effective_tokens_per_second", "compute_accuracy", "print_param_status",
                  "train_from_scratch", "use_reentrant_gc", "upcast_layernorm", "upcast_lmhead_output",
-                 "low_cpu_mem_usage"):
+                 "low_cpu_mem_usage", "use_dft_loss", "use_eaft_loss", "eaft_alpha", "use_asft_loss", "asft_alpha",
+                 "use_muon", "use_adam_mini"):
         assert params[name].implemented, name
     for name in ("fp8",):
         assert not params[name].implemented, name

@@ -17,6 +17,8 @@ from .optimizer_checks import optimizer_rules
 logger = logging.getLogger(__name__)
 
 LORA_ONLY = ("loraplus_lr_ratio", "use_rslora", "use_dora", "pissa_init")
+# LLaMA-Factory main's token-weighted SFT losses (train/sft_losses.py).
+SFT_LOSSES = ("use_dft_loss", "use_eaft_loss", "use_asft_loss")
 
 
 def check_all(v: dict[str, Any]) -> list[str]:
@@ -44,8 +46,15 @@ def _preference_rules(v: dict[str, Any]) -> list[str]:
     stage = v["stage"]
     problems = []
     for key, stages in PREFERENCE_KEYS.items():
+        # ASFT (stage sft) compares with a reference model too (train/sft_losses.py).
+        is_reference_key, asft = key.startswith("ref_model"), ""
+        if is_reference_key and v["use_asft_loss"]:
+            stages = (*stages, "sft")
+        elif is_reference_key:
+            asft = " (or sft with use_asft_loss)"
         if stage not in stages and v.get(key) != params[key].default:
-            problems.append(f"{key} only applies to stage {' or '.join(stages)} (stage is {stage!r}); remove it.")
+            problems.append(f"{key} only applies to stage {' or '.join(stages)}{asft} (stage is {stage!r}); "
+                            "remove it.")
     if stage == "dpo" and v["pref_loss"] in ("orpo", "simpo"):
         if v["ref_model"] is not None:
             problems.append(f"pref_loss {v['pref_loss']!r} uses no reference model; remove ref_model.")
@@ -135,10 +144,28 @@ def _method_rules(v: dict[str, Any]) -> list[str]:
     if v["pissa_convert"] and not v["pissa_init"]:
         problems.append("pissa_convert converts a PiSSA adapter: set pissa_init: true as well (or remove "
                         "pissa_convert).")
+    problems += _sft_loss_rules(v)
     if ftype != "lora":
         for key in LORA_ONLY:
             if v[key] not in (None, False):
                 problems.append(f"{key} only works with finetuning_type lora (it is {ftype!r}).")
+    return problems
+
+
+def _sft_loss_rules(v: dict[str, Any]) -> list[str]:
+    """use_dft_loss / use_eaft_loss / use_asft_loss (train/sft_losses.py): one of them, for stage sft."""
+    chosen = [key for key in SFT_LOSSES if v[key]]
+    if not chosen:
+        return []
+    problems = []
+    if len(chosen) > 1:
+        problems.append(f"{' and '.join(chosen)} are {'both' if len(chosen) == 2 else 'all'} set; choose one SFT "
+                        "loss.")
+    if v["stage"] != "sft":
+        problems.append(f"{chosen[0]} replaces the loss of stage sft; stage is {v['stage']!r}.")
+    if v.get("label_smoothing_factor"):
+        problems.append(f"{chosen[0]} computes its own loss, so label_smoothing_factor would be ignored: remove "
+                        "one of them.")
     return problems
 
 

@@ -15,6 +15,9 @@ GALORE_OPTIMS = ("adamw_torch", "adamw_torch_fused", "adamw_bnb_8bit", "adamw_8b
 APOLLO_OPTIMS = ("adamw_torch", "adamw_torch_fused")
 # BAdam's ratio mode runs its own sparse Adam on AdamW's settings.
 BADAM_RATIO_OPTIMS = ("adamw_torch", "adamw_torch_fused")
+# Optimizers built whole by train/optim/optimizers.py; the AdamW part of Muon reads adam_beta1/2 and adam_epsilon.
+OWN_OPTIMIZERS = ("use_muon", "use_adam_mini")
+OWN_OPTIMIZER_OPTIMS = ("adamw_torch", "adamw_torch_fused")
 
 
 def optimizer_rules(v: dict[str, Any]) -> list[str]:
@@ -50,7 +53,27 @@ def optimizer_rules(v: dict[str, Any]) -> list[str]:
                             "or fixed).")
         if v["badam_start_block"] is not None and v["badam_start_block"] < 0:
             problems.append(f"badam_start_block: {v['badam_start_block']!r} must be a layer index >= 0.")
+    problems += _own_optimizer_rules(v)
     ratio = v["loraplus_lr_ratio"]
     if ratio is not None and ratio <= 0:
         problems.append(f"loraplus_lr_ratio: {ratio!r} must be positive (LoRA+ suggests 2 to 16).")
+    return problems
+
+
+def _own_optimizer_rules(v: dict[str, Any]) -> list[str]:
+    """use_muon / use_adam_mini build the whole optimizer themselves: nothing else may shape it."""
+    own = [key for key in OWN_OPTIMIZERS if v[key]]
+    if not own:
+        return []
+    problems = []
+    others = [key for key in ("use_galore", "use_apollo", "use_badam") if v[key]] + own[1:]
+    if v["loraplus_lr_ratio"] is not None:
+        others.append("loraplus_lr_ratio")
+    if others:
+        problems.append(f"{own[0]} cannot be combined with {', '.join(others)}: each builds its own optimizer; "
+                        "choose one.")
+    optim = v.get("optim")
+    if optim not in OWN_OPTIMIZER_OPTIMS:
+        problems.append(f"{own[0]} replaces optim (it is {optim!r}, which would be ignored): set optim "
+                        "adamw_torch or remove it.")
     return problems

@@ -26,7 +26,7 @@ from ..config import Config
 if TYPE_CHECKING:
     from transformers import TrainingArguments
 
-    from ..config.groups import ApolloArgs, BadamArgs, GaloreArgs, LoraArgs
+    from ..config.groups import ApolloArgs, BadamArgs, GaloreArgs, LoraArgs, MethodArgs
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def estimate_training_memory(model: Any, cfg: Config, args: TrainingArguments) -
         optimizer=optimizer_state_bytes(trainable, optimizer_name),
         activations=activation_bytes(model, seq, cfg.lora, tokens),
         tokens=tokens,
-        note=_note(cfg.galore, cfg.apollo, cfg.badam, optimizer_name),
+        note=_note(cfg.galore, cfg.apollo, cfg.badam, cfg.method, optimizer_name),
     )
 
 
@@ -230,9 +230,12 @@ def _checkpointing(model: Any) -> bool:
     return any(getattr(module, "gradient_checkpointing", False) for module in base.modules())
 
 
-def _note(galore: GaloreArgs, apollo: ApolloArgs, badam: BadamArgs, optimizer_name: str) -> str:
+def _note(galore: GaloreArgs, apollo: ApolloArgs, badam: BadamArgs, method: MethodArgs, optimizer_name: str) -> str:
     if galore.use_galore or apollo.use_apollo or badam.use_badam:
         return "optimizer state counted as for a plain " + optimizer_name + "; GaLore/APOLLO/BAdam keep less"
+    if method.use_muon or method.use_adam_mini:
+        return ("optimizer state counted as for a plain " + optimizer_name + "; Muon (one buffer per matrix) / "
+                "Adam-mini (one second moment per block) keep less")
     return ""
 
 

@@ -34,6 +34,7 @@ from .run.checkpoints import STAGING_DIR, publish_checkpoint
 from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
 from .run.sample_trace import trace_samples
+from .sft_losses import TokenLoss, next_token_targets, sft_token_loss
 
 if TYPE_CHECKING:
     from transformers import Seq2SeqTrainingArguments
@@ -68,6 +69,10 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     _staging = False
     # The run's Config (set by build_trainer): GaLore / APOLLO / BAdam / LoRA+ settings (see optimizers.py).
     run_config: Config | None = None
+    # use_dft_loss / use_eaft_loss / use_asft_loss (sft_losses.py), set by build_trainer; None: the model's loss.
+    token_loss: TokenLoss | None = None
+    # ASFT's frozen reference model (None with LoRA: the policy with its adapter switched off).
+    sft_reference: torch.nn.Module | None = None
 
     @property
     def run_dir(self) -> str:
@@ -81,6 +86,31 @@ class TuneforgeTrainer(Seq2SeqTrainer):
             assert target is not None, "the Trainer builds its optimizer for a model"
             self.optimizer = create_custom_optimizer(target, self.args, self.run_config)
         return super().create_optimizer(model)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        if self.token_loss is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        inputs = dict(inputs)  # the eval loop reads the labels again afterwards
+        labels = inputs.pop("labels")
+        # A padding-free batch has logits only where a target is, and those targets as shift_labels.
+        shift_labels = inputs.pop("shift_labels", None)
+        targets = shift_labels if shift_labels is not None else next_token_targets(labels)
+        outputs = model(**inputs)  # without labels: the model computes no loss of its own
+        ref_logits = self._sft_reference_logits(model, inputs) if self.token_loss.needs_reference else None
+        loss = self.token_loss(outputs.logits, targets, num_items_in_batch, ref_logits)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # num_items_in_batch counts every process's tokens
+        return (loss, outputs) if return_outputs else loss
+
+    def _sft_reference_logits(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        from .preference.reference import reference_context
+
+        policy = self.accelerator.unwrap_model(model)
+        reference, context = reference_context(policy, self.sft_reference)
+        with torch.no_grad(), context:
+            return reference(**inputs).logits
 
     def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
         if self.lr_scheduler is None:
@@ -163,6 +193,7 @@ def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, token
         **kwargs,
     )
     trainer.run_config = cfg
+    trainer.token_loss = sft_token_loss(cfg.method) if cfg.method.stage == "sft" else None
     adapt_trainer_to_optimizer(trainer, cfg.badam)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

@@ -19,17 +19,22 @@ declare("pure_bf16", "bool", False, "Train purely in bfloat16, without mixed-pre
         "weights.", G)
 declare("use_llama_pro", "bool", False, "LLaMA Pro: train only the blocks `tuneforge expand` inserted "
         "(freeze_trainable_layers = their number).", G)
-declare("use_adam_mini", "bool", False, "Use the Adam-mini optimizer.", G, **LATER)
-declare("use_muon", "bool", False, "Use the Muon optimizer.", G, **LATER)
+declare("use_adam_mini", "bool", False, "Use the Adam-mini optimizer (one second-moment value per block of "
+        "weights; needs the adam-mini package).", G)
+declare("use_muon", "bool", False, "Use the Muon optimizer for the 2-D weight matrices of the hidden layers "
+        "(AdamW for embeddings, output layer, norms and biases).", G)
 declare("use_mca", "bool", False, "Train with Megatron Core Adapter (normally set through the USE_MCA "
         "environment variable).", G, **LATER)
 declare("use_hyper_parallel", "bool", False, "Use the HyperParallel FSDP/TP backend (full SFT only).", G, **LATER)
 declare("hyper_parallel_args", "str", None, "JSON file with HyperParallel strategy settings.", G, **LATER)
-declare("use_dft_loss", "bool", False, "Use the DFT loss for SFT.", G, **LATER)
-declare("use_asft_loss", "bool", False, "Use the ASFT loss for SFT.", G, **LATER)
-declare("asft_alpha", "float", 0.1, "Power of the adaptive weight in the ASFT loss.", G, **LATER)
-declare("use_eaft_loss", "bool", False, "Use the EAFT loss for SFT.", G, **LATER)
-declare("eaft_alpha", "float", 1.0, "Power of the adaptive weight in the EAFT loss.", G, **LATER)
+declare("use_dft_loss", "bool", False, "Use the DFT loss for SFT: each target token's cross entropy weighted "
+        "by its (detached) probability.", G)
+declare("use_asft_loss", "bool", False, "Use the ASFT loss for SFT: the DFT loss plus asft_alpha x the KL "
+        "divergence from the reference model (ref_model, else the starting model).", G)
+declare("asft_alpha", "float", 0.1, "Weight of the KL term in the ASFT loss.", G)
+declare("use_eaft_loss", "bool", False, "Use the EAFT loss for SFT: each target token's cross entropy "
+        "weighted by (top-20 entropy / 3) ** eaft_alpha.", G)
+declare("eaft_alpha", "float", 1.0, "Power of the adaptive weight in the EAFT loss.", G)
 declare("freeze_vision_tower", "bool", True, "Multimodal models: keep the vision tower frozen.", G)
 declare("freeze_multi_modal_projector", "bool", True, "Multimodal models: keep the projector frozen.", G)
 declare("freeze_language_model", "bool", False, "Multimodal models: freeze the language model.", G)

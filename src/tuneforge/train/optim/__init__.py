@@ -1,1 +1,1 @@
-"""Optimizers the trainer builds itself: GaLore, APOLLO, LoRA+, BAdam."""
+"""Optimizers the trainer builds itself: GaLore, APOLLO, LoRA+, BAdam, Muon, Adam-mini."""

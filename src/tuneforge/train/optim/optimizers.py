@@ -1,4 +1,5 @@
-"""Optimizers the trainer builds itself: GaLore, APOLLO, LoRA+ and BAdam (badam.py), on top of HF's `optim`.
+"""Optimizers the trainer builds itself: GaLore, APOLLO, LoRA+, BAdam (badam.py), Muon and Adam-mini
+(muon.py), on top of HF's `optim`.
 
 HF's Trainer already builds `optim: adamw_torch | adamw_8bit | paged_adamw_8bit | adafactor` (bitsandbytes for
 the 8-bit ones); `create_custom_optimizer` returns None for those and the Trainer proceeds as usual. The
@@ -30,6 +31,7 @@ from transformers.trainer_pt_utils import LayerWiseDummyOptimizer
 from ...config import Config
 from ...errors import ConfigError
 from ...model.adapters.lora import linear_module_names
+from .muon import create_adam_mini_optimizer, create_muon_optimizer
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 # module to import -> the pip requirement that provides it (pins: constraints.txt)
 PACKAGES = {"galore_torch": "galore-torch==1.0", "apollo_torch": "apollo-torch==1.0.3", "badam": "badam==1.4",
-            "bitsandbytes": "bitsandbytes==0.50.2"}
+            "bitsandbytes": "bitsandbytes==0.50.2", "adam_mini": "adam-mini==1.1.1"}
 BNB_OPTIMS = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit")
 
 
@@ -84,6 +86,8 @@ def check_optimizer_setup(cfg: Config, args: TrainingArguments) -> None:
         needs.append(("use_apollo", "apollo_torch"))
     if use_badam:
         needs.append(("use_badam", "badam"))
+    if cfg.method.use_adam_mini:
+        needs.append(("use_adam_mini", "adam_mini"))
     if optim in BNB_OPTIMS:
         needs.append((f"optim: {optim}", "bitsandbytes"))
     problems = [f"{key} needs the {PACKAGES[module].split('==')[0]} package: pip install {PACKAGES[module]}"
@@ -92,6 +96,10 @@ def check_optimizer_setup(cfg: Config, args: TrainingArguments) -> None:
         problems.append(f"use_galore with optim {optim} needs a CUDA GPU (galore-torch's 8-bit AdamW calls "
                         f"torch.cuda.synchronize() at every step); on {args.device.type} use optim adamw_torch or "
                         "adafactor.")
+    if cfg.method.use_muon and (args.deepspeed or args.fsdp):
+        problems.append(f"use_muon runs without {'DeepSpeed' if args.deepspeed else 'FSDP'}: Muon orthogonalises "
+                        "each whole weight matrix, and DeepSpeed / FSDP hand the optimizer flattened or sharded "
+                        "pieces. Remove deepspeed / fsdp or use_muon.")
     if args.world_size > 1:
         for method, used, layerwise in (("galore", use_galore, cfg.galore.galore_layerwise),
                                         ("apollo", use_apollo, cfg.apollo.apollo_layerwise)):
@@ -121,6 +129,10 @@ def create_custom_optimizer(model: torch.nn.Module, args: TrainingArguments,
         from .badam import create_badam_optimizer
 
         return create_badam_optimizer(model, args, cfg.badam)
+    if cfg.method.use_muon:
+        return create_muon_optimizer(model, args)
+    if cfg.method.use_adam_mini:
+        return create_adam_mini_optimizer(model, args)
     return None
 
 

@@ -14,6 +14,7 @@ from ...data.schema import IGNORE_INDEX
 from ...errors import ConfigError
 from ...model.loader import load_model
 from ..evaluation.predict import predict
+from ..preference.reference import load_reference_model
 from ..run.run_dir import RunDirectory
 from ..trainer import build_trainer, compute_dtype_of, evaluate, prepare_run, train_and_save
 
@@ -38,6 +39,8 @@ def run_sft(cfg: Config) -> dict[str, float]:
             media_plugin=getattr(template, "media_plugin", None),  # pixel inputs for image rows
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset)
+        if cfg.method.use_asft_loss:
+            use_asft_reference(trainer, load_reference_model(cfg, tokenizer))
 
         metrics: dict[str, float] = {}
         if args.do_train:
@@ -49,6 +52,14 @@ def run_sft(cfg: Config) -> dict[str, float]:
         if args.do_predict:
             metrics.update(predict_and_save(trainer, cfg.generate, cfg.train, template, dataset, "predict"))
     return metrics
+
+
+def use_asft_reference(trainer: Any, reference: Any) -> None:
+    """ASFT's KL term compares with the starting model: `ref_model`, a frozen copy (full / freeze), or with
+    LoRA and no ref_model the policy with its adapter off (reference stays None, see reference.py)."""
+    if reference is not None:
+        trainer.sft_reference = trainer.accelerator.prepare_model(reference, evaluation_mode=True)
+        trainer.sft_reference.eval()
 
 
 def predict_and_save(trainer: Any, generate: GenerateArgs, train: TrainArgs, template: Any, dataset: Any,
