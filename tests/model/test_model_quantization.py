@@ -50,7 +50,7 @@ def qlora_runs(tiny_llama_dir, tmp_path_factory):
 
 
 def _quantized_kinds(model):
-    return [type(layer).__name__ for layer in quantized_linear_layers(model)]
+    return [quantized_layer_kind(layer) for layer in quantized_linear_layers(model)]
 
 
 @pytest.mark.parametrize("name, kind", [("bnb-nf4", "Linear4bit"), ("bnb-int8", "Linear8bitLt"),

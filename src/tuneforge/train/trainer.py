@@ -7,6 +7,7 @@ saves, resumes and reports lives here, so each recipe reads as:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,16 @@ from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup
 from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .run.checkpoints import STAGING_DIR, publish_checkpoint
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
+from .run.interrupt import stop_gracefully_on_sigint
+from .run.run_dir import RUN_CONFIG
 from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
 from .run.sample_trace import trace_samples
 
 if TYPE_CHECKING:
     from transformers import Seq2SeqTrainingArguments
+
+logger = logging.getLogger("tuneforge.train")
 
 
 def prepare_run(cfg: Config) -> tuple[Config, Seq2SeqTrainingArguments, str | None]:
@@ -218,7 +223,11 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     """Train, save the final model/adapter + tokenizer, write metrics and the curves of `plot_keys`."""
     if trainer.is_world_process_zero():
         report_memory_estimate(trainer.model, cfg, trainer.args)
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    with stop_gracefully_on_sigint(trainer) as stop:  # Ctrl-C: checkpoint after this step, then stop
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
+        report_interrupted(trainer, stop.stopped_at)
+        raise KeyboardInterrupt  # the CLI prints "interrupted" and exits 130; no final model is saved
     if cfg.method.include_effective_tokens_per_second:
         result.metrics["effective_tokens_per_sec"] = effective_tokens_per_second(trainer.train_dataset,
                                                                                  result.metrics)
@@ -234,6 +243,13 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     if trainer.is_world_process_zero() and cfg.method.plot_loss:
         plot_loss(trainer.run_dir, plot_keys)
     return result.metrics
+
+
+def report_interrupted(trainer: TuneforgeTrainer, step: int) -> None:
+    checkpoint = os.path.join(trainer.run_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+    run_config = os.path.join(trainer.run_dir, RUN_CONFIG)
+    logger.warning("Stopped after step %d/%d; checkpoint saved: %s\nResume with: tuneforge train %s "
+                   "resume_from_checkpoint=%s", step, trainer.state.max_steps, checkpoint, run_config, checkpoint)
 
 
 def evaluate(trainer: TuneforgeTrainer, with_perplexity: bool) -> dict[str, float]:
