@@ -43,6 +43,9 @@ def test_a_huge_learning_rate_stops_the_run_with_exit_2_and_saves_nothing(tiny_l
     assert "Traceback" not in err
     assert not (output_dir / "adapter_model.safetensors").exists()
     assert not [name for name in os.listdir(output_dir) if name.startswith("checkpoint-")]
+    # The run's own log says why it stopped.
+    assert "ERROR tuneforge.train: error: training diverged at step 2/6: the loss is nan." in (
+        output_dir / "running_log.txt").read_text()
 
 
 def test_weights_that_overflowed_are_never_published_as_a_checkpoint(tiny_llama_dir, tmp_path, capsys):
