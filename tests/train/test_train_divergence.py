@@ -150,3 +150,19 @@ def test_a_non_finite_loss_on_another_rank_stops_this_one_too(tmp_path):
     guard.observe_loss(torch.tensor(1.0))
     with pytest.raises(TrainingDiverged, match="the loss is not finite on another rank"):
         guard.check_step(1, 9, 1.0, torch.nn.Linear(2, 2))
+
+
+def test_zero_norms_without_gradients_are_no_collapse(tmp_path, caplog):
+    """Layer-wise GaLore/APOLLO free every gradient during backward: the Trainer then reports norm 0."""
+    model = torch.nn.Linear(2, 2)
+    guard = _guard(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="tuneforge"):
+        for step in range(1, 2 * COLLAPSE_STEPS):
+            guard.check_step(step, 100, 0.0, model)
+    assert "collapsed" not in caplog.text
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    with caplog.at_level(logging.WARNING, logger="tuneforge"):
+        for step in range(1, COLLAPSE_STEPS + 1):
+            guard.check_step(step, 100, 0.0, model)
+    assert "although 6 parameters are trainable" in caplog.text

@@ -89,20 +89,20 @@ class DivergenceGuard:
         raise self.error(step, total, f"the gradient norm is {norm}", first_bad_checkpoint=step)
 
     def _watch_collapse(self, step: int, norm: float, model: Any) -> None:
-        if norm != 0.0:
+        trainable = [p for p in model.parameters() if p.requires_grad] if norm == 0.0 else []
+        # No gradient at all is no collapse: layer-wise optimizers (GaLore, APOLLO) step and free each
+        # gradient during backward, and the Trainer reports norm 0 then.
+        if not any(p.grad is not None for p in trainable):
             self._zero_streak = 0
             return
         self._zero_streak += 1
-        if self._zero_streak != COLLAPSE_STEPS:
-            return
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        if trainable:
+        if self._zero_streak == COLLAPSE_STEPS:
             logger.warning(
                 "training collapsed: the gradient norm has been exactly 0 for %d steps in a row (steps %d-%d) "
                 "although %s parameters are trainable, so the weights no longer change. Likely causes: every "
                 "label is masked (check template, train_on_prompt, mask_history and cutoff_len), the learning "
                 "rate schedule reached 0, or the loss underflows in half precision.",
-                COLLAPSE_STEPS, step - COLLAPSE_STEPS + 1, step, f"{trainable:,}")
+                COLLAPSE_STEPS, step - COLLAPSE_STEPS + 1, step, f"{sum(p.numel() for p in trainable):,}")
 
     def error(self, step: int, total: int, what: str, first_bad_checkpoint: int) -> TrainingDiverged:
         """The error for a divergence found at optimizer step `step` of `total`; checkpoints from step
