@@ -34,9 +34,9 @@ from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .run.checkpoints import STAGING_DIR, publish_checkpoint
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
 from .run.interrupt import stop_gracefully_on_sigint
-from .run.run_dir import RUN_CONFIG
 from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
+from .run.run_dir import RUN_CONFIG
 from .run.sample_trace import trace_samples
 
 if TYPE_CHECKING:
