@@ -11,7 +11,7 @@ from test_train_recipes import _losses, run_recipe
 import tuneforge.train.trainer as trainer_module
 from tuneforge.errors import ConfigError
 from tuneforge.model.loader import preflight_model
-from tuneforge.model.quantization import quantized_linear_layers
+from tuneforge.model.quantization import patch_bnb_layers, quantized_layer_kind, quantized_linear_layers
 from tuneforge.testing.tiny_model import tiny_config
 from tuneforge.train.memory_estimate import report_memory_estimate, weight_bytes
 
@@ -50,7 +50,7 @@ def qlora_runs(tiny_llama_dir, tmp_path_factory):
 
 
 def _quantized_kinds(model):
-    return [type(layer).__name__ for layer in quantized_linear_layers(model)]
+    return [quantized_layer_kind(layer) for layer in quantized_linear_layers(model)]
 
 
 @pytest.mark.parametrize("name, kind", [("bnb-nf4", "Linear4bit"), ("bnb-int8", "Linear8bitLt"),
@@ -193,3 +193,58 @@ def test_quantization_fails_before_the_data_is_read(tiny_llama_dir, tmp_path, mo
     with pytest.raises(ConfigError, match="quantization_method: eetq needs a CUDA GPU"):
         run_train(dict(model_name_or_path=str(tiny_llama_dir), output_dir=str(tmp_path / "out"), do_train=True,
                        dataset=str(broken), quantization_method="eetq", quantization_bit=8))
+
+
+# --- bnb QLoRA / QDoRA on a model with linear biases (Qwen2's q/k/v) and without (llama) ----------------
+
+BIASED_LAYERS = 2 * 3  # q k v in each of the tiny Qwen2's two layers
+
+
+# llama with plain LoRA: test_qlora_trains_lora_on_quantized_linear_layers
+@pytest.mark.parametrize("arch, bits, dora", [("qwen2", 4, False), ("qwen2", 8, False), ("qwen2", 4, True),
+                                              ("qwen2", 8, True), ("llama", 4, True), ("llama", 8, True)])
+def test_bnb_qlora_and_qdora_train_with_and_without_linear_biases(arch, bits, dora, request, tmp_path):
+    """bitsandbytes alone fails here: 4-bit with a bias in the first backward (in-place bias add), 8-bit
+    DoRA on CPU in the second forward (scales lost); patch_bnb_layers fixes both (model/quantization.py)."""
+    model_dir = request.getfixturevalue("tiny_qwen2_dir" if arch == "qwen2" else "tiny_llama_dir")
+    _, trainer = run_recipe("sft", model_dir, tmp_path, finetuning_type="lora", learning_rate=2e-2, max_steps=10,
+                            logging_steps=1, save_steps=100, quantization_method="bnb", quantization_bit=bits,
+                            use_dora=dora)
+    layers = quantized_linear_layers(trainer.model)
+    kind = "Linear4bit" if bits == 4 else "Linear8bitLt"
+    assert [quantized_layer_kind(layer) for layer in layers] == [kind] * LINEAR_LAYERS
+    assert sum(layer.bias is not None for layer in layers) == (BIASED_LAYERS if arch == "qwen2" else 0)
+    losses = _losses(tmp_path)
+    assert len(losses) == 10
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_a_patched_4bit_layer_keeps_the_bias_out_of_bitsandbytes_and_gives_the_same_output(monkeypatch):
+    import bitsandbytes as bnb
+    import torch
+
+    torch.manual_seed(0)
+    dense = torch.nn.Linear(64, 32)
+    layer = bnb.nn.Linear4bit(64, 32, bias=True, compute_dtype=torch.float32, quant_type="nf4")
+    layer.load_state_dict(dense.state_dict())
+    layer = layer.to("cpu")
+    x = torch.randn(3, 64, requires_grad=True)
+    expected = layer(x).detach()
+
+    model = torch.nn.Sequential(layer)
+    assert patch_bnb_layers(model) == 1
+    assert isinstance(layer, bnb.nn.Linear4bit) and quantized_layer_kind(layer) == "Linear4bit"
+    seen_biases = []
+    matmul = bnb.matmul_4bit
+
+    def spy(A, B, quant_state, out=None, bias=None):
+        seen_biases.append(bias)
+        return matmul(A, B, quant_state, out=out, bias=bias)
+
+    monkeypatch.setattr(bnb, "matmul_4bit", spy)
+    out = layer(x)
+    assert seen_biases == [None]  # bitsandbytes never sees (and never adds in place) the bias
+    assert torch.allclose(out, expected, atol=1e-6)
+    out.sum().backward()
+    assert torch.allclose(layer.bias.grad, torch.full((32,), 3.0))  # d(sum)/d(bias) = the batch size
+    assert layer.bias is not None and "bias" in layer.state_dict()

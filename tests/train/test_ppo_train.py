@@ -273,3 +273,17 @@ def test_ppo_settings_that_cannot_run_are_refused(tiny_llama_dir, data_dir, tmp_
     with pytest.raises(ConfigError, match="16 usable prompts but one PPO step takes 20"):
         run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path / "small", ppo_buffer_size=5, reward_model_type="api",
                              reward_model="http://127.0.0.1:9/score"))
+
+
+def test_a_diverged_ppo_run_stops_and_saves_no_policy(tiny_llama_dir, data_dir, tmp_path, monkeypatch):
+    from tuneforge.train.run.divergence import TrainingDiverged
+
+    cfg = ppo_config(tiny_llama_dir, data_dir, tmp_path / "out", learning_rate=1e37, max_steps=3, save_steps=1)
+    with pytest.raises(TrainingDiverged) as raised:
+        run_with_rule_reward(monkeypatch, cfg, tiny_llama_dir)
+    message = str(raised.value)
+    assert message.startswith("training diverged at step 1/3: ")
+    assert "No good checkpoint was saved before the divergence." in message
+    assert "learning_rate too high (1e+37" in message
+    assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
+    assert not list((tmp_path / "out").glob("checkpoint-*"))

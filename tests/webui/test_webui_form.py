@@ -215,3 +215,30 @@ def test_a_restarted_server_adopts_the_running_job_and_can_abort_it(tmp_path):
     assert second.adopt(str(tmp_path / "saves")) == []  # already followed
     second.abort("train", waits=(5.0, 5.0, 5.0))
     assert adopted.status == "aborted" and wait_for(lambda: job.returncode == 130)
+
+
+# A server started with SIGINT ignored (nohup ... &) starts the fake trainer, waits until it logged its
+# steps, aborts it and prints its exit code and last console line.
+SERVER_IGNORING_SIGINT = r"""
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+sys.path.insert(0, sys.argv[3])
+from tuneforge.webui.jobs import JobRegistry
+registry = JobRegistry()
+job = registry.start("train", [sys.argv[1], "polite"], sys.argv[1], program=[sys.executable, "-c", sys.argv[2]])
+log = os.path.join(sys.argv[1], "trainer_log.jsonl")
+while not (os.path.exists(log) and len(open(log).read().splitlines()) == 2):
+    time.sleep(0.05)
+registry.abort("train", waits=(5.0, 5.0, 5.0))
+print(job.returncode, job.console_tail(1).strip())
+"""
+
+
+def test_a_job_started_by_a_server_that_ignores_sigint_still_stops_on_abort_sigint(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    result = subprocess.run([sys.executable, "-c", SERVER_IGNORING_SIGINT, str(tmp_path), FAKE_TRAINER, src],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "130 interrupted", result.stderr  # SIGINT honoured, not SIGTERM's -15

@@ -24,7 +24,7 @@ from .adapters.lora import check_adapters
 from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
 from .gguf import gguf_source, resolve_gguf
 from .precision_patches import upcast_precision_layers, use_reentrant_checkpointing, warn_low_cpu_mem_usage
-from .quantization import plan_quantization, quantize_loaded_model
+from .quantization import patch_bnb_layers, plan_quantization, quantize_loaded_model
 from .rope import configure_rope
 from .shift_attn import check_shift_attn, enable_shift_attn
 from .vocab import resize_embeddings
@@ -70,6 +70,8 @@ def load_model(cfg: Config, tokenizer: Any, is_trainable: bool = True) -> torch.
                                             attn_implementation=attention, **_hub_kwargs(args), **extra)
     if quantization is not None and quantization.quantize_after_load:
         quantize_loaded_model(model, quantization, device, compute_dtype)
+    if quantization is not None and is_trainable:
+        patch_bnb_layers(model)  # bitsandbytes layers that would fail in backward (see quantization.py)
     logger.info("Attention implementation: %s", model.config._attn_implementation)
     enable_shift_attn(model, args, is_trainable)
 

@@ -7,10 +7,15 @@ already quantized (GPTQ/AWQ/AQLM/... `quantization_config` in config.json) wins 
     bnb   4 or 8 bit (nf4 | fp4, double quantization)   transformers' BitsAndBytesConfig; CPU and GPU
     hqq   1-6 or 8 bit                                   the hqq library directly, after loading (see below)
     eetq  8 bit                                          transformers' EetqConfig; CUDA only
+
+bitsandbytes' layers get two training fixes after loading (`patch_bnb_layers`, see there): 4-bit layers with a
+bias (Qwen2's q/k/v) add it outside bitsandbytes, and 8-bit layers keep their scales when peft's DoRA swaps
+their weight on CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from dataclasses import dataclass, field
@@ -183,12 +188,83 @@ def quantize_loaded_model(model: Any, plan: QuantizationPlan, device: str,
     logger.info("HQQ: %d linear layers quantized to %d bit", len(quantized_linear_layers(model)), plan.bits)
 
 
+def patch_bnb_layers(model: torch.nn.Module) -> int:
+    """Make a bitsandbytes-quantized model trainable where bitsandbytes 0.50 / peft 0.18 are not; returns
+    how many layers changed. Each layer keeps its weights, state dict and bitsandbytes base class (peft
+    dispatches on isinstance); only its class becomes the subclass whose forward carries the fix.
+
+    - `Linear4bit` with a bias: bitsandbytes adds the bias in place on some paths (`result += bias` in
+      `matmul_4bit`, the fused kernels), which autograd refuses in the first backward ("a view of a leaf
+      Variable that requires grad is being used in an in-place operation"). The bias is kept out of the
+      bitsandbytes call and added out of place afterwards: the same sum, with a gradient for the bias.
+    - `Linear8bitLt`: peft's DoRA on CPU replaces the layer's weight by `weight.to(cpu)` after every
+      dequantization (peft/utils/integrations.py), a new Int8Params whose int8 data is set but whose scales
+      are None, because bitsandbytes moved them into `layer.state` on the first forward. The next forward
+      would take those None scales ("'NoneType' object has no attribute 'unsqueeze'"); the scales are
+      handed back first.
+    """
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return 0
+    import bitsandbytes as bnb
+
+    biased_4bit, int8 = _bnb_training_classes()
+    patched = 0
+    for module in model.modules():
+        if type(module) is bnb.nn.Linear4bit and module.bias is not None:
+            module.__class__ = biased_4bit
+            patched += 1
+        elif type(module) is bnb.nn.Linear8bitLt:
+            module.__class__ = int8
+            patched += 1
+    return patched
+
+
+@functools.cache
+def _bnb_training_classes() -> tuple[type, type]:
+    """The two subclasses `patch_bnb_layers` gives bitsandbytes' layers (defined on first use: bitsandbytes
+    is optional and slow to import)."""
+    import bitsandbytes as bnb
+
+    class Linear4bitBiasOutOfPlace(bnb.nn.Linear4bit):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            bias: Any = self._parameters["bias"]
+            self._parameters["bias"] = None  # bitsandbytes' forward runs without the bias ...
+            try:
+                out = super().forward(x)
+            finally:
+                self._parameters["bias"] = bias
+            return out + bias.to(out.dtype)  # ... which is added here, out of place
+
+    class Linear8bitLtKeepingScales(bnb.nn.Linear8bitLt):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            weight: Any = self.weight  # an Int8Params: its int8 data CB and its scales SCB
+            state = self.state
+            if weight.CB is not None and weight.SCB is None and state.SCB is not None:
+                weight.SCB = state.SCB  # the same int8 data as state.CB: its scales still apply
+            return super().forward(x)
+
+    return Linear4bitBiasOutOfPlace, Linear8bitLtKeepingScales
+
+
 def quantized_linear_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The quantized linear layers themselves (bnb 4/8-bit, HQQ, EETQ, GPTQ/AWQ kernels), not peft's
     LoRA wrappers around them (peft names some wrappers like the layer they wrap)."""
     return [module for module in model.modules()
-            if type(module).__module__.split(".")[0] in _QUANTIZED_LIBRARIES and "Linear" in type(module).__name__
-            and not hasattr(module, "base_layer")]
+            if _quantized_library_class(module) is not None and not hasattr(module, "base_layer")]
+
+
+def quantized_layer_kind(module: torch.nn.Module) -> str:
+    """The quantization library's class name of a layer from `quantized_linear_layers` (Linear4bit for our
+    patched subclass too)."""
+    cls = _quantized_library_class(module)
+    return cls.__name__ if cls is not None else type(module).__name__
+
+
+def _quantized_library_class(module: torch.nn.Module) -> type | None:
+    for cls in type(module).__mro__:
+        if cls.__module__.split(".")[0] in _QUANTIZED_LIBRARIES and "Linear" in cls.__name__:
+            return cls
+    return None
 
 
 _QUANTIZED_LIBRARIES = ("bitsandbytes", "hqq", "eetq", "gptqmodel", "awq", "aqlm", "optimum")

@@ -7,6 +7,7 @@ saves, resumes and reports lives here, so each recipe reads as:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -31,13 +32,18 @@ from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup
                                create_custom_scheduler)
 from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
 from .run.checkpoints import STAGING_DIR, publish_checkpoint
+from .run.divergence import DivergenceGuard, first_nonfinite_parameter
+from .run.interrupt import stop_gracefully_on_sigint
 from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
+from .run.run_dir import RUN_CONFIG
 from .run.sample_trace import trace_samples
 from .sft_losses import TokenLoss, next_token_targets, sft_token_loss
 
 if TYPE_CHECKING:
     from transformers import Seq2SeqTrainingArguments
+
+logger = logging.getLogger("tuneforge.train")
 
 
 def prepare_run(cfg: Config) -> tuple[Config, Seq2SeqTrainingArguments, str | None]:
@@ -64,9 +70,11 @@ def compute_dtype_of(cfg: Config) -> torch.dtype:
 
 
 class TuneforgeTrainer(Seq2SeqTrainer):
-    """Seq2SeqTrainer whose checkpoints appear atomically and whose length grouping is resumable."""
+    """Seq2SeqTrainer whose checkpoints appear atomically, whose length grouping is resumable and which
+    stops a diverged run before NaN reaches the weights (run/divergence.py)."""
 
     _staging = False
+    _divergence: DivergenceGuard | None = None
     # The run's Config (set by build_trainer): GaLore / APOLLO / BAdam / LoRA+ settings (see optimizers.py).
     run_config: Config | None = None
     # use_dft_loss / use_eaft_loss / use_asft_loss (sft_losses.py), set by build_trainer; None: the model's loss.
@@ -118,6 +126,41 @@ class TuneforgeTrainer(Seq2SeqTrainer):
             self._created_lr_scheduler = self.lr_scheduler is not None  # rebuilt on the next train(), as HF's
         return super().create_scheduler(num_training_steps, optimizer)
 
+    @property
+    def divergence(self) -> DivergenceGuard:
+        if self._divergence is None:
+            self._divergence = DivergenceGuard(self.run_dir, self.args.learning_rate, fp16=self.args.fp16,
+                                               any_rank=self._on_any_rank)
+        return self._divergence
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.divergence.observe_loss(loss)
+        return loss
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        # Called once per optimizer step, after backward and clipping, before optimizer.step(): the last
+        # moment a NaN step can be refused without touching the weights.
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        self.divergence.check_step(self.state.global_step + 1, self.state.max_steps, grad_norm, model)
+        return grad_norm
+
+    def check_weights_finite(self, model: Any, saving: str) -> None:
+        """Raise TrainingDiverged instead of saving `saving` (what would be written) from NaN/inf weights."""
+        bad = first_nonfinite_parameter(model)
+        if self._on_any_rank(bad is not None):
+            where = f" ({bad})" if bad else " on another rank"
+            raise self.divergence.error(self.state.global_step, self.state.max_steps,
+                                        f"the trained weights hold NaN or inf{where}; {saving} was not saved",
+                                        first_bad_checkpoint=self.state.global_step)
+
+    def _on_any_rank(self, flag: bool) -> bool:
+        if self.accelerator.num_processes == 1:
+            return flag
+        votes = torch.tensor([float(flag)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(votes, reduction="sum").item() > 0)
+
     def _get_output_dir(self, trial: Any) -> str:
         # While a checkpoint is written, the Trainer's "run dir" is the staging folder (see _save_checkpoint).
         if self._staging:
@@ -128,6 +171,7 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         """Write checkpoint-N into output_dir/.staging, then rename it into output_dir in one step."""
         staging_root = os.path.join(self.run_dir, STAGING_DIR)
         staged = os.path.join(staging_root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        self.check_weights_finite(model, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
@@ -210,12 +254,17 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     """Train, save the final model/adapter + tokenizer, write metrics and the curves of `plot_keys`."""
     if trainer.is_world_process_zero():
         report_memory_estimate(trainer.model, cfg, trainer.args)
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    with stop_gracefully_on_sigint(trainer) as stop:  # Ctrl-C: checkpoint after this step, then stop
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
+        report_interrupted(trainer, stop.stopped_at)
+        raise KeyboardInterrupt  # the CLI prints "interrupted" and exits 130; no final model is saved
     if cfg.method.include_effective_tokens_per_second:
         result.metrics["effective_tokens_per_sec"] = effective_tokens_per_second(trainer.train_dataset,
                                                                                  result.metrics)
     # Checkpointing turned the KV cache off for training; the saved model should generate with it.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
+    trainer.check_weights_finite(trainer.model, "the final model")
     trainer.save_model()
     if trainer.is_world_process_zero() and trainer.processing_class is not None:
         save_tokenizer_with_chat_template(trainer.processing_class, trainer.run_dir)
@@ -225,6 +274,13 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     if trainer.is_world_process_zero() and cfg.method.plot_loss:
         plot_loss(trainer.run_dir, plot_keys)
     return result.metrics
+
+
+def report_interrupted(trainer: TuneforgeTrainer, step: int) -> None:
+    checkpoint = os.path.join(trainer.run_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+    run_config = os.path.join(trainer.run_dir, RUN_CONFIG)
+    logger.warning("Stopped after step %d/%d; checkpoint saved: %s\nResume with: tuneforge train %s "
+                   "resume_from_checkpoint=%s", step, trainer.state.max_steps, checkpoint, run_config, checkpoint)
 
 
 def evaluate(trainer: TuneforgeTrainer, with_perplexity: bool) -> dict[str, float]:

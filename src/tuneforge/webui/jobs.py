@@ -6,6 +6,9 @@ pipe for it to go on, so closing the browser neither stops nor stalls it. The re
 not per browser session: a page opened later finds the running job and shows it again.
 
 Abort is polite first: SIGINT (the CLI stops like Ctrl-C), then SIGTERM, then SIGKILL, waiting after each.
+The job starts with SIGINT at its default even when the server ignores it (`nohup tuneforge webui &` runs it
+with SIGINT ignored, and an ignored signal stays ignored across fork and exec, Python keeping it so), or Abort's
+SIGINT would do nothing.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ class JobRegistry:
             with open(os.path.join(output_dir, CONSOLE_LOG), "w", encoding="utf-8") as console:
                 process = subprocess.Popen(command, stdout=console, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                           env=_child_env(env))
+                                           env=_child_env(env), preexec_fn=_default_sigint)
             job = Job(kind, command, output_dir, process)
             self._jobs[kind] = job
             _write_job_file(job)
@@ -195,3 +198,10 @@ def _write_job_file(job: Job) -> None:
 
 # The server's one registry.
 JOBS = JobRegistry()
+
+
+def _default_sigint() -> None:
+    """Runs in the forked child before exec: SIGINT back to its default, so that the job's Python installs
+    its KeyboardInterrupt handler. (Only this async-signal-safe call: preexec_fn runs in a copy of a
+    multi-threaded server.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ...config import Config
+from ...errors import UserError
 from ...runtime import runtime
 from .callbacks import truncate_trainer_log
 from .checkpoints import checkpoint_step, clear_staging
@@ -60,7 +61,12 @@ class RunDirectory:
         self._attach_log_file()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if self._handler is not None and isinstance(exc, UserError):
+            # Why the run stopped (divergence, bad data, ...) belongs in its log; the CLI prints it on the
+            # console, so it goes to the file alone.
+            self._handler.emit(logging.makeLogRecord({"name": "tuneforge.train", "levelno": logging.ERROR,
+                                                      "levelname": "ERROR", "msg": f"error: {exc}"}))
         if self._handler is not None:
             for name in _LOGGERS:
                 target = logging.getLogger(name)

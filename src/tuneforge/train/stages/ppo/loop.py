@@ -11,6 +11,9 @@ One PPO step:
      optimizer step every gradient_accumulation_steps mini-batches, clipped policy + value loss;
   7. the adaptive KL controller moves kl_coef toward `ppo_target`; the LR scheduler steps once.
 
+A NaN/inf loss or gradient norm stops the run before the optimizer applies it (run/divergence.py, as the
+shared trainer); the recipe checks the weights are finite before it saves a checkpoint or the result.
+
 Progress goes to the run directory like every other stage (trainer_log.jsonl with loss, lr, reward, kl),
 and each logging step appends the sampled responses to ppo_samples.jsonl.
 """
@@ -32,6 +35,7 @@ import torch
 from ....model.value_head import ValueHead
 from ....runtime import runtime
 from ...run.callbacks import TRAINER_LOG, format_record
+from ...run.divergence import DivergenceGuard, first_nonfinite_parameter
 from . import objective
 from .policy import values_from
 from .rewards import RewardSource
@@ -97,6 +101,8 @@ class PPOLoop:
         self.pad_id = tokenizer.pad_token_id
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.history: list[dict[str, float]] = []
+        self.divergence = DivergenceGuard(output_dir, learning_rate=optimizer.defaults["lr"], fp16=False)
+        self.current_step = 0  # the PPO step being trained (1-based), for the divergence report
 
     # ---- one PPO step ------------------------------------------------------------------------------
     def step(self, prompts: list[list[int]]) -> tuple[dict[str, float], Rollout]:
@@ -202,13 +208,22 @@ class PPOLoop:
                                           settings.cliprange_value)
                 loss = pg + settings.vf_coef * vf
                 (loss / settings.gradient_accumulation_steps).backward()
+                self.divergence.observe_loss(loss)
                 losses.append(loss.item())
                 if (index + 1) % settings.gradient_accumulation_steps == 0 or index + 1 == len(batches):
-                    if settings.max_grad_norm and settings.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                    clip = settings.max_grad_norm if settings.max_grad_norm and settings.max_grad_norm > 0 else math.inf
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+                    self.divergence.check_step(self.current_step, settings.max_steps, grad_norm, self.policy)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
         return losses
+
+    def check_weights_finite(self, step: int, saving: str) -> None:
+        """Raise TrainingDiverged instead of saving `saving` from NaN/inf policy or value-head weights."""
+        bad = first_nonfinite_parameter(self.policy) or first_nonfinite_parameter(self.value_head)
+        if bad is not None:
+            raise self.divergence.error(step, self.settings.max_steps, f"the trained weights hold NaN or inf "
+                                        f"({bad}); {saving} was not saved", first_bad_checkpoint=step)
 
     # ---- the whole run -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -227,6 +242,7 @@ class PPOLoop:
         start = time.time()
         total = self.settings.max_steps
         for step in range(start_step + 1, total + 1):
+            self.current_step = step
             stats, rollout = self.step(next(prompt_batches))
             self.history.append(stats)
             if step % self.settings.logging_steps == 0 or step == total:

@@ -106,10 +106,12 @@ def run_ppo(cfg: Config) -> dict[str, float]:
 
         def on_step(step: int) -> None:
             if save_every and step % save_every == 0 and step < settings.max_steps:
+                loop.check_weights_finite(step, f"checkpoint-{step}")
                 save_checkpoint(loop, batches, lambda folder: save_policy(policy, value_head, tokenizer, folder),
                                 output_dir, step)
 
         metrics = loop.train(batches, on_step=on_step, start_step=start_step)
+        loop.check_weights_finite(settings.max_steps, "the final model")
         save_policy(policy, value_head, tokenizer, output_dir)
         _write_results(output_dir, metrics)
         if cfg.method.plot_loss:
