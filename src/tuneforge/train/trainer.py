@@ -31,7 +31,8 @@ from .memory_estimate import report_memory_estimate
 from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                                create_custom_scheduler)
 from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
-from .run.checkpoints import STAGING_DIR, publish_checkpoint
+from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint
+from .run.disk_full import DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, tree_size
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
 from .run.interrupt import stop_gracefully_on_sigint
 from .run.pissa import PissaConvertCallback
@@ -172,20 +173,34 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         staging_root = os.path.join(self.run_dir, STAGING_DIR)
         staged = os.path.join(staging_root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         self.check_weights_finite(model, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        self._staging = True
         try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging = False
-        self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
-        if not self.args.should_save:
-            return
-        final = publish_checkpoint(staged, self.run_dir)
+            self._staging = True
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._staging = False
+            self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
+            if not self.args.should_save:
+                return
+            final = publish_checkpoint(staged, self.run_dir)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            raise self._checkpoint_disk_full(staged) from error
         if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
             self.state.best_model_checkpoint = final
             self.state.save_to_json(os.path.join(final, "trainer_state.json"))
         rotate_checkpoints(output_dir=self.run_dir, save_total_limit=self.args.save_total_limit,
                            best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+    def _checkpoint_disk_full(self, staged: str) -> DiskFull:
+        """Remove the half-written checkpoint (the disk keeps only complete ones) and say what to do."""
+        written = tree_size(staged)
+        clear_staging(self.run_dir)
+        previous = last_complete_checkpoint(self.run_dir)
+        # The previous checkpoint holds the same files; without one, what was written is a lower bound.
+        needed = tree_size(previous) if previous else written
+        return disk_full_error(self.run_dir, os.path.basename(staged), needed)
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
         # Every token of a padding-free row is real; HF would count `input_ids != pad_token_id`, which drops
@@ -265,15 +280,42 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     # Checkpointing turned the KV cache off for training; the saved model should generate with it.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
     trainer.check_weights_finite(trainer.model, "the final model")
-    trainer.save_model()
-    if trainer.is_world_process_zero() and trainer.processing_class is not None:
-        save_tokenizer_with_chat_template(trainer.processing_class, trainer.run_dir)
+    save_final_model(trainer)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     if trainer.is_world_process_zero() and cfg.method.plot_loss:
         plot_loss(trainer.run_dir, plot_keys)
     return result.metrics
+
+
+def save_final_model(trainer: TuneforgeTrainer) -> None:
+    """The final model/adapter + tokenizer; a full disk removes the files this save created and raises
+    DiskFull naming the last complete checkpoint."""
+    run_dir = trainer.run_dir
+    existed = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else set()
+    try:
+        trainer.save_model()
+        if trainer.is_world_process_zero() and trainer.processing_class is not None:
+            save_tokenizer_with_chat_template(trainer.processing_class, run_dir)
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        if trainer.is_world_process_zero():
+            _remove_new_files(run_dir, existed)
+        previous = last_complete_checkpoint(run_dir)
+        # The checkpoint's weight files are what the final save writes again.
+        needed = sum(tree_size(os.path.join(previous, name)) for name in os.listdir(previous)
+                     if name.startswith(("adapter_model", "model"))) if previous else None
+        raise disk_full_error(run_dir, "the final model", needed) from error
+
+
+def _remove_new_files(run_dir: str, existed: set[str]) -> None:
+    # Only files the failed save created: a half-written adapter must not look like the run's result.
+    for name in set(os.listdir(run_dir)) - existed:
+        path = os.path.join(run_dir, name)
+        if os.path.isfile(path):
+            os.remove(path)
 
 
 def report_interrupted(trainer: TuneforgeTrainer, step: int) -> None:
