@@ -25,7 +25,6 @@ LATER_EXAMPLES = {
     "megatron": "Megatron-Core training (issue 17)",
     "megatron_bridge": "Megatron-Bridge training (issue 17)",
     "ktransformers/train_lora": "KTransformers options of LLaMA-Factory main (issue 17)",
-    "extras/fp8/llama3_fp8_fsdp_sft.yaml": "fsdp given as a list (LLaMA-Factory main; issue 17)",
 }
 
 

@@ -76,7 +76,7 @@ LF_PARAMS = {
 # transformers 4 keys that transformers 5 removed and tuneforge declares itself, mapped by the validator.
 REMOVED_IN_TRANSFORMERS_5 = {"overwrite_output_dir": False, "warmup_ratio": 0.0, "evaluation_strategy": None,
                              "no_cuda": False, "group_by_length": False, "logging_dir": None,
-                             "save_safetensors": True}
+                             "save_safetensors": True, "fsdp_transformer_layer_cls_to_wrap": None}
 
 
 def test_every_lf_parameter_is_declared_with_its_default():

@@ -190,6 +190,61 @@ def test_removed_key_conflicts_with_its_new_name():
         "warmup_ratio: 1.5 is not a fraction; expected a number in [0, 1)."]
 
 
+@pytest.mark.parametrize("fsdp, kept", [
+    (["full_shard", "auto_wrap"], "full_shard auto_wrap"),  # LLaMA-Factory main's fp8 FSDP example
+    ("full_shard auto_wrap", "full_shard auto_wrap"),
+    (True, True),  # transformers 5's own form
+    ("true", True),  # from a web form or `fsdp=true` on the command line
+])
+def test_fsdp_is_a_switch_a_string_or_a_list(fsdp, kept):
+    cfg = make_config({"fsdp": fsdp})
+    assert cfg.train.fsdp == kept
+    assert cfg.training_args.fsdp is True
+    assert cfg.training_args.fsdp_plugin_args["reshard_after_forward"] is True  # full_shard, or FSDP2's default
+
+
+def test_fsdp_rejects_other_values():
+    assert problems_of({"fsdp": ["full_shard", 1]}).problems == [
+        "fsdp: expected true, false, a space-separated string or a list of strings or null, got "
+        "['full_shard', 1] (list)."]
+
+
+def test_fsdp_transformer_layer_cls_to_wrap_moves_into_fsdp_config():
+    cfg = make_config({"fsdp": ["full_shard", "auto_wrap"], "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer"})
+    assert cfg.train.fsdp_transformer_layer_cls_to_wrap == ["LlamaDecoderLayer"]
+    assert cfg.training_args.fsdp_config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
+    assert cfg.training_args.fsdp_plugin_args["transformer_cls_names_to_wrap"] == "LlamaDecoderLayer"
+
+
+def test_fsdp_transformer_layer_cls_to_wrap_merges_with_fsdp_config():
+    cfg = make_config({"fsdp": True, "fsdp_config": {"version": 2, "cpu_offload": True},
+                       "fsdp_transformer_layer_cls_to_wrap": "Qwen2DecoderLayer,LlamaDecoderLayer"})
+    fsdp_config = cfg.training_args.fsdp_config
+    assert (fsdp_config["version"], fsdp_config["cpu_offload"]) == (2, True)
+    assert fsdp_config["transformer_layer_cls_to_wrap"] == ["Qwen2DecoderLayer", "LlamaDecoderLayer"]
+    assert cfg.training_args.fsdp_plugin_args["transformer_cls_names_to_wrap"] == "Qwen2DecoderLayer,LlamaDecoderLayer"
+    # The same classes given both ways is no conflict (transformers also strips a `fsdp_` prefix).
+    same = make_config({"fsdp": True, "fsdp_config": {"fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer"},
+                        "fsdp_transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]})
+    assert same.training_args.fsdp_config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
+
+
+def test_fsdp_transformer_layer_cls_to_wrap_conflicts_with_fsdp_config(tmp_path):
+    assert problems_of({"fsdp": True, "fsdp_config": {"transformer_layer_cls_to_wrap": ["Qwen2DecoderLayer"]},
+                        "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer"}).problems == [
+        "fsdp_transformer_layer_cls_to_wrap (['LlamaDecoderLayer']) and fsdp_config.transformer_layer_cls_to_wrap "
+        "(['Qwen2DecoderLayer']) are both set and differ; fsdp_transformer_layer_cls_to_wrap is the transformers 4 "
+        "name of fsdp_config's transformer_layer_cls_to_wrap: keep only the one inside `fsdp_config`."]
+    fsdp_file = tmp_path / "fsdp.json"
+    fsdp_file.write_text('{"version": 2}')
+    assert problems_of({"fsdp": True, "fsdp_config": str(fsdp_file),
+                        "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer"}).problems == [
+        f"fsdp_transformer_layer_cls_to_wrap (['LlamaDecoderLayer']) and fsdp_config ({str(fsdp_file)!r}, a file) are both "
+        "set; fsdp_transformer_layer_cls_to_wrap is the transformers 4 name of fsdp_config's "
+        "transformer_layer_cls_to_wrap: write `transformer_layer_cls_to_wrap` into that file and remove "
+        "`fsdp_transformer_layer_cls_to_wrap`."]
+
+
 def test_bf16_validates_on_a_cpu_machine_and_keeps_the_intent():
     cfg = make_config({"bf16": True})
     assert cfg.train.bf16 is True and cfg.training_args.bf16 is True

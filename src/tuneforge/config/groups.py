@@ -253,6 +253,7 @@ class TrainArgs:
     no_cuda: bool
     group_by_length: bool
     logging_dir: str | None
+    fsdp_transformer_layer_cls_to_wrap: list[str] | None
     save_safetensors: bool
     padding_free: bool
     trace_samples: bool
@@ -392,7 +393,7 @@ class TrainArgs:
     ddp_static_graph: bool | None
     ddp_backend: str | None
     ddp_timeout: int
-    fsdp: str | None
+    fsdp: bool | str | None
     fsdp_config: Any
     deepspeed: Any
     debug: Any

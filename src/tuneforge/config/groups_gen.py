@@ -19,7 +19,7 @@ from .schema import GROUPS, Param, all_params
 COMPUTED = ("lora_alpha", "packing", "media_dir", "output_dir", "generation_max_length")
 
 _PYTHON_TYPE = {"str": "str", "int": "int", "float": "float", "bool": "bool", "list": "list[str]",
-                "float_list": "list[float]", "dict": "dict[str, Any]", "any": "Any"}
+                "float_list": "list[float]", "dict": "dict[str, Any]", "switch_or_words": "bool | str", "any": "Any"}
 
 
 def class_name(group: str) -> str:

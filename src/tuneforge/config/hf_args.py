@@ -64,6 +64,8 @@ def describe_live() -> dict[str, Param]:
         kind, nullable, choices = _describe_type(hints.get(field.name, Any))
         if field.name == "resume_from_checkpoint":
             kind = "any"  # also true / "auto" (resolved to a checkpoint path by config/resume.py)
+        if field.name == "fsdp":
+            kind = "switch_or_words"  # typed `str`, but transformers also takes `fsdp: true` and a list
         if field.metadata.get("choices"):
             choices = tuple(field.metadata["choices"])
         if field.default is not dataclasses.MISSING:
@@ -138,6 +140,7 @@ REMOVED_KEY_MAPPING = {
     "overwrite_output_dir": "kept by tuneforge (resume detection)",
     "logging_dir": "kept by tuneforge and given to the TensorBoard callback (train/lf_switches.py)",
     "save_safetensors": "always true in transformers 5; false is refused (config/checks.py)",
+    "fsdp_transformer_layer_cls_to_wrap": "fsdp_config: {transformer_layer_cls_to_wrap: [...]}",
 }
 
 # Other keys that transformers 4.x accepted and 5 removed, with what to write instead. Only used to
@@ -157,7 +160,6 @@ REMOVED_KEY_HINTS = {
     "fp16_opt_level": "remove it (apex is no longer supported)",
     "torchdynamo": "use `torch_compile_backend`",
     "fsdp_min_num_params": "set `min_num_params` inside `fsdp_config`",
-    "fsdp_transformer_layer_cls_to_wrap": "set `transformer_layer_cls_to_wrap` inside `fsdp_config`",
     "tpu_num_cores": "remove it",
     "tpu_metrics_debug": "remove it",
     "jit_mode_eval": "remove it",
@@ -197,7 +199,37 @@ def map_removed_keys(values: dict[str, Any], explicit: set[str]) -> tuple[dict[s
             conflict("group_by_length", "train_sampling_strategy")
         else:
             mapped["train_sampling_strategy"] = "group_by_length"
+    layers = values.get("fsdp_transformer_layer_cls_to_wrap")
+    if "fsdp_transformer_layer_cls_to_wrap" in explicit and layers:
+        fsdp_config, problem = _fsdp_config_with_layers(values.get("fsdp_config"), layers)
+        if problem:
+            problems.append(problem)
+        elif fsdp_config is not None:
+            mapped["fsdp_config"] = fsdp_config
     return mapped, problems
+
+
+def _fsdp_config_with_layers(fsdp_config: Any, layers: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+    """(fsdp_config with `transformer_layer_cls_to_wrap: layers` added, None), (None, None) when it already
+    says the same, or (None, problem) when it says something else or is a file this step does not read."""
+    old = "fsdp_transformer_layer_cls_to_wrap"
+    if fsdp_config is None:
+        return {"transformer_layer_cls_to_wrap": list(layers)}, None
+    if not isinstance(fsdp_config, dict):
+        return None, (f"{old} ({layers!r}) and fsdp_config ({fsdp_config!r}, a file) are both set; {old} is the "
+                      f"transformers 4 name of fsdp_config's transformer_layer_cls_to_wrap: write "
+                      f"`transformer_layer_cls_to_wrap` into that file and remove `{old}`.")
+    # transformers strips a `fsdp_` prefix from fsdp_config keys and accepts one class name as a string.
+    for key in ("transformer_layer_cls_to_wrap", old):
+        if key in fsdp_config:
+            given = fsdp_config[key]
+            given_list = [given] if isinstance(given, str) else given
+            if given_list == list(layers):
+                return None, None
+            return None, (f"{old} ({layers!r}) and fsdp_config.{key} ({given!r}) are both set and differ; {old} "
+                          f"is the transformers 4 name of fsdp_config's transformer_layer_cls_to_wrap: keep only "
+                          f"the one inside `fsdp_config`.")
+    return {**fsdp_config, "transformer_layer_cls_to_wrap": list(layers)}, None
 
 
 def build_training_args(kwargs: dict[str, Any]) -> tuple[Any, str | None]:

@@ -35,7 +35,9 @@ GROUPS = (
 # Value kinds understood by the validator. "list" means a list of strings that may also be given as a
 # comma-separated string (LLaMA-Factory accepts `dataset: a,b`); "float_list" is the same for numbers
 # (`interleave_probs: 0.3,0.7`). "dict" also accepts a JSON object string (`vllm_config: '{"a": 1}'`).
-KINDS = ("str", "int", "float", "bool", "list", "float_list", "dict", "any")
+# "switch_or_words" is true/false or space-separated words, also given as a list (transformers' `fsdp:
+# true`, `fsdp: full_shard auto_wrap`, `fsdp: [full_shard, auto_wrap]`).
+KINDS = ("str", "int", "float", "bool", "list", "float_list", "dict", "switch_or_words", "any")
 
 
 @dataclass(frozen=True)

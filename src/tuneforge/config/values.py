@@ -21,6 +21,7 @@ _EXPECTED = {
     "list": "a list of strings or a comma-separated string",
     "float_list": "a list of numbers or a comma-separated string of numbers",
     "dict": "a mapping (or a JSON object string)",
+    "switch_or_words": "true, false, a space-separated string or a list of strings",
 }
 
 
@@ -104,6 +105,19 @@ def _to_list(value: Any) -> list[str]:
     raise TypeError
 
 
+def _to_switch_or_words(value: Any) -> bool | str:
+    # transformers' `fsdp`: a switch or its legacy options ("full_shard auto_wrap"); a list is joined
+    # with spaces, the form transformers splits again.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        words = value.strip()
+        return words.lower() == "true" if words.lower() in ("true", "false") else words
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) and item.strip() for item in value):
+        return " ".join(item.strip() for item in value)
+    raise TypeError
+
+
 def _to_float_list(value: Any) -> list[float]:
     if isinstance(value, str):
         return [float(item) for item in value.split(",")]
@@ -132,6 +146,7 @@ _CONVERTERS = {
     "list": _to_list,
     "float_list": _to_float_list,
     "dict": _to_dict,
+    "switch_or_words": _to_switch_or_words,
 }
 
 

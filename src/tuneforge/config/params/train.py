@@ -28,6 +28,8 @@ declare("group_by_length", "bool", False, "Batch samples of similar length toget
         "`train_sampling_strategy: group_by_length`).", G)
 declare("logging_dir", "str", None, "TensorBoard log folder (default: output_dir/runs/<date>_<host>); "
         "transformers 5 removed the argument, tuneforge gives the folder to its TensorBoard callback.", G)
+declare("fsdp_transformer_layer_cls_to_wrap", "list", None, "Decoder-layer class names FSDP wraps (transformers "
+        "5: `transformer_layer_cls_to_wrap` inside `fsdp_config`).", G)
 declare("save_safetensors", "bool", True, "Save checkpoints as safetensors. transformers 5 always does; false "
         "(legacy .bin files) is refused with an explanation.", G)
 
