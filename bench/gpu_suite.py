@@ -54,6 +54,14 @@ def _gpu_suite_record_peak():
         json.dump({"peak_bytes": peak}, handle)
 
 atexit.register(_gpu_suite_record_peak)
+
+# Shadowing the interpreter's own sitecustomize (Debian/Ubuntu ship one) would drop its setup: run it too.
+import importlib.machinery, importlib.util
+_here = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.machinery.PathFinder.find_spec(
+    "sitecustomize", [p for p in sys.path if os.path.abspath(p or ".") != _here])
+if _spec is not None and _spec.loader is not None:
+    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
 '''
 
 

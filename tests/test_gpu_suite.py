@@ -62,3 +62,16 @@ def test_dry_run_plans_and_validates_every_case(tmp_path, monkeypatch, capsys):
 
 def test_shell_entry_point_parses():
     assert subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu_suite.sh")]).returncode == 0
+
+
+def test_peak_hook_records_the_largest_device_peak_at_exit(tmp_path, monkeypatch):
+    """The sitecustomize hook each run's processes load; CUDA faked, since only its bookkeeping is tested here."""
+    suite = _suite_module(monkeypatch)
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(suite.PEAK_HOOK)
+    fake_cuda = ("import torch; torch.cuda.is_initialized = lambda: True; torch.cuda.device_count = lambda: 2; "
+                 "torch.cuda.max_memory_allocated = lambda i: [100, 300][i]")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "hook"), "GPU_SUITE_PEAK_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", fake_cuda], env=env, check=True, timeout=60)
+    [peak_file] = tmp_path.glob("peak_*.json")
+    assert json.loads(peak_file.read_text()) == {"peak_bytes": 300}
