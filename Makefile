@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-train bench-dpo clean
+.PHONY: setup demo test bench bench-train bench-dpo bench-gpu clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ bench-train: $(STAMP)
 
 bench-dpo: $(STAMP)
 	$(BIN)/python bench/dpo.py --repeats 2
+
+# The GPU suite (bench/gpu_suite.sh): runs on a CUDA machine, a dry run (plan + validated YAMLs) elsewhere.
+bench-gpu: $(STAMP)
+	PYTHON=$(BIN)/python bash bench/gpu_suite.sh
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
