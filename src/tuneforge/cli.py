@@ -128,18 +128,16 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
     return (paths[0] if paths else None), overrides
 
 
-def _load(args: argparse.Namespace, *, data_only: bool = False) -> Config:
-    """The command's Config, validated on the one path every entry point shares (tuneforge.validate)."""
+def _load(args: argparse.Namespace) -> Config:
+    """The command's Config. The entry points it is handed to (run_chat, run_api, run_export, run_eval) validate
+    it on the one shared path (tuneforge.validate); train and data check validate here, before they branch."""
     from .config import load_config
-    from .validate import validate_config
 
     path, overrides = _split_config_args(args.args)
     if path is None and not overrides:
         raise ConfigError("no configuration given; pass a YAML/JSON file and/or key=value pairs, "
                           "e.g. `tuneforge train examples/sft_lora.yaml`.")
-    cfg = load_config(path, overrides)
-    validate_config(cfg, data_only=data_only)
-    return cfg
+    return load_config(path, overrides)
 
 
 def _require(cfg: Config, command: str, *keys: str) -> None:
@@ -150,8 +148,10 @@ def _require(cfg: Config, command: str, *keys: str) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train.launch.torchrun import relaunch_under_torchrun
+    from .validate import validate_config
 
     cfg = _load(args)
+    validate_config(cfg)  # before preprocessing or a torchrun relaunch, so the user sees the problems once
     if not _only_preprocesses(cfg):
         # Several devices/nodes (or FORCE_TORCHRUN=1): the same command again, under torchrun.
         exit_code = relaunch_under_torchrun(args.args, deepspeed=bool(cfg.train.deepspeed))
@@ -183,7 +183,10 @@ def run_training(cfg: Config) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    cfg = _load(args, data_only=True)
+    from .validate import validate_config
+
+    cfg = _load(args)
+    validate_config(cfg, data_only=True)
     _require(cfg, "data check", "model_name_or_path", "dataset")
     from .data.pipeline import run_data_check
 
