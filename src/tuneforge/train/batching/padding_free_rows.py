@@ -19,16 +19,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ...config import Config
 from .packed_attention import can_use_per_row_sdpa, use_per_row_sdpa
 from .padding_free import BatchCost, shared_reason
-
-if TYPE_CHECKING:
-    from transformers import TrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +99,13 @@ def accepts_logits_to_keep(model: Any) -> bool:
 Scorer = Callable[[torch.nn.Module, dict[str, torch.Tensor], "RowPacker | None"], tuple[torch.Tensor, torch.Tensor]]
 
 
-def row_packer(model: Any, args: TrainingArguments, cfg: Config, score: Scorer, lm_head: bool = True,
+def row_packer(model: Any, cfg: Config, score: Scorer, lm_head: bool = True,
                other_models: tuple[Any, ...] = ()) -> RowPacker | None:
     """A RowPacker where packed rows give the padded rows' outputs on this model, else None (logged).
 
     `score(model, batch, packer)` returns (outputs, mask of the positions that count) for a padded batch;
     `other_models` (a separate reference model) run the same batches, so they are switched and checked too.
-    Every setting it reads comes from `cfg`; `args` stays in the signature the preference trainer calls."""
+    Every setting it reads comes from `cfg`."""
     models = (model, *other_models)
     reason = next((why for why in (shared_reason(each, cfg) for each in models) if why), None)
     if reason is None and cfg.model.shift_attn:

@@ -88,7 +88,7 @@ class PreferenceTrainer(TuneforgeTrainer):
             assert self.model is not None, "the trainer holds its model from __init__ on"
             assert self.run_config is not None, "build_trainer sets the run's config"
             others = () if self.ref_model is None else (self.ref_model,)
-            self._row_packer = row_packer(self.model, self.args, self.run_config,
+            self._row_packer = row_packer(self.model, self.run_config,
                                           self.score_rows, lm_head=self.SCORES_LOGITS,
                                           other_models=tuple(self.accelerator.unwrap_model(m) for m in others))
         return self._row_packer
