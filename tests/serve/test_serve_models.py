@@ -54,7 +54,8 @@ def test_an_image_url_reaches_the_vision_model(vl_engine, tmp_path):
     streamed = "".join(vl_engine.stream_chat([{"role": "user", "content": ASK}], images=[blue]))
     assert streamed == expected["blue"]  # `tuneforge chat` and the web UI's chat stream through this path
     red.save(tmp_path / "red.png")
-    app = create_app(vl_engine, settings=api_settings({"API_MODEL_NAME": "vl", "SAFE_MEDIA_PATH": str(tmp_path)}))
+    app = create_app(vl_engine, settings=api_settings({"API_MODEL_NAME": "vl", "SAFE_MEDIA_PATH": str(tmp_path),
+                                                       "ALLOW_LOCAL_FILES": "1"}))
     with serving(app) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         answers = [client.chat.completions.create(model="vl", messages=image_message(source)).choices[0].message.content
@@ -63,7 +64,19 @@ def test_an_image_url_reaches_the_vision_model(vl_engine, tmp_path):
         status, body = http("POST", url + "/v1/chat/completions",
                             {"model": "vl", "messages": image_message(str(tmp_path / "missing.png"))})
         assert status == 400 and "no image file at" in body["error"]["message"]
+        status, body = http("POST", url + "/v1/chat/completions", {"model": "vl", "messages": image_message("/etc/passwd")})
+        assert status == 403 and "outside the directory this server reads images from" in body["error"]["message"]
+        status, body = http("POST", url + "/v1/chat/completions",
+                            {"model": "vl", "messages": image_message("data:image/png;base64,@@@")})
+        assert status == 400 and "the data URL holds invalid base64" in body["error"]["message"]
     app.state.batcher.close()
+    closed = create_app(vl_engine, settings=api_settings({"API_MODEL_NAME": "vl", "SAFE_MEDIA_PATH": str(tmp_path)}))
+    with serving(closed) as url:  # local files are off by default
+        status, body = http("POST", url + "/v1/chat/completions",
+                            {"model": "vl", "messages": image_message(str(tmp_path / "red.png"))})
+        assert status == 403 and "local image files are disabled on this server (set ALLOW_LOCAL_FILES=1" in (
+            body["error"]["message"])
+    closed.state.batcher.close()
 
 
 # ---- reward scores ---------------------------------------------------------------------------------------
@@ -137,14 +150,19 @@ def test_a_model_without_value_head_is_refused_clearly(tiny_llama_dir):
 
 def test_environment_settings_follow_llamafactory(tmp_path):
     here = os.path.realpath(os.getcwd())
-    assert api_settings({}) == ApiSettings(host="0.0.0.0", port=8000, api_key=None, model_name="gpt-3.5-turbo",
-                                           max_concurrent=4, allow_local_files=True, safe_media_path=here)
+    assert api_settings({}) == ApiSettings(host="127.0.0.1", port=8000, api_key=None, model_name="gpt-3.5-turbo",
+                                           max_concurrent=4, allow_local_files=False, safe_media_path=here)
     assert api_settings({"API_PORT": "9001", "API_KEY": "k", "API_MODEL_NAME": "m", "MAX_CONCURRENT": "2",
                          "API_HOST": "127.0.0.1"}) == ApiSettings(host="127.0.0.1", port=9001, api_key="k",
                                                                   model_name="m", max_concurrent=2,
-                                                                  allow_local_files=True, safe_media_path=here)
-    assert api_settings({"ALLOW_LOCAL_FILES": "0", "SAFE_MEDIA_PATH": str(tmp_path)}) == dataclasses.replace(
-        api_settings({}), allow_local_files=False, safe_media_path=os.path.realpath(tmp_path))
+                                                                  allow_local_files=False, safe_media_path=here)
+    assert api_settings({"ALLOW_LOCAL_FILES": "1", "SAFE_MEDIA_PATH": str(tmp_path)}) == dataclasses.replace(
+        api_settings({}), allow_local_files=True, safe_media_path=os.path.realpath(tmp_path))
+    assert api_settings({"ALLOW_REMOTE_URLS": "no", "ALLOW_PRIVATE_URLS": "yes", "API_MAX_BODY_MB": "2",
+                         "API_MAX_MESSAGES": "10", "API_MAX_IMAGE_MB": "3", "API_MAX_IMAGE_PIXELS": "1000"}
+                        ) == dataclasses.replace(api_settings({}), allow_remote_urls=False, allow_private_urls=True,
+                                                 max_body_bytes=2 * 1024 * 1024, max_messages=10,
+                                                 max_image_bytes=3 * 1024 * 1024, max_image_pixels=1000)
     with pytest.raises(ConfigError) as error:
         api_settings({"API_PORT": "http", "MAX_CONCURRENT": "0"})
     assert error.value.problems == ["API_PORT='http': expected a whole number from 1 to 65535",
@@ -155,14 +173,15 @@ def test_the_api_command_serves_the_config_with_the_environment(monkeypatch, tmp
     config = tmp_path / "api.yaml"
     config.write_text(f"model_name_or_path: {tiny_llama_dir}\ntemplate: qwen\ndo_sample: false\n"
                       "max_new_tokens: 4\n")
+    monkeypatch.delenv("API_HOST", raising=False)
     monkeypatch.setenv("API_KEY", "env-key")
     monkeypatch.setenv("API_MODEL_NAME", "served")
     monkeypatch.setenv("API_PORT", "8123")
     started = {}
     monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kwargs: started.update(app=app, host=host, port=port))
     assert cli.main(["api", str(config)]) == 0
-    assert (started["host"], started["port"]) == ("0.0.0.0", 8123)
-    assert "http://localhost:8123/v1" in capsys.readouterr().out
+    assert (started["host"], started["port"]) == ("127.0.0.1", 8123)  # loopback unless API_HOST says otherwise
+    assert "Serving 'served' at http://127.0.0.1:8123/v1" in capsys.readouterr().out
     with serving(started["app"]) as url:
         assert http("GET", url + "/v1/models", key="env-key") == (200, {"object": "list", "data": [
             {"id": "served", "object": "model", "created": 0, "owned_by": "tuneforge"}]})

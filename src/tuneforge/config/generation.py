@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -93,7 +94,12 @@ def _checked(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def _check_ranges(values: dict[str, Any]) -> None:
     """Values transformers would reject mid-request (or silently misuse), reported up front."""
-    problems = []
+    # NaN passes every `<` test below (all comparisons with NaN are false), and inf makes generate fail
+    # deep inside sampling; both are refused by name first.
+    problems = [f"{key}: {value!r} is not a finite number; give a real number." for key, value in values.items()
+                if isinstance(value, float) and not math.isfinite(value)]
+    if problems:
+        raise ConfigError(problems)
     if values["temperature"] < 0:
         problems.append(f"temperature: {values['temperature']!r} is negative; use 0 (greedy) or a positive number.")
     if not 0 < values["top_p"] <= 1:

@@ -62,6 +62,7 @@ class ChatEngine:
             model, tokenizer, template = load_for_inference(self.cfg)
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.stop_token_ids = template.get_stop_token_ids(tokenizer)
+        self.context_length = model_context_length(model)
         # One generation at a time: a model's forward pass is not safe to share between threads.
         self._lock = threading.Lock()
 
@@ -79,6 +80,16 @@ class ChatEngine:
         paired = [*messages, {"role": "assistant", "content": ""}]
         prompt_ids, _ = self.template.encode_oneturn(self.tokenizer, paired, system, tools)
         return list(prompt_ids)
+
+    def image_problem(self) -> str | None:
+        """Why this engine cannot take images (None: it can), found without decoding any image."""
+        if not hasattr(self.template, "media_plugin"):
+            from ..data.media import attach_media_plugin
+
+            attach_media_plugin(self.template, self.cfg, self.tokenizer)
+        if getattr(self.template, "media_plugin", None) is None:
+            return getattr(self.template, "media_problem", None) or "this model takes no images"
+        return None
 
     def respond(self, messages: list[dict], system: str | None = None, tools: str | None = None,
                 **overrides: Any) -> Response:
@@ -225,6 +236,17 @@ class ChatEngine:
         extra = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in extra.items()}
         return self.model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                    **kwargs, **extra)
+
+
+def model_context_length(model: Any) -> int | None:
+    """The most positions the model attends to (max_position_embeddings, of the text model for a
+    vision-language one); None when its config does not say."""
+    config = getattr(model, "config", None)
+    for candidate in (config, getattr(config, "text_config", None)):
+        length = getattr(candidate, "max_position_embeddings", None)
+        if isinstance(length, int) and length > 0:
+            return length
+    return None
 
 
 def check_messages(messages: Any) -> None:

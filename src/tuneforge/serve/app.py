@@ -12,6 +12,7 @@ environment (serve/server.py, `api_settings`).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -20,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import UserError
 from .batcher import Batcher, Job
-from .errors import APIError, error_body, validation_message
+from .body_limit import BodyLimit
+from .errors import APIError, error_body, json_error_message, validation_message
+from .limits import check_message_count, check_text, fit_to_context
 from .messages import convert_request
 from .protocol import ChatCompletionRequest, ScoreEvaluationRequest
 
@@ -43,13 +46,15 @@ def create_app(engine: Any = None, scorer: Any = None, *, settings: ApiSettings)
     app = FastAPI(title="tuneforge OpenAI-compatible API")
     app.state.batcher = Batcher(engine, max_batch_rows=max(max_concurrent, 1)) if engine is not None else None
     app.state.admitted = asyncio.Semaphore(max(max_concurrent, 1))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     _add_error_handlers(app)
 
     async def check_key(request: Request) -> None:
         if not api_key:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or token.strip() != api_key:
+        # compare_digest: the time taken does not tell how much of a guessed key was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
             raise APIError(401, "invalid or missing API key: send the header `Authorization: Bearer <API_KEY>`",
                            code="invalid_api_key")
 
@@ -68,7 +73,7 @@ def create_app(engine: Any = None, scorer: Any = None, *, settings: ApiSettings)
         return _model_card(model_name)
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    async def chat_completions(request: ChatCompletionRequest) -> Any:
+    async def chat_completions(request: ChatCompletionRequest, http_request: Request) -> Any:
         check_model(request.model)
         if engine is None:
             raise APIError(405, "this server serves a reward model: use POST /v1/score/evaluation, or serve a "
@@ -78,7 +83,7 @@ def create_app(engine: Any = None, scorer: Any = None, *, settings: ApiSettings)
             from sse_starlette import EventSourceResponse
 
             return EventSourceResponse(_stream(app, engine, request, *prepared), ping=15)
-        return await _complete(app, engine, request, *prepared)
+        return await _complete_unless_client_leaves(app, engine, request, http_request, *prepared)
 
     @app.post("/v1/score/evaluation", dependencies=[Depends(check_key)])
     async def score_evaluation(request: ScoreEvaluationRequest) -> dict:
@@ -106,6 +111,8 @@ def _prepare(engine: Any, request: ChatCompletionRequest, max_rows: int, setting
     """Everything that can be wrong with a request, found before generation: (the job, its tools JSON)."""
     from ..config.generation import resolve_generation
 
+    check_message_count(len(request.messages), settings.max_messages)
+    check_text(request.model_dump(exclude_none=True))
     problems = request.unsupported_fields()
     if problems:
         raise APIError(400, "; ".join(problems))
@@ -115,22 +122,50 @@ def _prepare(engine: Any, request: ChatCompletionRequest, max_rows: int, setting
     stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     if len(stop) > MAX_STOP_WORDS or not all(stop):
         raise APIError(400, f"stop: give up to {MAX_STOP_WORDS} non-empty strings", "stop")
-    messages, system, tools, images = convert_request(request, settings)
+    messages, system, tools, images = convert_request(request, settings, engine.image_problem)
+    requested = request.max_completion_tokens or request.max_tokens
     overrides = dict(do_sample=request.do_sample, temperature=request.temperature, top_p=request.top_p,
-                     max_new_tokens=request.max_completion_tokens or request.max_tokens)
-    resolve_generation(engine.generation, overrides)  # ConfigError (-> 400) names a bad value
+                     max_new_tokens=requested)
+    kwargs, _ = resolve_generation(engine.generation, overrides)  # ConfigError (-> 400) names a bad value
     prompt_ids = engine.build_prompt(messages, system, tools, images=images or None)
+    overrides["max_new_tokens"] = fit_to_context(len(prompt_ids), engine.context_length, requested, kwargs)
     job = Job(prompt_ids=prompt_ids, n=request.n, images=images or None, overrides=overrides, stop=tuple(stop),
               presence_penalty=request.presence_penalty)
     return job, tools
 
 
-async def _complete(app: FastAPI, engine: Any, request: ChatCompletionRequest, job: Job, tools: str | None) -> dict:
+async def _complete_unless_client_leaves(app: FastAPI, engine: Any, request: ChatCompletionRequest,
+                                         http_request: Request, job: Job, tools: str | None) -> Any:
+    """The answer; when the client hangs up first, its generation stops at the next token (or it leaves
+    the line) and nothing is sent. uvicorn does not cancel a plain request whose client left, so the
+    route watches for the disconnect itself (sse-starlette does this for streams)."""
+    answering = asyncio.ensure_future(_answers(app, job))
+    leaving = asyncio.ensure_future(_client_left(http_request))
     try:
-        async with app.state.admitted:
-            responses = await asyncio.wrap_future(app.state.batcher.submit(job))
+        await asyncio.wait({answering, leaving}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        leaving.cancel()
         job.cancelled.set()  # a client that left mid-answer frees its rows at the next token
+        if not answering.done():
+            answering.cancel()
+    if answering.cancelled():
+        logger.info("client left before its answer; generation stopped")
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+    return _completion(engine, request, job, tools, answering.result())
+
+
+async def _answers(app: FastAPI, job: Job) -> list:
+    async with app.state.admitted:
+        return await asyncio.wrap_future(app.state.batcher.submit(job))
+
+
+async def _client_left(http_request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so the next ASGI message is that)."""
+    while (await http_request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _completion(engine: Any, request: ChatCompletionRequest, job: Job, tools: str | None, responses: list) -> dict:
     choices = []
     for index, response in enumerate(responses):
         calls = _tool_calls(engine, response) if tools else None
@@ -237,9 +272,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(400, str(error)), 400)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        message, param = validation_message(list(error.errors()))
-        return JSONResponse(error_body(422, message, param), 422)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # 400 as OpenAI answers a body of the wrong shape (FastAPI's default is 422).
+        errors = list(error.errors())
+        if errors and errors[0].get("type") == "json_invalid":
+            body = (await request.body()).decode("utf-8", "replace")
+            return JSONResponse(error_body(400, json_error_message(body, errors[0])), 400)
+        message, param = validation_message(errors)
+        return JSONResponse(error_body(400, message, param), 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

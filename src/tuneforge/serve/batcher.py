@@ -93,7 +93,9 @@ class Batcher:
         for job in batch:
             if job.cancelled.is_set():  # the client left while it waited
                 job.future.cancel()
-        batch = [job for job in batch if not job.future.cancelled()]
+        # From here on a future cannot be cancelled (a client that leaves sets job.cancelled instead), so
+        # setting its result below cannot fail.
+        batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not batch:
             return
         owners = [(job, index) for job in batch for index in range(job.n)]

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 405: "invalid_request_error", 422: "invalid_request_error",
-               500: "server_error"}
+               404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+               422: "invalid_request_error", 500: "server_error"}
 
 
 class APIError(Exception):
@@ -34,3 +34,15 @@ def validation_message(errors: list[dict]) -> tuple[str, str | None]:
         parts.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "invalid request: " + "; ".join(parts) + more, first
+
+
+def json_error_message(body: str, error: dict) -> str:
+    """FastAPI's json_invalid error (a character offset) -> where an editor shows it: line and column."""
+    location = error.get("loc", ())
+    offset = location[1] if len(location) > 1 and isinstance(location[1], int) else None
+    reason = (error.get("ctx") or {}).get("error") or "invalid JSON"
+    if offset is None:
+        return f"the request body is not valid JSON ({reason}); send one JSON object"
+    line = body.count("\n", 0, offset) + 1
+    column = offset - (body.rfind("\n", 0, offset) + 1) + 1
+    return f"the request body is not valid JSON: {reason} at line {line}, column {column}; send one JSON object"

@@ -10,10 +10,11 @@ The engine then checks that turns alternate as the template needs (DataError -> 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import APIError
-from .media import load_request_image
+from .media import ImageBudget, load_request_image
 from .protocol import ChatCompletionRequest, ChatMessage
 
 if TYPE_CHECKING:
@@ -22,10 +23,13 @@ if TYPE_CHECKING:
 ROLES = {"user": "user", "assistant": "assistant", "tool": "observation", "function": "observation"}
 
 
-def convert_request(request: ChatCompletionRequest, settings: ApiSettings
-                    ) -> tuple[list[dict], str | None, str | None, list]:
-    """`settings`: the server's, which say where request images may be read from."""
+def convert_request(request: ChatCompletionRequest, settings: ApiSettings,
+                    image_problem: Callable[[], str | None]) -> tuple[list[dict], str | None, str | None, list]:
+    """`settings`: the server's, which say where request images may be read from and how big they may be.
+    `image_problem()`: why the engine takes no images (None: it does), asked before any image is read."""
     from ..data import PLACEHOLDERS
+
+    budget = ImageBudget(settings)
 
     placeholder = PLACEHOLDERS["images"]
     messages = list(request.messages)
@@ -50,8 +54,11 @@ def convert_request(request: ChatCompletionRequest, settings: ApiSettings
                     raise APIError(400, f"{part_param}: an image_url part needs {{\"image_url\": {{\"url\": ...}}}}",
                                    part_param)
                 else:
+                    problem = image_problem()
+                    if problem:
+                        raise APIError(400, f"{part_param}: this server cannot take images: {problem}", part_param)
                     text += placeholder
-                    images.append(load_request_image(part.image_url.url, f"{part_param}.image_url", settings))
+                    images.append(load_request_image(part.image_url.url, f"{part_param}.image_url", budget))
         elif message.content is None:
             raise APIError(400, f"{param}: a {message.role} message needs content", param)
         else:

@@ -58,6 +58,9 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
+    # NaN and inf are valid JSON to Python's parser but no valid sampling argument: refused by field name.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     model: str
     messages: list[ChatMessage]
     tools: list[Tool] | None = None
@@ -97,6 +100,8 @@ class ChatCompletionRequest(BaseModel):
 
 
 class ScoreEvaluationRequest(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     model: str
     messages: list[str]
     max_length: int | None = Field(None, ge=1)

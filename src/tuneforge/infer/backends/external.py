@@ -39,8 +39,13 @@ class ExternalEngine(ChatEngine):
         self.template = template_for(self.tokenizer, self.cfg.data)
         self.stop_token_ids = self.template.get_stop_token_ids(self.tokenizer)
         self.model = None
+        self.context_length: int | None = None  # the engine's max model length, set by _start
         self._lock = threading.Lock()
         self._start()
+
+    def image_problem(self) -> str | None:
+        return (f"infer_backend {self.backend} does not take images in tuneforge yet; use infer_backend: "
+                "huggingface for vision-language models")
 
     def _start(self) -> None:
         raise NotImplementedError

@@ -24,6 +24,7 @@ class SglangEngine(ExternalEngine):
         import torch
 
         model, infer = self.cfg.model, self.cfg.infer
+        self.context_length = infer.sglang_maxlen
         server_args: dict[str, Any] = dict(
             model_path=model.model_name_or_path, trust_remote_code=model.trust_remote_code,
             dtype=infer.infer_dtype, context_length=infer.sglang_maxlen,

@@ -23,6 +23,7 @@ class VllmEngine(ExternalEngine):
         from vllm import LLM
 
         model, infer = self.cfg.model, self.cfg.infer
+        self.context_length = infer.vllm_maxlen
         engine_args: dict[str, Any] = dict(
             model=model.model_name_or_path, trust_remote_code=model.trust_remote_code,
             dtype=infer.infer_dtype, max_model_len=infer.vllm_maxlen,
