@@ -191,7 +191,8 @@ def test_a_body_over_the_limit_is_413_declared_or_chunked(server):
 
 # ---- clients that leave ----------------------------------------------------------------------------------
 
-def test_a_plain_client_that_leaves_stops_its_generation(server, engine, monkeypatch, generate_calls, client):
+def test_a_plain_client_that_leaves_stops_its_generation(server, engine, monkeypatch, generate_calls, client,
+                                                          caplog):
     scripted(engine, monkeypatch, "word " * 400)
     batcher, parts = server[0].state.batcher, urlsplit(server[1])
     started = len(batcher.batch_sizes)
@@ -206,6 +207,7 @@ def test_a_plain_client_that_leaves_stops_its_generation(server, engine, monkeyp
     assert generate_calls[0]["new_tokens"] < 200, "the generation stopped when the client left"
     wait_for(lambda: server[0].state.admitted._value == 4, "the request's place was freed")
     assert client.chat.completions.create(model=NAME, messages=HELLO, max_tokens=2).usage.completion_tokens == 2
+    assert not [record for record in caplog.records if record.levelname == "ERROR"], "the server took it calmly"
 
 
 def test_a_dropped_stream_frees_its_place(server, engine, monkeypatch, generate_calls, client):

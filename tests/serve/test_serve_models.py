@@ -122,6 +122,10 @@ def test_scores_are_the_value_head_on_the_last_token(reward_dir):
         assert status == 405 and "this server serves a reward model" in body["error"]["message"]
         status, body = http("POST", url + "/v1/score/evaluation", {"model": "rm", "messages": []}, key="k")
         assert status == 400
+        status, body = http("POST", url + "/v1/score/evaluation", key="k",
+                            raw=b'{"model": "rm", "messages": ["ok", "a\\udc00"]}')
+        assert (status, body["error"]["param"]) == (400, "messages.1")
+        assert body["error"]["message"].startswith("messages.1: character 1 is a lone UTF-16 surrogate")
 
 
 def test_ppo_scores_rollouts_through_this_endpoint(reward_dir, monkeypatch):

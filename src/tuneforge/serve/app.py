@@ -96,6 +96,8 @@ def create_app(engine: Any = None, scorer: Any = None, *, settings: ApiSettings)
                            "output of a `stage: rm` run with `stage: rm` in the config")
         if not request.messages:
             raise APIError(400, "messages: give at least one text to score", "messages")
+        check_message_count(len(request.messages), settings.max_messages)
+        check_text(request.model_dump())
         async with app.state.admitted:
             scores = await run_in_threadpool(scorer.score, request.messages, request.max_length)
         return {"id": f"scoreval-{uuid.uuid4().hex}", "object": "score.evaluation", "model": model_name,
@@ -148,7 +150,7 @@ async def _complete_unless_client_leaves(app: FastAPI, engine: Any, request: Cha
         job.cancelled.set()  # a client that left mid-answer frees its rows at the next token
         if not answering.done():
             answering.cancel()
-    if answering.cancelled():
+    if not answering.done() or answering.cancelled():  # a cancelled task ends at its next step, not at once
         logger.info("client left before its answer; generation stopped")
         return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
     return _completion(engine, request, job, tools, answering.result())
