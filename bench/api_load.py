@@ -8,7 +8,8 @@ Serves the tiny test model (tuneforge.testing.tiny_model, 2048 positions, templa
   - the process's RSS before, after the crowd, and after a second crowd (growth would be a leak);
   - how long a 60k-token prompt takes to be refused (it used to block every client for minutes);
   - plain clients that hang up mid-answer: the tokens their generations ran to, and whether the
-    server's places (MAX_CONCURRENT) were all free again.
+    server's places (MAX_CONCURRENT) were all free again;
+  - a real 13000 x 13000 PNG sent to a tiny Qwen2-VL server, alone and 6 at once: status, time, RSS.
 """
 
 from __future__ import annotations
@@ -101,6 +102,50 @@ def hang_ups(url: str, app, engine, count: int) -> tuple[int, list[int]]:
     return full, generated[1:]
 
 
+def huge_images(parallel: int) -> None:
+    """A real 13000 x 13000 PNG (the issue's probe) sent to a vision-language server, alone and `parallel` at
+    once: the answer, its time and the RSS growth (the header says the size, so nothing is decoded)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from serve_helpers import http, serving
+    from tuneforge.config import make_config
+    from tuneforge.infer import ChatEngine
+    from tuneforge.serve import api_settings, create_app
+    from tuneforge.testing.tiny_vl_model import build_tiny_qwen2_vl
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (13000, 13000), (200, 30, 30)).save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    body = {"model": "vl", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is this?"}]}]}
+    with tempfile.TemporaryDirectory() as model_dir:
+        build_tiny_qwen2_vl(Path(model_dir))
+        engine = ChatEngine(make_config(dict(model_name_or_path=model_dir, template="qwen2_vl", do_sample=False,
+                                             max_new_tokens=4)))
+        app = create_app(engine, settings=api_settings({"API_MODEL_NAME": "vl"}))
+        with serving(app) as server_url:
+            before = rss_mb()
+            start = time.perf_counter()
+            status, answer = http("POST", server_url + "/v1/chat/completions", body)
+            alone = time.perf_counter() - start
+            results: list[int] = []
+            threads = [threading.Thread(target=lambda: results.append(
+                http("POST", server_url + "/v1/chat/completions", body)[0])) for _ in range(parallel)]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            together = time.perf_counter() - start
+            print(f"13000x13000 PNG ({len(buffer.getvalue()) / 1024:.0f} KB): HTTP {status} in {alone:.2f} s "
+                  f"({answer['error']['message'][:90]}...); {parallel} at once: {sorted(results)} in {together:.2f} s; "
+                  f"RSS {before:.0f} MB -> {rss_mb():.0f} MB", flush=True)
+        app.state.batcher.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain", type=int, default=32)
@@ -144,6 +189,7 @@ def main() -> None:
             print(f"the answer to a client that waits: {full} tokens; 4 plain clients that hung up 50 ms into "
                   f"generation: {tokens} tokens; all {args.max_concurrent} places free again: {free}", flush=True)
         app.state.batcher.close()
+    huge_images(6)
 
 
 if __name__ == "__main__":

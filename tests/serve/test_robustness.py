@@ -309,7 +309,7 @@ def test_a_huge_image_is_refused_from_its_header(monkeypatch):
     budget = ImageBudget(api_settings({}))
     with pytest.raises(APIError) as error:
         load_request_image(data_url(png_claiming(13000, 13000)), "img", budget)
-    assert (error.value.status, error.value.param) == (413, "img")
+    assert (error.value.status, error.value.param) == (400, "img")
     assert error.value.message.startswith("img: the image is 13000x13000 pixels, more than this request may still "
                                           "have (50000000 of API_MAX_IMAGE_PIXELS=50000000)")
 

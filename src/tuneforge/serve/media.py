@@ -40,13 +40,13 @@ class ImageBudget:
 
 
 def load_request_image(url: str, param: str, budget: ImageBudget) -> Any:
-    """The image a request's `image_url.url` names, opened with PIL (APIError 400/403/413 when it cannot be)."""
+    """The image a request's `image_url.url` names, opened with PIL (APIError 400/403 when it cannot be)."""
     from PIL import Image
 
     settings = budget.settings
     data = _image_bytes(url, param, settings)
     if len(data) > settings.max_image_bytes:
-        raise APIError(413, f"{param}: the image has more than {_megabytes(settings.max_image_bytes)} "
+        raise APIError(400, f"{param}: the image has more than {_megabytes(settings.max_image_bytes)} "
                        "(API_MAX_IMAGE_MB); send a smaller image", param)
     try:
         with warnings.catch_warnings():  # PIL warns about big images; the pixel budget below decides
@@ -54,7 +54,7 @@ def load_request_image(url: str, param: str, budget: ImageBudget) -> Any:
             image = Image.open(io.BytesIO(data))  # reads the header only
         width, height = image.size
         if width * height > budget.pixels_left:
-            raise APIError(413, f"{param}: the image is {width}x{height} pixels, more than this request may still "
+            raise APIError(400, f"{param}: the image is {width}x{height} pixels, more than this request may still "
                            f"have ({budget.pixels_left} of API_MAX_IMAGE_PIXELS={settings.max_image_pixels}); "
                            "resize it (vision models downscale large images anyway)", param)
         budget.pixels_left -= width * height
@@ -73,7 +73,7 @@ def _image_bytes(url: str, param: str, settings: ApiSettings) -> bytes:
     if match:
         encoded = match.group(1)
         if len(encoded) * 3 // 4 > settings.max_image_bytes + 3:  # refused before decoding the base64
-            raise APIError(413, f"{param}: the image has more than {_megabytes(settings.max_image_bytes)} "
+            raise APIError(400, f"{param}: the image has more than {_megabytes(settings.max_image_bytes)} "
                            "(API_MAX_IMAGE_MB); send a smaller image", param)
         try:
             return base64.b64decode(encoded, validate=True)
