@@ -34,9 +34,10 @@ def run(engine, max_concurrent: int, requests: int, max_new_tokens: int) -> tupl
     import openai
 
     from serve_helpers import serving
-    from tuneforge.serve import create_app
+    from tuneforge.serve import api_settings, create_app
 
-    app = create_app(engine, model_name="bench", max_concurrent=max_concurrent)
+    settings = api_settings({"API_MODEL_NAME": "bench", "MAX_CONCURRENT": str(max_concurrent)})
+    app = create_app(engine, settings=settings)
     answers: dict[int, tuple[str, int]] = {}
     with serving(app) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=600)
@@ -68,14 +69,15 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from tuneforge.config import make_config
     from tuneforge.infer import ChatEngine
     from tuneforge.testing.tiny_model import build_tiny_model
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         build_tiny_model(folder, arch="qwen2", hidden=256, layers=4, heads=4, kv_heads=2, vocab_size=4000)
-        engine = ChatEngine(dict(model_name_or_path=folder, template="qwen", do_sample=False,
-                                 max_new_tokens=args.max_new_tokens))
+        engine = ChatEngine(make_config(dict(model_name_or_path=folder, template="qwen", do_sample=False,
+                                             max_new_tokens=args.max_new_tokens)))
         results = {}
         for _ in range(args.repeats):
             for concurrent in (1, args.requests):
