@@ -35,12 +35,13 @@ def free_port():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from tuneforge.testing.tiny_model import build_tiny_model
+    from tuneforge.webui.access import Access
     from tuneforge.webui.app import CSS, build_app
 
     root = tmp_path_factory.mktemp("webui")
     build_tiny_model(root / "model", arch="llama", hidden=32, layers=1, heads=2, kv_heads=1, vocab_size=600)
     shutil.copytree(DEMO_DATA, root / "data")
-    app, _ = build_app(str(root / "saves"))
+    app, _ = build_app(str(root / "saves"), access=Access.default(str(root / "saves"), [str(root)]))
     port = free_port()
     app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=CSS, quiet=True)
     yield f"http://127.0.0.1:{port}", root
