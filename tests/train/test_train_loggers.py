@@ -279,3 +279,51 @@ def test_use_swanlab_needs_swanlab_installed_before_weights_load(model_dir, tmp_
         run_recipe("sft", model_dir, tmp_path, use_swanlab=True, **RUN)
     assert str(error.value) == ("use_swanlab: swanlab is not installed (pip install 'tuneforge[loggers]', or pip "
                                 "install swanlab); set use_swanlab: false or install it")
+
+
+class _TrainerStub:
+    """What attach_loggers uses of a trainer: its arguments and callback list."""
+
+    def __init__(self, report_to):
+        from transformers.trainer_callback import CallbackHandler
+
+        self.args = type("Args", (), {"report_to": report_to})()
+        self.callback_handler = CallbackHandler([], None, None, None, None)
+
+    def add_callback(self, callback):
+        self.callback_handler.add_callback(callback)
+
+    def remove_callback(self, callback):
+        self.callback_handler.remove_callback(callback)
+
+    def is_world_process_zero(self):
+        return True
+
+
+@pytest.mark.parametrize("env_mode, key_mode, mode", [(None, "cloud", "cloud"), ("offline", "cloud", "offline"),
+                                                      ("offline", "local", "local")])
+def test_use_swanlab_attaches_swanlab_configured_by_its_keys(monkeypatch, tmp_path, env_mode, key_mode, mode):
+    _skip_unless_installed("swanlab")
+    from swanlab.integration.transformers import SwanLabCallback
+
+    from tuneforge.config import make_config
+    from tuneforge.train.run.loggers import RunConfigCallback, attach_loggers
+
+    if env_mode:
+        monkeypatch.setenv("SWANLAB_MODE", env_mode)
+    else:
+        monkeypatch.delenv("SWANLAB_MODE", raising=False)
+    cfg = make_config({"use_swanlab": True, "swanlab_project": "p", "swanlab_workspace": "w",
+                       "swanlab_run_name": "r", "swanlab_mode": key_mode, "swanlab_logdir": str(tmp_path),
+                       "swanlab_api_key": "k3y", "output_dir": str(tmp_path)})
+    trainer = _TrainerStub([])  # report_to: none; LLaMA-Factory's use_swanlab alone asks for SwanLab
+    monkeypatch.setattr("swanlab.login", lambda api_key: logins.append(api_key))
+    logins = []
+    attach_loggers(trainer, cfg)
+    swan = [callback for callback in trainer.callback_handler.callbacks if isinstance(callback, SwanLabCallback)]
+    assert len(swan) == 1 and logins == ["k3y"]
+    assert swan[0]._init_kwargs == {"project": "p", "workspace": "w", "experiment_name": "r", "log_dir": str(tmp_path),
+                                    "mode": mode, "tags": ["tuneforge"]}
+    reporter = trainer.callback_handler.callbacks[-1]
+    assert isinstance(reporter, RunConfigCallback) and reporter.loggers == ["swanlab"]
+    assert reporter.config["train"]["swanlab_api_key"] == "***"
