@@ -8,7 +8,6 @@ LLaMA-Factory example file); no handler reads, writes or starts anything outside
 
 import os
 import socket
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,15 +16,12 @@ import yaml
 gr = pytest.importorskip("gradio")
 from gradio_client import Client  # noqa: E402
 
+from shared_paths import LF_EXAMPLES  # noqa: E402
 from tuneforge.webui import form  # noqa: E402
 from tuneforge.webui.access import Access  # noqa: E402
 from tuneforge.webui.jobs import JOBS  # noqa: E402
 
 LOGIN = ("ada", "s3cret:with:colons")
-LF_EXAMPLES = Path("/work/shared/examples/llamafactory")
-# CI's copy of shared/ sits beside the clone
-LF_EXAMPLES = LF_EXAMPLES if LF_EXAMPLES.is_dir() else Path(__file__).resolve().parents[3] / "shared" / \
-    "examples" / "llamafactory"
 
 
 def free_port():
