@@ -100,6 +100,8 @@ def encode(param: Param, value: Any) -> Any:
         return ", ".join(str(item) for item in _as_list(value))
     if param.kind in ("dict", "any") and not isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if param.kind == "switch_or_words" and isinstance(value, (list, tuple)):
+        return " ".join(str(item) for item in value)  # transformers' fsdp: space-separated words
     return _scalar_text(value)
 
 
