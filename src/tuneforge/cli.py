@@ -8,7 +8,7 @@
     tuneforge expand --model_name_or_path M --output_dir D --num_expand N   LLaMA Pro block expansion
     tuneforge api CFG [key=value ...]          serve the model over an OpenAI-compatible HTTP API
     tuneforge version
-    tuneforge webui [--host H] [--port P] [--share] [--output-root DIR]   the web UI (127.0.0.1:7860)
+    tuneforge webui [--host H] [--port P] [--share] [--output-root DIR] [--auth-file F]   the web UI (127.0.0.1:7860)
 
 Heavy libraries are imported inside the commands, so `tuneforge --help` and `version` answer at once.
 A mistake in the user's input (UserError) prints `error: <message>` and exits with 2, no traceback.
@@ -100,6 +100,17 @@ def _build_parser() -> argparse.ArgumentParser:
     webui.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT or 7860)")
     webui.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     webui.add_argument("--output-root", default="saves", help="where runs are written and looked for (default saves)")
+    webui.add_argument("--auth-file", help="require a login: a file of user:password lines (also "
+                       "$TUNEFORGE_WEBUI_AUTH=user:password)")
+    webui.add_argument("--auth", help="require a login as user:password (visible in the process list; "
+                       "prefer --auth-file)")
+    webui.add_argument("--insecure-no-auth", action="store_true",
+                       help="serve --share or a non-loopback --host without a login anyway")
+    webui.add_argument("--allowed-root", action="append", default=[], metavar="DIR",
+                       help="a folder the page may read and write besides the working directory, the output "
+                            "root and the caches (repeatable)")
+    webui.add_argument("--allow-key", action="append", default=[], metavar="KEY",
+                       help="let the page set a key it refuses by default (trust_remote_code)")
     webui.set_defaults(handler=_cmd_webui)
 
     version = commands.add_parser("version", help="print the versions of tuneforge and its library stack")
@@ -233,7 +244,9 @@ def _cmd_api(args: argparse.Namespace) -> int:
 def _cmd_webui(args: argparse.Namespace) -> int:
     from .webui import launch
 
-    launch(args.host, args.port, args.share, args.output_root)
+    launch(args.host, args.port, args.share, args.output_root, auth=args.auth, auth_file=args.auth_file,
+           insecure_no_auth=args.insecure_no_auth, allowed_roots=tuple(args.allowed_root),
+           allowed_keys=tuple(args.allow_key))
     return 0
 
 

@@ -256,6 +256,8 @@ def test_ppo_settings_that_cannot_run_are_refused(tiny_llama_dir, data_dir, tmp_
         ppo_config(tiny_llama_dir, data_dir, tmp_path, reward_model_type="lora", finetuning_type="full")
     with pytest.raises(ConfigError, match="report_to: tensorboard: stage ppo reports to its run directory only"):
         run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path, report_to="tensorboard"))
+    with pytest.raises(ConfigError, match="use_swanlab: stage ppo reports to its run directory only"):
+        run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path, use_swanlab=True))
     with pytest.raises(ConfigError, match="optim: adafactor is not available for stage ppo"):
         run_train(ppo_config(tiny_llama_dir, data_dir, tmp_path, optim="adafactor"))
     with pytest.raises(ConfigError, match="is not a stage ppo checkpoint"):

@@ -10,10 +10,10 @@ import glob
 import importlib.util
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
 import tuneforge.train.run.callbacks as callbacks
@@ -76,8 +76,8 @@ def test_missing_logger_stops_the_run_before_weights_load(model_dir, tmp_path, m
     monkeypatch.setattr(callbacks, "logger_installed", lambda logger_name: logger_name != name)
     with pytest.raises(ConfigError) as error:
         run_recipe("sft", model_dir, tmp_path, report_to=name, **RUN)
-    assert str(error.value) == (f"report_to: {name} is not installed (pip install {package}); "
-                                "remove it from report_to or install it")
+    assert str(error.value) == (f"report_to: {name} is not installed (pip install 'tuneforge[loggers]', or "
+                                f"pip install {package}); remove it from report_to or install it")
 
 
 def test_missing_logger_through_the_cli_is_one_line_without_traceback(model_dir, tmp_path, monkeypatch, capsys):
@@ -88,8 +88,8 @@ def test_missing_logger_through_the_cli_is_one_line_without_traceback(model_dir,
                       "report_to: tensorboard\n")
     assert tuneforge_main(["train", str(config)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("error: report_to: tensorboard is not installed (pip install tensorboard); "
-                           "remove it from report_to or install it")
+    assert err.strip() == ("error: report_to: tensorboard is not installed (pip install 'tuneforge[loggers]', or "
+                           "pip install tensorboard); remove it from report_to or install it")
 
 
 def test_unknown_and_missing_loggers_are_reported_together(model_dir, tmp_path, monkeypatch, no_weights_load):
@@ -100,7 +100,7 @@ def test_unknown_and_missing_loggers_are_reported_together(model_dir, tmp_path, 
     assert message.startswith("2 problems in the configuration:")
     assert "report_to: unknown logger 'tensorbord'; did you mean tensorboard? use none or any of " in message
     assert "swanlab" in message and "mlflow" in message  # the valid names are listed
-    assert "report_to: wandb is not installed (pip install wandb)" in message
+    assert "report_to: wandb is not installed (pip install 'tuneforge[loggers]', or pip install wandb)" in message
 
 
 def test_mlflow_defaults_to_a_file_store_in_the_run_directory(tmp_path, monkeypatch, fresh_mlflow_env):
@@ -122,84 +122,208 @@ def test_mlflow_defaults_to_a_file_store_in_the_run_directory(tmp_path, monkeypa
     assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
-# --- real runs where the logger is installed -----------------------------------------------------
+# --- one real run reporting to all four loggers (the `loggers` extra; test extras install it) -----------
 
 
-def _skip_unless_installed(package):
-    if importlib.util.find_spec(package) is None:
-        pytest.skip(f"{package} is not installed here")
+def _skip_unless_installed(*packages):
+    missing = [package for package in packages if importlib.util.find_spec(package) is None]
+    if missing:
+        pytest.skip(f"not installed here: {', '.join(missing)} (pip install 'tuneforge[loggers]')")
 
 
-def test_tensorboard_logs_the_training_loss(model_dir, tmp_path):
-    _skip_unless_installed("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+@pytest.fixture(scope="module")
+def all_loggers(model_dir, tmp_path_factory):
+    """One 4-step run reporting to TensorBoard, W&B (offline), MLflow (file store) and SwanLab (local mode,
+    through LLaMA-Factory's swanlab_* keys): (output dir, trainer, losses of trainer_log.jsonl)."""
+    _skip_unless_installed("tensorboard", "wandb", "mlflow", "swanlab")
+    import wandb
 
-    _, trainer = run_recipe("sft", model_dir, tmp_path, report_to="tensorboard", **RUN)
-    assert _integration_callbacks(trainer) == ["TensorBoardCallback"]
-    event_files = glob.glob(str(tmp_path / "runs" / "*" / "events.out.tfevents.*"))
-    assert len(event_files) == 1, event_files  # transformers' default folder: output_dir/runs/<time>_<host>
-    events = EventAccumulator(os.path.dirname(event_files[0]))
-    events.Reload()
-    logged = {event.step: event.value for event in events.Scalars("train/loss")}
-    expected = _logged_losses(tmp_path)
+    out = tmp_path_factory.mktemp("all_loggers")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "offline")
+        patch.setenv("WANDB_DIR", str(out))
+        patch.setenv("WANDB_SILENT", "true")
+        patch.delenv("SWANLAB_MODE", raising=False)
+        patch.delenv(callbacks.MLFLOW_URI_ENV, raising=False)
+        patch.delenv(callbacks.MLFLOW_ALLOW_FILE_STORE_ENV, raising=False)
+        patch.setattr(callbacks, "_mlflow_uri_we_set", None)
+        _, trainer = run_recipe("sft", model_dir, out, report_to=["tensorboard", "wandb", "mlflow", "swanlab"],
+                                lora_rank=4, swanlab_mode="local", swanlab_logdir=str(out / "swanlog"),
+                                swanlab_project="tf-tests", swanlab_run_name="tiny-run",
+                                swanlab_lark_secret="do-not-log", **RUN)
+        wandb.finish()  # a process exit would close these runs; this test process goes on
+        import swanlab
+
+        swanlab.finish()
+    return out, trainer, _logged_losses(out)
+
+
+def _assert_same_losses(logged, expected):
     assert sorted(logged) == sorted(expected) == [1, 2, 3, 4]
     for step, loss in expected.items():
         assert logged[step] == pytest.approx(loss, abs=1e-5)
 
 
-def test_mlflow_logs_to_the_run_directory_file_store(model_dir, tmp_path, fresh_mlflow_env):
-    _skip_unless_installed("mlflow")
+def _assert_run_config(config):
+    """The tuneforge configuration, by group, as the run had it (secrets masked)."""
+    assert config["lora"]["lora_rank"] == 4
+    assert config["method"]["finetuning_type"] == "lora" and config["method"]["stage"] == "sft"
+    assert config["train"]["swanlab_run_name"] == "tiny-run"
+    assert config["train"]["swanlab_lark_secret"] == "***"
+
+
+def test_each_logger_gets_its_callback(all_loggers):
+    from swanlab.integration.transformers import SwanLabCallback
+
+    _, trainer, _ = all_loggers
+    # swanlab's own callback replaces transformers' copy, which breaks with swanlab 0.10.
+    assert _integration_callbacks(trainer) == ["TensorBoardCallback", "WandbCallback", "MLflowCallback"]
+    assert [type(callback) for callback in trainer.callback_handler.callbacks
+            if isinstance(callback, SwanLabCallback)] == [SwanLabCallback]
+
+
+def test_tensorboard_gets_the_loss_curve_and_the_run_config(all_loggers):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _, expected = all_loggers
+    event_files = glob.glob(str(out / "runs" / "*" / "events.out.tfevents.*"))
+    assert len(event_files) == 1, event_files  # transformers' default folder: output_dir/runs/<time>_<host>
+    events = EventAccumulator(os.path.dirname(event_files[0]))
+    events.Reload()
+    _assert_same_losses({event.step: event.value for event in events.Scalars("train/loss")}, expected)
+    text = events.Tensors("tuneforge_config/text_summary")[0].tensor_proto.string_val[0].decode()
+    _assert_run_config(json.loads(text.removeprefix("```json\n").removesuffix("\n```")))
+
+
+def test_mlflow_gets_the_loss_curve_and_the_run_config(all_loggers):
     from mlflow.tracking import MlflowClient
 
-    _, trainer = run_recipe("sft", model_dir, tmp_path, report_to="mlflow", **RUN)
-    assert _integration_callbacks(trainer) == ["MLflowCallback"]
-    assert (tmp_path / "mlruns").is_dir()
-    client = MlflowClient(tracking_uri=f"file:{tmp_path}/mlruns")
+    out, _, expected = all_loggers
+    client = MlflowClient(tracking_uri=f"file:{out}/mlruns")
     runs = [run for experiment in client.search_experiments()
             for run in client.search_runs([experiment.experiment_id])]
     assert len(runs) == 1
-    history = {metric.step: metric.value for metric in client.get_metric_history(runs[0].info.run_id, "loss")}
-    expected = _logged_losses(tmp_path)
-    assert sorted(history) == sorted(expected)
-    for step, loss in expected.items():
-        assert history[step] == pytest.approx(loss, abs=1e-5)
+    history = client.get_metric_history(runs[0].info.run_id, "loss")
+    _assert_same_losses({metric.step: metric.value for metric in history}, expected)
     assert runs[0].data.params["learning_rate"] == "0.01"
+    artifact = client.download_artifacts(runs[0].info.run_id, "tuneforge_config.json", str(out / "mlflow_dl"))
+    _assert_run_config(json.loads(Path(artifact).read_text()))
 
 
-def test_wandb_offline_run_is_written(model_dir, tmp_path, monkeypatch):
-    _skip_unless_installed("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    import wandb
-
-    _, trainer = run_recipe("sft", model_dir, tmp_path, report_to="wandb", **RUN)
-    assert _integration_callbacks(trainer) == ["WandbCallback"]
-    wandb.finish()  # a process exit would close the run; this test process goes on
-    runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
+def test_wandb_offline_run_gets_the_loss_curve_and_the_run_config(all_loggers):
+    out, _, expected = all_loggers
+    runs = glob.glob(str(out / "wandb" / "offline-run-*"))
     assert len(runs) == 1, runs
     run_files = glob.glob(os.path.join(runs[0], "run-*.wandb"))
     assert len(run_files) == 1, os.listdir(runs[0])
     # The run file is wandb's private record format, but history values sit in it as JSON numbers: find
     # every logged loss there rather than depend on wandb's internal reader API.
-    content = open(run_files[0], "rb").read()
-    assert b"train/loss" in content
-    numbers = [float(text) for text in re.findall(rb"-?\d+\.\d{6,}", content)]
-    for step, loss in _logged_losses(tmp_path).items():
-        assert any(abs(number - loss) < 1e-5 for number in numbers), (step, loss)
+    from wandb.proto import wandb_internal_pb2
+
+    losses, configs = {}, []
+    for data in _wandb_records(run_files[0]):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            items = {"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in record.history.item}
+            if "train/loss" in items:
+                losses[items["train/global_step"]] = items["train/loss"]
+        elif kind == "config":
+            configs += [json.loads(item.value_json) for item in record.config.update if item.key == "tuneforge_config"]
+    _assert_same_losses(losses, expected)
+    assert len(configs) == 1
+    _assert_run_config(configs[0])
 
 
-def test_swanlab_local_run_is_written(model_dir, tmp_path, monkeypatch):
+def _wandb_records(path):
+    """The records of a .wandb file: after its 7-byte header, LevelDB's log format (32 KiB blocks of chunks,
+    each with a 7-byte header: crc, length, type FULL=1 / FIRST=2 / MIDDLE=3 / LAST=4). wandb 0.31 keeps
+    its own reader in its Go core, so the test reads the documented format itself."""
+    import struct
+
+    data, block, pos, record = Path(path).read_bytes(), 32768, 7, b""
+    assert data.startswith(b":W&B")
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        record = chunk if kind in (1, 2) else record + chunk
+        if kind in (1, 4):
+            yield record
+
+
+def test_swanlab_keys_configure_a_local_run_with_the_loss_curve_and_the_run_config(all_loggers):
+    out, _, expected = all_loggers
+    runs = glob.glob(str(out / "swanlog" / "run-*"))
+    assert len(runs) == 1, "SwanLab wrote no local run in swanlab_logdir"
+    config = yaml.safe_load(Path(runs[0], "files", "config.yaml").read_text())
+    _assert_run_config(config["tuneforge_config"]["value"])
+    run_record = Path(glob.glob(os.path.join(runs[0], "run-*.swanlab"))[0]).read_bytes()
+    # swanlab_project and swanlab_run_name name the run (its binary record holds them as text)
+    assert b"train/loss" in run_record and b"tf-tests" in run_record and b"tiny-run" in run_record
+    series = []  # logs/<metric number>/1000.log: one JSON line per step
+    for log in glob.glob(os.path.join(runs[0], "logs", "*", "*.log")):
+        lines = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+        series.append({line["index"]: line["data"] for line in lines})
+    assert sum(1 for logged in series if sorted(logged) == sorted(expected) and all(
+        logged[step] == pytest.approx(loss, abs=1e-5) for step, loss in expected.items())) == 1
+    assert json.loads((out / "swanlab_public_config.json").read_text()) is not None  # LLaMA-Factory's file
+
+
+def test_use_swanlab_needs_swanlab_installed_before_weights_load(model_dir, tmp_path, monkeypatch, no_weights_load):
+    monkeypatch.setattr(callbacks, "logger_installed", lambda logger_name: logger_name != "swanlab")
+    with pytest.raises(ConfigError) as error:
+        run_recipe("sft", model_dir, tmp_path, use_swanlab=True, **RUN)
+    assert str(error.value) == ("use_swanlab: swanlab is not installed (pip install 'tuneforge[loggers]', or pip "
+                                "install swanlab); set use_swanlab: false or install it")
+
+
+class _TrainerStub:
+    """What attach_loggers uses of a trainer: its arguments and callback list."""
+
+    def __init__(self, report_to):
+        from transformers.trainer_callback import CallbackHandler
+
+        self.args = type("Args", (), {"report_to": report_to})()
+        self.callback_handler = CallbackHandler([], None, None, None, None)
+
+    def add_callback(self, callback):
+        self.callback_handler.add_callback(callback)
+
+    def remove_callback(self, callback):
+        self.callback_handler.remove_callback(callback)
+
+    def is_world_process_zero(self):
+        return True
+
+
+@pytest.mark.parametrize("env_mode, key_mode, mode", [(None, "cloud", "cloud"), ("offline", "cloud", "offline"),
+                                                      ("offline", "local", "local")])
+def test_use_swanlab_attaches_swanlab_configured_by_its_keys(monkeypatch, tmp_path, env_mode, key_mode, mode):
     _skip_unless_installed("swanlab")
-    monkeypatch.setenv("SWANLAB_MODE", "local")
-    monkeypatch.setenv("SWANLAB_LOG_DIR", str(tmp_path / "swanlog"))
-    import swanlab
     from swanlab.integration.transformers import SwanLabCallback
 
-    _, trainer = run_recipe("sft", model_dir, tmp_path, report_to="swanlab", **RUN)
-    # swanlab's own callback replaces transformers' copy, which breaks with swanlab 0.10.
-    assert _integration_callbacks(trainer) == []
-    assert [type(callback) for callback in trainer.callback_handler.callbacks
-            if isinstance(callback, SwanLabCallback)] == [SwanLabCallback]
-    swanlab.finish()
-    assert len(glob.glob(str(tmp_path / "swanlog" / "run-*"))) == 1, "SwanLab wrote no local run"
+    from tuneforge.config import make_config
+    from tuneforge.train.run.loggers import RunConfigCallback, attach_loggers
+
+    if env_mode:
+        monkeypatch.setenv("SWANLAB_MODE", env_mode)
+    else:
+        monkeypatch.delenv("SWANLAB_MODE", raising=False)
+    cfg = make_config({"use_swanlab": True, "swanlab_project": "p", "swanlab_workspace": "w",
+                       "swanlab_run_name": "r", "swanlab_mode": key_mode, "swanlab_logdir": str(tmp_path),
+                       "swanlab_api_key": "k3y", "output_dir": str(tmp_path)})
+    trainer = _TrainerStub([])  # report_to: none; LLaMA-Factory's use_swanlab alone asks for SwanLab
+    monkeypatch.setattr("swanlab.login", lambda api_key: logins.append(api_key))
+    logins = []
+    attach_loggers(trainer, cfg)
+    swan = [callback for callback in trainer.callback_handler.callbacks if isinstance(callback, SwanLabCallback)]
+    assert len(swan) == 1 and logins == ["k3y"]
+    assert swan[0]._init_kwargs == {"project": "p", "workspace": "w", "experiment_name": "r", "log_dir": str(tmp_path),
+                                    "mode": mode, "tags": ["tuneforge"]}
+    reporter = trainer.callback_handler.callbacks[-1]
+    assert isinstance(reporter, RunConfigCallback) and reporter.loggers == ["swanlab"]
+    assert reporter.config["train"]["swanlab_api_key"] == "***"

@@ -95,7 +95,8 @@ def test_adafactor_trains(tiny_llama_dir, tmp_path):
 def test_report_to_needs_the_logger_installed(tiny_llama_dir, tmp_path, logger_name, package):
     if importlib.util.find_spec(package) is not None:
         pytest.skip(f"{package} is installed here")
-    with pytest.raises(ConfigError, match=f"report_to: {logger_name} is not installed \\(pip install {package}\\)"):
+    with pytest.raises(ConfigError, match=f"report_to: {logger_name} is not installed \\(pip install "
+                                          f"'tuneforge\\[loggers\\]', or pip install {package}\\)"):
         run_training_arguments(_cfg(tiny_llama_dir, tmp_path, report_to=logger_name))
 
 

@@ -35,12 +35,13 @@ def free_port():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from tuneforge.testing.tiny_model import build_tiny_model
+    from tuneforge.webui.access import Access
     from tuneforge.webui.app import CSS, build_app
 
     root = tmp_path_factory.mktemp("webui")
     build_tiny_model(root / "model", arch="llama", hidden=32, layers=1, heads=2, kv_heads=1, vocab_size=600)
     shutil.copytree(DEMO_DATA, root / "data")
-    app, _ = build_app(str(root / "saves"))
+    app, _ = build_app(str(root / "saves"), access=Access.default(str(root / "saves"), [str(root)]))
     port = free_port()
     app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=CSS, quiet=True)
     yield f"http://127.0.0.1:{port}", root
@@ -92,6 +93,16 @@ def test_train_watch_and_chat_in_the_browser(server):
         # 2. dataset preview, trained tokens highlighted
         page.click("#tf-preview-data")
         page.wait_for_selector("#tf-preview mark.tf-trained")
+        # Save config, then Load config: every loaded value lands in its field (a str in a number field
+        # made Gradio refuse the whole load: "Could not postprocess output component")
+        fill(page, "tf-config_path", root / "saves" / "browser.yaml")
+        page.click("#tf-save-config")
+        page.wait_for_selector("#tf-train-message:has-text('saved')")
+        fill(page, "tf-learning_rate", 0.5)  # changed after saving: Load brings 0.01 back
+        page.click("#tf-load-config")
+        page.wait_for_selector("#tf-train-message:has-text('loaded')")
+        assert float(page.locator("#tf-learning_rate input").first.input_value()) == 0.01
+        assert page.locator("#tf-device_count input").first.input_value() == "1"
         # 3. start
         page.click("#tf-train-start")
         page.wait_for_selector("#tf-train-status[data-status='running']")

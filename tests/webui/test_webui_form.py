@@ -11,6 +11,7 @@ import yaml
 from tuneforge.config.hf_args import hf_params
 from tuneforge.config.schema import all_params
 from tuneforge.webui import actions, form, job_panel, locales
+from tuneforge.webui.access import Access
 from tuneforge.webui.jobs import JobRegistry
 
 PARAMS = {**hf_params(), **all_params()}
@@ -18,6 +19,11 @@ PARAMS = {**hf_params(), **all_params()}
 # transformers arguments the seed names, and the page fields.
 FIELDS = [*(name for name in all_params() if name not in form.COVERED), *(name for name in hf_params()
           if name in locales.LABELS), *form.PAGE_FIELDS]
+
+
+def inside(folder):
+    """What the handlers may use when `folder` (a test's tmp_path) is allowed besides the defaults."""
+    return Access.default(str(folder), [str(folder)])
 
 
 def defaults():
@@ -97,7 +103,7 @@ def test_a_bad_form_is_refused_before_the_job_starts_with_every_problem(tmp_path
               "dataset_dir": str(tmp_path / "data"), "template": "no_such_template", "dataset": ["missing"]}
     monkeypatch.setattr(actions.JOBS, "start", lambda *args, **kwargs: pytest.fail("the job must not start"))
     with pytest.raises(ConfigError) as refused:
-        actions.start_job(values, PARAMS, "train")
+        actions.start_job(values, PARAMS, "train", inside(tmp_path))
     problems = refused.value.problems
     assert len(problems) == 2 and "no_such_template" in problems[0] and problems[1].startswith("dataset: ")
     shown = actions.error_text(refused.value)  # the page's Markdown: the problems as a list, no traceback
@@ -108,9 +114,9 @@ def test_a_bad_form_is_refused_before_the_job_starts_with_every_problem(tmp_path
 def test_save_and_load_config(tmp_path):
     path = tmp_path / "cfg" / "run.yaml"
     values = {**defaults(), "model_name_or_path": "m", "lora_rank": 4, "output_dir": "o"}
-    assert actions.save_config(values, PARAMS, str(path)) == f"saved {path}"
+    assert actions.save_config(values, PARAMS, str(path), inside(tmp_path)) == f"saved {path}"
     assert yaml.safe_load(path.read_text())["lora_rank"] == 4
-    assert actions.load_config(str(path), FIELDS, PARAMS)["lora_rank"] == 4
+    assert actions.load_config(str(path), FIELDS, PARAMS, inside(tmp_path))["lora_rank"] == 4
 
 
 def test_device_count_and_deepspeed_stage_reach_the_training_job(tmp_path, monkeypatch):
@@ -118,14 +124,16 @@ def test_device_count_and_deepspeed_stage_reach_the_training_job(tmp_path, monke
 
     values = {**defaults(), "model_name_or_path": "m", "output_dir": str(tmp_path / "run"), "device_count": 2,
               "ds_stage": "3", "ds_offload": True}
-    _, command = actions.preview_command(values, PARAMS, "train")
+    access = inside(tmp_path)
+    _, command = actions.preview_command(values, PARAMS, "train", access)
     assert command.startswith("NPROC_PER_NODE=2 tuneforge train ")
-    _, single = actions.preview_command({**values, "device_count": 1}, PARAMS, "train")
+    _, single = actions.preview_command({**values, "device_count": 1}, PARAMS, "train", access)
     assert single.startswith("tuneforge train ")
 
     started = {}
     monkeypatch.setattr(actions.JOBS, "start", lambda kind, args, folder, env=None: started.update(env=env, args=args))
-    actions.start_job(values, PARAMS, "train", validate=False)
+    monkeypatch.setattr(actions, "validated_config", lambda config: None)  # model "m" does not exist
+    actions.start_job(values, PARAMS, "train", access)
     assert started["env"] == {"NPROC_PER_NODE": "2"}
     config = yaml.safe_load(open(started["args"][-1]).read())  # the run YAML the job reads
     assert json.loads(open(config["deepspeed"]).read()) == zero_config(3, offload=True)

@@ -109,7 +109,7 @@ def test_chat_model_load_validates_first():
         ChatHolder().load({})
 
 
-def test_webui_command_serves_on_the_documented_address(monkeypatch):
+def test_webui_command_serves_on_the_documented_address(monkeypatch, tmp_path, capsys):
     from tuneforge import cli
     from tuneforge.webui import app as webui_app
 
@@ -120,16 +120,71 @@ def test_webui_command_serves_on_the_documented_address(monkeypatch):
             return self
 
         def launch(self, **kwargs):
-            launched.append({key: kwargs[key] for key in ("server_name", "server_port", "share")})
+            launched.append({key: kwargs[key] for key in ("server_name", "server_port", "share", "auth")})
 
-    monkeypatch.setattr(webui_app, "build_app", lambda root: (FakeApp(), None))
+    monkeypatch.setattr(webui_app, "build_app", lambda root, access: (FakeApp(), None))
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    monkeypatch.delenv("TUNEFORGE_WEBUI_AUTH", raising=False)
+    logins = tmp_path / "logins"
+    logins.write_text("ada:pw1\n\nbob:pw:2\n")
     assert cli.main(["webui"]) == 0
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7000")
-    assert cli.main(["webui"]) == 0
-    assert cli.main(["webui", "--host", "localhost", "--port", "8000", "--share"]) == 0
-    assert launched == [{"server_name": "127.0.0.1", "server_port": 7860, "share": False},
-                        {"server_name": "0.0.0.0", "server_port": 7000, "share": False},
-                        {"server_name": "localhost", "server_port": 8000, "share": True}]
+    assert cli.main(["webui", "--auth-file", str(logins)]) == 0
+    assert cli.main(["webui", "--host", "localhost", "--port", "8000", "--share", "--insecure-no-auth"]) == 0
+    monkeypatch.setenv("TUNEFORGE_WEBUI_AUTH", "eve:pw3")
+    assert cli.main(["webui", "--host", "10.0.0.5"]) == 0
+    assert launched == [{"server_name": "127.0.0.1", "server_port": 7860, "share": False, "auth": None},
+                        {"server_name": "0.0.0.0", "server_port": 7000, "share": False,
+                         "auth": [("ada", "pw1"), ("bob", "pw:2")]},
+                        {"server_name": "localhost", "server_port": 8000, "share": True, "auth": None},
+                        {"server_name": "10.0.0.5", "server_port": 7000, "share": False, "auth": [("eve", "pw3")]}]
+
+
+@pytest.mark.parametrize("args, reach", [(["--share"], "a public --share link"),
+                                         (["--host", "0.0.0.0"], "--host 0.0.0.0"),
+                                         (["--host", "myserver.lan"], "--host myserver.lan")])
+def test_webui_refuses_to_serve_others_without_a_login(monkeypatch, capsys, args, reach):
+    from tuneforge import cli
+    from tuneforge.webui import app as webui_app
+
+    monkeypatch.setattr(webui_app, "build_app", lambda *a, **k: pytest.fail("built before the refusal"))
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("TUNEFORGE_WEBUI_AUTH", raising=False)
+    assert cli.main(["webui", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: refusing to serve the web UI on {reach} without a login: anyone who reaches it could "
+                   "start trainings and write files on this machine. Add --auth-file FILE (one user:password a "
+                   "line) or set TUNEFORGE_WEBUI_AUTH=user:password, or pass --insecure-no-auth to serve it open "
+                   "anyway.")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--auth", "ada"], "error: --auth: expected user:password (both non-empty), got 'ada'"),
+    (["--auth", "ada:"], "error: --auth: expected user:password (both non-empty), got 'ada:***'"),
+    (["--allow-key", "stage"], "error: --allow-key stage: only trust_remote_code can be allowed (every other key "
+                               "is always allowed)"),
+])
+def test_webui_login_and_key_options_are_checked(monkeypatch, capsys, args, message):
+    from tuneforge import cli
+    from tuneforge.webui import app as webui_app
+
+    monkeypatch.setattr(webui_app, "build_app", lambda *a, **k: pytest.fail("built before the refusal"))
+    monkeypatch.delenv("TUNEFORGE_WEBUI_AUTH", raising=False)
+    assert cli.main(["webui", *args]) == 2
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_auth_file_lines_are_named_when_wrong(tmp_path):
+    from tuneforge.errors import UserError
+    from tuneforge.webui.serving import read_logins
+
+    path = tmp_path / "logins"
+    path.write_text("# comment\nada:pw\nbob\n")
+    with pytest.raises(UserError, match=rf"^--auth-file {path} line 3: expected user:password \(both non-empty\), "
+                                        "got 'bob'$"):
+        read_logins(None, str(path), {})
+    path.write_text("# nobody\n")
+    with pytest.raises(UserError, match="no user:password line in it"):
+        read_logins(None, str(path), {})

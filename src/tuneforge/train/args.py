@@ -16,7 +16,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..model.loader import resolve_compute_dtype, training_device
 from .launch.distributed import distributed_arg_changes, open_cpu_process_group
-from .run.callbacks import check_report_to
+from .run.callbacks import check_report_to, check_swanlab
 
 if TYPE_CHECKING:
     from transformers import Seq2SeqTrainingArguments
@@ -31,6 +31,7 @@ def run_training_arguments(cfg: Config) -> Seq2SeqTrainingArguments:
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)  # raises for precisions the device would fake
     train = cfg.train
+    check_swanlab(train.use_swanlab)
 
     changes: dict[str, Any] = {
         "output_dir": train.output_dir,

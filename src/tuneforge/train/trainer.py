@@ -30,7 +30,8 @@ from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
 from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                                create_custom_scheduler)
-from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
+from .run.callbacks import RunLogCallback
+from .run.loggers import attach_loggers
 from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint
 from .run.disk_full import DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, tree_size
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
@@ -257,7 +258,7 @@ def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, token
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RunLogCallback(trainer.run_dir, show_progress=not args.disable_tqdm))
-    use_maintained_logger_callbacks(trainer)
+    attach_loggers(trainer, cfg)  # SwanLab as configured, and the run's config to every logger
     if cfg.lora.pissa_convert:
         trainer.add_callback(PissaConvertCallback())
     apply_switches(trainer, cfg.train, cfg.method)  # logging_dir, early stopping, accuracy (lf_switches.py)

@@ -13,20 +13,27 @@ import os
 import shlex
 from typing import Any
 
+import yaml
+
 from ..config import Config, Param
 from ..errors import ConfigError, UserError
 from . import form
+from .access import Access
 from .jobs import JOBS, Job
 
 RUN_YAML = {"train": "webui_train.yaml", "eval": "webui_eval.yaml", "export": "webui_export.yaml"}
 COMMANDS = {"train": "train", "eval": "train", "export": "export"}
 
 
-def build_config(values: dict[str, Any], params: dict[str, Param], mode: str) -> dict[str, Any]:
+def build_config(values: dict[str, Any], params: dict[str, Param], mode: str, access: Access) -> dict[str, Any]:
+    """The configuration the form describes (extra arguments included), its paths and keys checked against
+    what this server allows (`access`): every handler is also reachable without the page."""
     try:
-        return form.form_to_config(values, params, mode)
-    except (ValueError, TypeError) as error:
+        config = form.form_to_config(values, params, mode)
+    except (ValueError, TypeError, yaml.YAMLError) as error:
         raise UserError(f"the form has a value that cannot be read: {error}") from None
+    access.check_config(config)
+    return config
 
 
 def validated_config(config: dict[str, Any], *, data_only: bool = False) -> Config:
@@ -75,37 +82,48 @@ def job_env(values: dict[str, Any], mode: str) -> dict[str, str]:
     return launch_env(count)
 
 
-def preview_command(values: dict[str, Any], params: dict[str, Param], mode: str) -> tuple[str, str]:
+def preview_command(values: dict[str, Any], params: dict[str, Param], mode: str,
+                    access: Access) -> tuple[str, str]:
     """(YAML, shell command) that the Start button would run."""
-    config = build_config(values, params, mode)
+    config = build_config(values, params, mode, access)
     env = "".join(f"{key}={value} " for key, value in job_env(values, mode).items())
     return form.to_yaml(config), env + "tuneforge " + shlex.join(command_for(mode, config))
 
 
-def save_config(values: dict[str, Any], params: dict[str, Param], path: str) -> str:
+def save_config(values: dict[str, Any], params: dict[str, Param], path: str, access: Access) -> str:
     if not path:
         raise UserError("config path is empty: give a file name such as saves/my_run.yaml")
-    config = build_config(values, params, "train")
+    access.check_path("config_path", path)
+    config = build_config(values, params, "train", access)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(form.to_yaml(config))
     return f"saved {path}"
 
 
-def load_config(path: str, fields: list[str], params: dict[str, Param]) -> dict[str, Any]:
+# Page fields a config file does not hold: loading one leaves them as they are (the path just loaded from,
+# this machine's device count).
+KEPT_ON_LOAD = ("config_path", "device_count")
+
+
+def load_config(path: str, fields: list[str], params: dict[str, Param], access: Access) -> dict[str, Any]:
+    """Widget values for `fields` from the YAML at `path` (fields the file does not set get their defaults)."""
+    access.check_path("config_path", path or "")
     if not path or not os.path.exists(path):
         raise UserError(f"config path {path!r} does not exist")
-    return form.config_to_form(form.read_yaml(path), fields, params)
+    shown = form.config_to_form(form.read_yaml(path), fields, params)
+    return {field: value for field, value in shown.items() if field not in KEPT_ON_LOAD}
 
 
-def start_job(values: dict[str, Any], params: dict[str, Param], mode: str, validate: bool = True) -> Job:
-    """Write the YAML (and DeepSpeed config) into the run directory and start the CLI on it."""
-    config = build_config(values, params, mode)
+def start_job(values: dict[str, Any], params: dict[str, Param], mode: str, access: Access) -> Job:
+    """Write the YAML (and DeepSpeed config) into the run directory and start the CLI on it, after the
+    checks the CLI makes on a YAML file (`validated_config`), so nothing the form or the extra arguments
+    set gets past them."""
+    config = build_config(values, params, mode, access)
     folder = config.get("export_dir") if mode == "export" else config.get("output_dir")
     if not folder:
         raise UserError("export dir is empty" if mode == "export" else "output dir is empty")
-    if validate and mode == "train":
-        validated_config(config)
+    validated_config(config)
     if isinstance(config.get("deepspeed"), str):
         parsed = form.parse_deepspeed_config_path(config["deepspeed"])
         if parsed is not None:

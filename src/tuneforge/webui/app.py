@@ -2,8 +2,11 @@
 Train, Evaluate & Predict, Chat, Export and Past runs tabs.
 
     tuneforge webui [--host 127.0.0.1] [--port 7860] [--share] [--output-root saves]
+                    [--auth-file FILE | --auth user:password] [--insecure-no-auth]
+                    [--allowed-root DIR ...] [--allow-key trust_remote_code]
 
-GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured when --host / --port are not given.
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured when --host / --port are not given. Who may log in:
+serving.py; which folders and keys the handlers may use: access.py.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from typing import Any
 import gradio as gr
 
 from . import chat_tab, locales, models, other_tabs, runs, train_tab
+from .access import Access
 from .jobs import JOBS
+from .serving import DEFAULT_PORT, Exposure, check_exposure, exposure_from
 from .widgets import Page
 
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 CSS = ".tf-trained { background: #bfe8c8; } #tf-preview pre { white-space: pre-wrap; }"
 
 
-def build_app(output_root: str = "saves", lang: str = "en") -> tuple[gr.Blocks, Page]:
-    page = Page(output_root, lang)
+def build_app(output_root: str = "saves", lang: str = "en", access: Access | None = None) -> tuple[gr.Blocks, Page]:
+    page = Page(output_root, lang, access)
     JOBS.adopt(output_root)  # jobs an earlier server started and that still run
     with gr.Blocks(title="tuneforge") as app:
         lang_box = gr.Dropdown(choices=list(locales.LANGS), value=lang, label=locales.label("ui_lang", lang),
@@ -79,10 +83,22 @@ def _top_options(name: str) -> dict[str, Any]:
     return {}
 
 
-def launch(host: str | None = None, port: int | None = None, share: bool = False, output_root: str = "saves") -> None:
-    """Serve until interrupted (the CLI's `tuneforge webui`)."""
-    host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
+def launch(host: str | None = None, port: int | None = None, share: bool = False, output_root: str = "saves", *,
+           auth: str | None = None, auth_file: str | None = None, insecure_no_auth: bool = False,
+           allowed_roots: tuple[str, ...] = (), allowed_keys: tuple[str, ...] = ()) -> None:
+    """Serve until interrupted (the CLI's `tuneforge webui`). Refused before anything is built when the page
+    would be reachable from other machines without a login (serving.check_exposure)."""
+    exposure = exposure_from(host, share, auth, auth_file)
+    check_exposure(exposure, insecure_no_auth)
+    access = Access.default(output_root, allowed_roots, allowed_keys)
     port = port or int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
-    app, _ = build_app(output_root)
-    app.queue().launch(server_name=host, server_port=port, share=share, css=CSS, inbrowser=False)
+    app, _ = build_app(output_root, access=access)
+    serve(app, exposure, port)
+
+
+def serve(app: gr.Blocks, exposure: Exposure, port: int, **gradio_options: Any) -> Any:
+    """Start Gradio's server for `app`: Gradio then asks for a login on the page and on every API call."""
+    return app.queue().launch(server_name=exposure.host, server_port=port, share=exposure.share, css=CSS,
+                              inbrowser=False, auth=list(exposure.logins) or None,
+                              auth_message="tuneforge: log in" if exposure.logins else None, **gradio_options)
 

@@ -85,7 +85,7 @@ def build(page: Page, top: dict[str, Any]) -> dict[str, Any]:
 
     def on_load(*args: Any) -> str:
         try:
-            config = actions.build_config(dict(zip(names, args)), page.params, "chat")
+            config = actions.build_config(dict(zip(names, args)), page.params, "chat", page.access)
             return CHAT.load(config)
         except Exception as error:  # noqa: BLE001  (a bad path or config is shown, the page stays up)
             return actions.error_text(error)

@@ -38,7 +38,7 @@ PAGE_FIELDS: dict[str, Any] = {
     "compute_type": "fp32",
     "booster": "auto",
     "config_path": "",
-    "device_count": "1",
+    "device_count": 1,
     "ds_stage": NONE,
     "ds_offload": False,
     "extra_args": "",
@@ -82,22 +82,56 @@ def widget_for(param: Param) -> Widget:
 
 
 def encode(param: Param, value: Any) -> Any:
-    """A configuration value as its widget shows it."""
+    """A configuration value as its widget shows it, in the Python type that widget holds (a number field
+    gets an int or float, a checkbox a bool, a drop-down a str or a list of str, a text box a str): Gradio
+    refuses anything else when it sends the value to the page. ValueError when the value cannot be shown
+    there (`learning_rate: fast` cannot fill a number field)."""
     if param.name in ("dataset", "eval_dataset"):
-        return _as_list(value)
+        return [str(item) for item in _as_list(value)]
     if param.name in SUGGESTIONS or param.choices or (param.kind == "bool" and param.nullable):
         return NONE if value is None else _scalar_text(value)
     if param.kind == "bool":
-        return bool(value)
+        return _truth(param.name, value)
     if param.kind in ("int", "float"):
-        return value
+        return _number(param, value)
     if value is None:
         return ""
     if param.kind in ("list", "float_list"):
         return ", ".join(str(item) for item in _as_list(value))
     if param.kind in ("dict", "any") and not isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    if param.kind == "switch_or_words" and isinstance(value, (list, tuple)):
+        return " ".join(str(item) for item in value)  # transformers' fsdp: space-separated words
+    return _scalar_text(value)
+
+
+def _number(param: Param, value: Any) -> int | float | None:
+    """A number field's value. YAML files hold numbers as text too (PyYAML reads `5e-5` as a str)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{param.name}: {value!r} is not a number")
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError(f"{param.name}: {value!r} is not a number") from None
+    if param.kind == "int":
+        if not float(number).is_integer():
+            raise ValueError(f"{param.name}: {value!r} is not a whole number")
+        return int(number)
+    return number
+
+
+def _truth(name: str, value: Any) -> bool:
+    """A checkbox's value; `true` / `false` written as text count too (never bool("false"), which is True)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", "", "none"):
+        return False
+    raise ValueError(f"{name}: {value!r} is not true or false")
 
 
 def decode(param: Param, shown: Any) -> Any:
@@ -219,7 +253,7 @@ def config_to_form(config: dict[str, Any], fields: list[str], params: dict[str, 
     form: dict[str, Any] = {}
     for field in fields:
         if field in params:
-            form[field] = encode(params[field], config.pop(field, params[field].default))
+            form[field] = _shown(params[field], config)
         elif field in PAGE_FIELDS:
             form[field] = PAGE_FIELDS[field]
     config.pop("do_train", None)
@@ -251,6 +285,20 @@ def config_to_form(config: dict[str, Any], fields: list[str], params: dict[str, 
     if "extra_args" in fields:
         form["extra_args"] = yaml.safe_dump(config, sort_keys=False, allow_unicode=True) if config else ""
     return form
+
+
+def _shown(param: Param, config: dict[str, Any]) -> Any:
+    """The widget value of `param` from `config`, taking the key out of `config`; a value its widget cannot
+    hold stays in `config` (so in the extra arguments, where validation names it) and the widget shows the
+    default."""
+    if param.name not in config:
+        return encode(param, param.default)
+    try:
+        shown = encode(param, config[param.name])
+    except ValueError:
+        return encode(param, param.default)
+    del config[param.name]
+    return shown
 
 
 # ---- files ----------------------------------------------------------------------------------------

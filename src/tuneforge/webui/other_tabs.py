@@ -54,6 +54,10 @@ def build_runs(page: Page) -> None:
                          interactive=False)
 
     def show(folder: str) -> tuple[Figure, list[list[Any]]]:
+        try:
+            page.access.check_path("output_root", folder)  # a caller of the API may name any folder
+        except UserError as error:
+            raise gr.Error(str(error)) from None
         return runs.runs_figure(folder), runs.runs_table(folder)
 
     refresh.click(show, root, [plot, table])
@@ -80,7 +84,7 @@ def _job_tab(page: Page, top: dict[str, Any], fields: dict[str, Any], kind: str)
 
     def on_preview(*args: Any) -> tuple[dict[str, Any], str]:
         try:
-            yaml_text, command = actions.preview_command(dict(zip(names, args)), page.params, kind)
+            yaml_text, command = actions.preview_command(dict(zip(names, args)), page.params, kind, page.access)
         except UserError as error:
             return gr.update(), actions.error_text(error)
         return gr.update(value=yaml_text, visible=True), f"`{command}`"
@@ -89,7 +93,7 @@ def _job_tab(page: Page, top: dict[str, Any], fields: dict[str, Any], kind: str)
 
     def on_start(*args: Any) -> list[Any]:
         try:
-            job = actions.start_job(dict(zip(names, args)), page.params, kind, validate=False)
+            job = actions.start_job(dict(zip(names, args)), page.params, kind, page.access)
         except UserError as error:
             return [actions.error_text(error), *job_panel.refresh(kind, False)]
         return [f"started: `{' '.join(job.command[2:])}`", *job_panel.refresh(kind, False)]

@@ -100,6 +100,10 @@ def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str,
         return dict(zip(names, args))
 
     def on_dataset_dir(dataset_dir: str, stage: str, chosen: list[str] | None) -> tuple[dict[str, Any], str]:
+        try:
+            page.access.check_path("dataset_dir", dataset_dir or "data")
+        except UserError as error:
+            return gr.update(choices=[], value=[]), actions.error_text(error)
         choices, problem = datasets.dataset_names(dataset_dir, stage)
         keep = [name for name in (chosen or []) if name in choices]
         return gr.update(choices=choices, value=keep), (f"⚠ {problem}" if problem else "")
@@ -111,7 +115,7 @@ def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str,
     def on_preview_data(*args: Any) -> tuple[dict[str, Any], str]:
         values = values_of(args)
         try:
-            config = actions.build_config(values, page.params, "train")
+            config = actions.build_config(values, page.params, "train", page.access)
             cfg = actions.validated_config({**config, "do_train": False}, data_only=True)
         except UserError as error:  # the configuration's problems, all at once
             return gr.update(value=""), actions.error_text(error)
@@ -124,7 +128,7 @@ def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str,
 
     def on_preview_cmd(*args: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
         try:
-            yaml_text, command = actions.preview_command(values_of(args), page.params, "train")
+            yaml_text, command = actions.preview_command(values_of(args), page.params, "train", page.access)
         except UserError as error:
             return gr.update(), gr.update(), actions.error_text(error)
         return gr.update(value=yaml_text, visible=True), gr.update(value=command, visible=True), ""
@@ -134,7 +138,7 @@ def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str,
     def on_save(*args: Any) -> str:
         values = values_of(args)
         try:
-            return actions.save_config(values, page.params, values["config_path"])
+            return actions.save_config(values, page.params, values["config_path"], page.access)
         except UserError as error:
             return actions.error_text(error)
 
@@ -143,7 +147,7 @@ def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str,
     def on_load(*args: Any) -> list[Any]:
         values = values_of(args)
         try:
-            loaded = actions.load_config(values["config_path"], names, page.params)
+            loaded = actions.load_config(values["config_path"], names, page.params, page.access)
         except (UserError, ValueError, OSError) as error:
             return [gr.update()] * len(inputs) + [f"⚠ {error}"]
         if loaded.get("dataset"):  # a dataset the picker does not list yet is still shown
@@ -156,7 +160,7 @@ def _wire(page: Page, top: dict[str, Any], fields: dict[str, Any], ui: dict[str,
 
     def on_start(*args: Any) -> list[Any]:
         try:
-            job = actions.start_job(values_of(args), page.params, "train")
+            job = actions.start_job(values_of(args), page.params, "train", page.access)
         except UserError as error:  # a ConfigError lists every problem of the form
             return [actions.error_text(error), *job_panel.refresh("train", True)]
         return [f"started: `{' '.join(job.command[2:])}`", *job_panel.refresh("train", True)]

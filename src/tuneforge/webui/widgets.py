@@ -16,6 +16,7 @@ import gradio as gr
 
 from ..config import GROUPS, Param, all_params, hf_params
 from . import form, locales, models, runs
+from .access import Access
 
 MIN_WIDTH = 220  # fields wrap onto new lines instead of squeezing (a row of checkboxes would be unreadable)
 # (function, the components it fills) run when a page opens.
@@ -23,8 +24,10 @@ OnLoad = tuple[Callable[[], Any], list[Any]]
 
 
 class Page:
-    def __init__(self, output_root: str, lang: str = "en") -> None:
+    def __init__(self, output_root: str, lang: str = "en", access: Access | None = None) -> None:
         self.output_root = output_root
+        # What the handlers may read, write and set (every handler is also an HTTP endpoint).
+        self.access = access or Access.default(output_root)
         self.lang = lang
         self.params: dict[str, Param] = {**hf_params(), **all_params()}
         self.groups: tuple[str, ...] = GROUPS  # the parameter groups, in the order the page shows them

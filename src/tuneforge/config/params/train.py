@@ -67,16 +67,15 @@ declare("profile_modules", "str", None, "Comma-separated module name patterns (f
         "CUDA events at each logging step.", G, **LATER)
 
 # --- SwanLab -------------------------------------------------------------------------------------
-declare("use_swanlab", "bool", False, "Log the run to SwanLab.", G, **LATER)
-declare("swanlab_project", "str", "llamafactory", "SwanLab project name.", G, **LATER)
-declare("swanlab_workspace", "str", None, "SwanLab workspace.", G, **LATER)
-declare("swanlab_run_name", "str", None, "SwanLab experiment name.", G, **LATER)
-declare("swanlab_mode", "str", "cloud", "Log to the SwanLab cloud or locally.", G, choices=("cloud", "local"),
-        **LATER)
-declare("swanlab_api_key", "str", None, "SwanLab API key.", G, **LATER)
-declare("swanlab_logdir", "str", None, "SwanLab log folder.", G, **LATER)
-declare("swanlab_lark_webhook_url", "str", None, "Lark (Feishu) webhook notified by SwanLab.", G, **LATER)
-declare("swanlab_lark_secret", "str", None, "Secret of the Lark (Feishu) webhook.", G, **LATER)
+declare("use_swanlab", "bool", False, "Log the run to SwanLab.", G)
+declare("swanlab_project", "str", "llamafactory", "SwanLab project name.", G)
+declare("swanlab_workspace", "str", None, "SwanLab workspace.", G)
+declare("swanlab_run_name", "str", None, "SwanLab experiment name.", G)
+declare("swanlab_mode", "str", "cloud", "Log to the SwanLab cloud or locally.", G, choices=("cloud", "local"))
+declare("swanlab_api_key", "str", None, "SwanLab API key.", G)
+declare("swanlab_logdir", "str", None, "SwanLab log folder.", G)
+declare("swanlab_lark_webhook_url", "str", None, "Lark (Feishu) webhook notified by SwanLab.", G)
+declare("swanlab_lark_secret", "str", None, "Secret of the Lark (Feishu) webhook.", G)
 
 # --- KTransformers (AMX MoE SFT) -----------------------------------------------------------------
 declare("use_kt", "bool", False, "Train MoE experts on the CPU with the KTransformers AMX backend.", G, **LATER)

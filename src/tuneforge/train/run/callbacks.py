@@ -6,7 +6,8 @@ remaining; eval lines carry eval_loss), so the web UI, the CLI and scripts can f
 directory alone. The same line, human-readable, goes to the `tuneforge.train` logger (running_log.txt)
 and above the terminal progress bar.
 
-External loggers are transformers' own integration callbacks (TensorBoard, W&B, MLflow, SwanLab, ...).
+External loggers are transformers' own integration callbacks (TensorBoard, W&B, MLflow, ...; SwanLab and the
+run's configuration sent to each: loggers.py).
 `check_report_to` runs before any data or weights load, so a logger that is misspelt or not installed
 stops the run at once with the fix, not after minutes of loading with a traceback.
 """
@@ -157,13 +158,31 @@ def check_report_to(report_to: Any, output_dir: str) -> list[str]:
             problems.append(f"report_to: unknown logger {name!r}; {hint}use none or any of {', '.join(known)}")
             continue
         if not logger_installed(name):
-            problems.append(f"report_to: {name} is not installed (pip install {LOGGER_PACKAGES[name][0]}); "
+            problems.append(f"report_to: {name} is not installed ({install_hint(name)}); "
                             "remove it from report_to or install it")
     if problems:
         raise ConfigError(problems)
     if "mlflow" in names:
         use_local_mlflow_store(output_dir)
     return names
+
+
+# The loggers the `loggers` extra installs (pyproject.toml), tested with the run-config reporter (loggers.py).
+LOGGERS_EXTRA = ("tensorboard", "wandb", "mlflow", "swanlab")
+
+
+def install_hint(name: str) -> str:
+    package = LOGGER_PACKAGES[name][0]
+    if name in LOGGERS_EXTRA:
+        return f"pip install 'tuneforge[loggers]', or pip install {package}"
+    return f"pip install {package}"
+
+
+def check_swanlab(use_swanlab: bool) -> None:
+    """LLaMA-Factory's use_swanlab needs the swanlab package: say so before any weights load."""
+    if use_swanlab and not logger_installed("swanlab"):
+        raise ConfigError(f"use_swanlab: swanlab is not installed ({install_hint('swanlab')}); "
+                          "set use_swanlab: false or install it")
 
 
 def logger_installed(name: str) -> bool:
@@ -188,23 +207,6 @@ def use_local_mlflow_store(output_dir: str) -> None:
     mlflow = sys.modules.get("mlflow")
     if mlflow is not None and hasattr(mlflow, "set_tracking_uri"):
         mlflow.set_tracking_uri(uri)
-
-
-def use_maintained_logger_callbacks(trainer: Any) -> None:
-    """Swap transformers' SwanLab callback for the one the swanlab package ships and keeps in step with its
-    own API (transformers 5.24's copy fails with swanlab 0.10, whose get_run() raises without a run).
-    LLaMA-Factory also logs through swanlab's own callback."""
-    if "swanlab" not in (trainer.args.report_to or []):
-        return
-    try:
-        from swanlab.integration.transformers import SwanLabCallback as SwanLabOwnCallback
-    except ImportError:  # a swanlab without its own integration: keep transformers' callback
-        return
-    from transformers.integrations.integration_utils import SwanLabCallback
-
-    trainer.remove_callback(SwanLabCallback)
-    run_name = getattr(trainer.args, "run_name", None)
-    trainer.add_callback(SwanLabOwnCallback(experiment_name=run_name) if run_name else SwanLabOwnCallback())
 
 
 def _known_integrations() -> list[str]:

@@ -56,6 +56,9 @@ def check_ppo_settings(cfg: Config) -> None:
     if loggers:
         raise ConfigError(f"report_to: {', '.join(loggers)}: stage ppo reports to its run directory only "
                           "(trainer_log.jsonl, ppo_samples.jsonl, plot_loss); set report_to: none")
+    if train.use_swanlab:
+        raise ConfigError("use_swanlab: stage ppo reports to its run directory only (trainer_log.jsonl, "
+                          "ppo_samples.jsonl, plot_loss); set use_swanlab: false")
     if rlhf.ppo_epochs < 1 or rlhf.ppo_buffer_size < 1:
         raise ConfigError("ppo_epochs and ppo_buffer_size must be at least 1")
     if rlhf.ppo_target <= 0:
