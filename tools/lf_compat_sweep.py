@@ -181,7 +181,7 @@ def sweep(examples: Path, mode: str, scratch: Path, timeout: int = 900, only: st
     results = []
     for path in example_files(examples):
         relative = path.relative_to(examples).as_posix()
-        if only and only not in relative:
+        if only and not any(part and part in relative for part in only.split(",")):
             continue
         command = command_for(relative)
         reason = not_swept_reason(relative)
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "lf_compat_sweep.md")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/tuneforge_lf_sweep"))
     parser.add_argument("--timeout", type=int, default=900, help="seconds per config (run mode)")
-    parser.add_argument("--only", help="run only configs whose path contains this text")
+    parser.add_argument("--only", help="run only configs whose path contains one of these comma-separated texts")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     results = sweep(args.examples, args.mode, args.scratch, args.timeout, args.only, progress=True)
