@@ -58,10 +58,10 @@ def test_train_without_tokenized_path_runs_the_training_recipe(config_file, fake
 
 
 def test_train_rejects_unimplemented_keys(config_file, fake_pipeline, capsys):
-    assert cli.main(["train", str(config_file), "mixture_of_depths=convert", "tokenized_path=x"]) == 2
+    assert cli.main(["train", str(config_file), "use_hyper_parallel=true", "tokenized_path=x"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {config_file}: not implemented yet: mixture_of_depths (set to 'convert'; remove it or "
-                   "set it back to None)\n")
+    assert err == (f"error: {config_file}: not implemented yet: use_hyper_parallel (set to True; remove it or "
+                   "set it back to False)\n")
     assert fake_pipeline == []
 
 

@@ -117,9 +117,10 @@ def test_data_params_are_implemented_and_later_features_are_not():
                  "include_effective_tokens_per_second", "compute_accuracy", "print_param_status",
                  "train_from_scratch", "use_reentrant_gc", "upcast_layernorm", "upcast_lmhead_output",
                  "low_cpu_mem_usage", "use_dft_loss", "use_eaft_loss", "eaft_alpha", "use_asft_loss", "asft_alpha",
-                 "use_muon", "use_adam_mini"):
+                 "use_muon", "use_adam_mini", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather", "oft_rank",
+                 "oft_block_size", "oft_target", "module_dropout", "mixture_of_depths"):
         assert params[name].implemented, name
-    for name in ("fp8",):
+    for name in ("use_hyper_parallel",):
         assert not params[name].implemented, name
 
 

@@ -203,11 +203,12 @@ def test_lora_model_reproduces_training_answers_greedily(runs, tiny_llama_dir):
         assert tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True) == answer
 
 
-def test_oft_is_refused_before_anything_loads(tmp_path):
+def test_oft_is_no_longer_refused_and_reaches_the_model_checks(tmp_path):
+    """OFT is built (tests/model/test_oft.py); a missing model is the first problem such a run meets."""
     from tuneforge.errors import ConfigError
     from tuneforge.train import run_train
 
-    with pytest.raises(ConfigError, match=r"^not implemented yet: finetuning_type: oft; use lora, freeze or full$"):
+    with pytest.raises(ConfigError, match=r"^model_name_or_path: directory .*absent' does not exist"):
         run_train({"model_name_or_path": str(tmp_path / "absent"), "finetuning_type": "oft", "stage": "sft",
                    "dataset": "demo_alpaca", "dataset_dir": str(DEMO_DATA), "output_dir": str(tmp_path / "out"),
                    "do_train": True})

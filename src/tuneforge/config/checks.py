@@ -23,7 +23,7 @@ SFT_LOSSES = ("use_dft_loss", "use_eaft_loss", "use_asft_loss")
 
 def check_all(v: dict[str, Any]) -> list[str]:
     problems: list[str] = []
-    for rule in (_data_rules, _method_rules, _model_rules, _deepspeed_rules, optimizer_rules):
+    for rule in (_data_rules, _method_rules, _model_rules, _oft_rules, _deepspeed_rules, optimizer_rules):
         problems += rule(v)
     if is_training_run(v):
         problems += _training_run_rules(v) + _preference_rules(v) + _lf_switch_rules(v)
@@ -178,8 +178,9 @@ def _model_rules(v: dict[str, Any]) -> list[str]:
     if v["export_quantization_bit"] is not None and v["export_quantization_dataset"] is None:
         problems.append("export_quantization_bit needs export_quantization_dataset (calibration data).")
     adapters = v["adapter_name_or_path"]
-    if adapters is not None and v["finetuning_type"] != "lora":
-        problems.append(f"adapter_name_or_path needs finetuning_type lora (it is {v['finetuning_type']!r}).")
+    if adapters is not None and v["finetuning_type"] not in ("lora", "oft"):
+        problems.append(f"adapter_name_or_path needs finetuning_type lora or oft (it is "
+                        f"{v['finetuning_type']!r}).")
     if v["quantization_bit"] is not None:
         if v["finetuning_type"] not in ("lora", "oft"):
             problems.append("quantization_bit only works with finetuning_type lora or oft "
@@ -197,6 +198,22 @@ def _model_rules(v: dict[str, Any]) -> list[str]:
         if adapters is not None and len(adapters) != 1:
             problems.append(f"a quantized model takes one adapter, got {len(adapters)} in "
                             "adapter_name_or_path; merge them first.")
+    return problems
+
+
+def _oft_rules(v: dict[str, Any]) -> list[str]:
+    """peft's OFT rule in our keys: exactly one of oft_rank (number of blocks) and oft_block_size is set."""
+    if v["finetuning_type"] != "oft":
+        return []
+    rank, block = v["oft_rank"], v["oft_block_size"]
+    problems = []
+    if rank < 0 or block < 0:
+        problems.append(f"oft_rank ({rank}) and oft_block_size ({block}) cannot be negative.")
+    elif (rank == 0) == (block == 0):
+        problems.append(f"oft_rank ({rank}) and oft_block_size ({block}): set exactly one of them and the other "
+                        "to 0 (LLaMA-Factory's default: oft_block_size 32, oft_rank 0).")
+    if not 0.0 <= v["module_dropout"] < 1.0:
+        problems.append(f"module_dropout ({v['module_dropout']}) is a probability; use a value in [0, 1).")
     return problems
 
 

@@ -23,6 +23,7 @@ from .adapters import apply_finetuning, count_parameters
 from .adapters.lora import check_adapters
 from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
 from .gguf import gguf_source, resolve_gguf
+from .mixture_of_depths import apply_mixture_of_depths, check_mixture_of_depths
 from .precision_patches import upcast_precision_layers, use_reentrant_checkpointing, warn_low_cpu_mem_usage
 from .quantization import patch_bnb_layers, plan_quantization, quantize_loaded_model
 from .rope import configure_rope
@@ -45,6 +46,7 @@ def load_model(cfg: Config, tokenizer: Any, is_trainable: bool = True) -> torch.
     check_adapters(cfg)  # a wrong adapter path fails now, not after the base weights load
     configure_rope(config, args, cfg.data, is_trainable)
     check_shift_attn(config, args, is_trainable)
+    check_mixture_of_depths(config, args)
     device = training_device(cfg)
     compute_dtype = resolve_compute_dtype(cfg, device)
     attention = resolve_attention(args, cfg.data, device, compute_dtype)
@@ -74,6 +76,7 @@ def load_model(cfg: Config, tokenizer: Any, is_trainable: bool = True) -> torch.
         patch_bnb_layers(model)  # bitsandbytes layers that would fail in backward (see quantization.py)
     logger.info("Attention implementation: %s", model.config._attn_implementation)
     enable_shift_attn(model, args, is_trainable)
+    model = apply_mixture_of_depths(model, args, path)
 
     resize_embeddings(model, tokenizer, args)
 

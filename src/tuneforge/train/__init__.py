@@ -39,8 +39,6 @@ def run_train(cfg: Config | dict[str, Any]) -> dict[str, float]:
         cfg = make_config(cfg)
     validate_config(cfg)
 
-    if cfg.method.finetuning_type == "oft":  # declared for LLaMA-Factory compatibility; its feature comes later
-        raise ConfigError("not implemented yet: finetuning_type: oft; use lora, freeze or full")
     stage = cfg.method.stage
     if stage not in RECIPES:
         raise ConfigError(f"stage: {stage} training is not implemented yet; available stages: "

@@ -25,6 +25,7 @@ from ..model.loader import preflight_model, resolve_compute_dtype, training_devi
 from .args import run_training_arguments
 from .batching.padding_free import is_padding_free_batch, padding_free_collator
 from .evaluation.predict import check_prediction
+from .fp8 import Fp8Plan, accelerator_fp8_kwargs, gpu_facts, plan_fp8
 from .launch.distributed import join_process_group
 from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
@@ -60,6 +61,7 @@ def prepare_run(cfg: Config) -> tuple[Config, Seq2SeqTrainingArguments, str | No
     if cfg.method.plot_loss and args.do_train:
         check_plotting_available()
     check_optimizer_setup(cfg, args)
+    plan_fp8(cfg.train, gpu_facts())  # refuses FP8 on hardware without it, before the weights load
     resume_from: str | None = cfg.train.resume_from_checkpoint if args.do_train else None
     cfg = with_local_model(cfg)
     preflight_model(cfg, is_trainable=args.do_train)
@@ -83,6 +85,18 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     token_loss: TokenLoss | None = None
     # ASFT's frozen reference model (None with LoRA: the policy with its adapter switched off).
     sft_reference: torch.nn.Module | None = None
+
+    def __init__(self, *args: Any, fp8: Fp8Plan | None = None, **kwargs: Any) -> None:
+        self.fp8 = fp8  # read while the parent's __init__ builds the accelerator
+        super().__init__(*args, **kwargs)
+
+    def _build_accelerator_args(self, **kwargs: Any) -> dict[str, Any]:
+        """fp8: accelerate's FP8 recipe for the planned backend (train/fp8.py)."""
+        args = super()._build_accelerator_args(**kwargs)
+        if self.fp8 is not None:
+            args["mixed_precision"] = "fp8"
+            args["kwargs_handlers"] = [*args.get("kwargs_handlers", []), accelerator_fp8_kwargs(self.fp8)]
+        return args
 
     @property
     def run_dir(self) -> str:
@@ -250,6 +264,7 @@ def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, token
         train_dataset=dataset.train_dataset,
         eval_dataset=dataset.eval_dataset,
         processing_class=tokenizer,  # saved next to every checkpoint and the final model
+        fp8=plan_fp8(cfg.train, gpu_facts()),
         **kwargs,
     )
     trainer.run_config = cfg

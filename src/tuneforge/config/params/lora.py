@@ -31,8 +31,9 @@ declare("create_new_adapter", "bool", False, "Add a fresh adapter on top of the 
         "training it further.", G)
 
 G = "oft"
-declare("oft_rank", "int", 0, "Rank of the OFT update.", G, **LATER)
-declare("oft_block_size", "int", 32, "Block size of the OFT orthogonal matrices.", G, **LATER)
-declare("oft_target", "list", "all", "Modules that get OFT adapters (comma-separated names, or `all`).", G,
-        **LATER)
-declare("module_dropout", "float", 0.0, "Dropout of whole OFT blocks.", G, **LATER)
+declare("oft_rank", "int", 0, "OFT: number of orthogonal blocks per layer (set this or oft_block_size, the "
+        "other 0).", G)
+declare("oft_block_size", "int", 32, "OFT: size of each orthogonal block (set this or oft_rank, the other 0).", G)
+declare("oft_target", "list", "all", "Modules that get OFT adapters (comma-separated names, or `all` for every "
+        "linear layer).", G)
+declare("module_dropout", "float", 0.0, "OFT: probability of dropping a whole orthogonal block in training.", G)

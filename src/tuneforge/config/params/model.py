@@ -51,8 +51,9 @@ declare("flash_attn", "str", "auto", "Attention implementation: auto, disabled (
         "(FlashAttention 2/3).", G, choices=("auto", "disabled", "sdpa", "fa2", "fa3"))
 declare("shift_attn", "bool", False, "Shift short attention (S^2-Attn, from LongLoRA) while training llama "
         "models; inference uses full attention.", G)
-declare("mixture_of_depths", "str", None, "Convert the model to mixture-of-depths, or load such a model.", G,
-        choices=("convert", "load"), **LATER)
+declare("mixture_of_depths", "str", None, "Mixture-of-depths: `convert` adds a token router to every second "
+        "decoder layer (12.5% of tokens go through it), `load` loads a model converted so.", G,
+        choices=("convert", "load"))
 declare("use_unsloth", "bool", False, "Use unsloth's optimised LoRA training (needs the unsloth package "
         "and a GPU it supports).", G)
 declare("use_unsloth_gc", "bool", False, "Use unsloth's gradient checkpointing (unsloth itself not needed).",

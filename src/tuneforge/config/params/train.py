@@ -40,10 +40,12 @@ declare("trace_samples", "bool", False, "Each rank writes which samples it train
         "samples-rank<N>.jsonl), to check data parallelism. Alias: TUNEFORGE_TRACE_SAMPLES=1.", G)
 
 # --- FP8 -----------------------------------------------------------------------------------------
-declare("fp8", "bool", False, "FP8 mixed-precision training through accelerate (Hopper GPUs, torch >= 2.7).",
-        G, **LATER)
-declare("fp8_backend", "str", "auto", "FP8 backend.", G, choices=("auto", "torchao", "te", "msamp"), **LATER)
-declare("fp8_enable_fsdp_float8_all_gather", "bool", False, "FP8 all-gather for FSDP2 (needs fp8).", G, **LATER)
+declare("fp8", "bool", False, "FP8 mixed-precision training through accelerate's FP8 recipe (NVIDIA GPUs of "
+        "CUDA compute capability >= 8.9: Ada Lovelace, Hopper or newer).", G)
+declare("fp8_backend", "str", "auto", "FP8 backend: torchao, te (Transformer Engine), msamp, or auto (torchao, "
+        "then Transformer Engine, whichever is installed).", G, choices=("auto", "torchao", "te", "msamp"))
+declare("fp8_enable_fsdp_float8_all_gather", "bool", False, "FP8 all-gathers under FSDP2 (needs fp8 with the "
+        "torchao backend).", G)
 
 # --- Ray -----------------------------------------------------------------------------------------
 declare("ray_num_workers", "int", 1, "Workers for Ray training.", G, **LATER)

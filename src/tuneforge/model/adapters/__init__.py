@@ -1,4 +1,4 @@
-"""Finetuning methods: which parameters train, and how (full, freeze, LoRA).
+"""Finetuning methods: which parameters train, and how (full, freeze, LoRA, OFT).
 
 `apply_finetuning(model, cfg, is_trainable)` dispatches on `cfg.method.finetuning_type`. Every method leaves
 trainable parameters in fp32 (master weights for mixed precision) unless `pure_bf16` asks for bf16 only.
@@ -15,13 +15,14 @@ from ...errors import ConfigError
 from .composite import forbidden_modules
 from .freeze import setup_freeze
 from .lora import setup_lora
+from .oft import setup_oft
 
 if TYPE_CHECKING:
     from ...config import Config
 
 logger = logging.getLogger(__name__)
 
-FINETUNING_TYPES = ("full", "freeze", "lora")
+FINETUNING_TYPES = ("full", "freeze", "lora", "oft")
 
 
 def apply_finetuning(model: torch.nn.Module, cfg: Config, is_trainable: bool) -> torch.nn.Module:
@@ -29,12 +30,14 @@ def apply_finetuning(model: torch.nn.Module, cfg: Config, is_trainable: bool) ->
     method = cfg.method.finetuning_type
     if method not in FINETUNING_TYPES:
         raise ConfigError(f"finetuning_type: {method!r} is not available; use one of {', '.join(FINETUNING_TYPES)}")
-    if method != "lora" and cfg.model.adapter_name_or_path:
-        raise ConfigError(f"adapter_name_or_path is only used with finetuning_type: lora (got {method}); "
+    if method not in ("lora", "oft") and cfg.model.adapter_name_or_path:
+        raise ConfigError(f"adapter_name_or_path is only used with finetuning_type: lora or oft (got {method}); "
                           "merge the adapter first (export) or switch to lora")
 
     if method == "lora":
         model = setup_lora(model, cfg.model, cfg.method, cfg.lora, cfg.freeze, cfg.data, is_trainable)
+    elif method == "oft":
+        model = setup_oft(model, cfg.model, cfg.method, cfg.oft, cfg.lora, is_trainable)
     elif is_trainable and method == "full":
         logger.info("Fine-tuning method: full")
         blocked = forbidden_modules(model, cfg.method)

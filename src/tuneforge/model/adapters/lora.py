@@ -29,27 +29,35 @@ _OUTPUT_LAYER = {"chatglm": "output_layer", "internlm2": "output"}
 
 def setup_lora(model: Any, args: ModelArgs, method: MethodArgs, lora: LoraArgs, freeze: FreezeArgs, data: DataArgs,
                is_trainable: bool) -> Any:
+    model, resumed = load_adapters(model, args, is_trainable, lora.create_new_adapter)
+    if is_trainable and not resumed:
+        model = _new_adapter(model, args, method, lora, freeze, data)
+    return model
+
+
+def load_adapters(model: Any, args: ModelArgs, is_trainable: bool, create_new_adapter: bool) -> tuple[Any, bool]:
+    """Apply `adapter_name_or_path` (any peft adapter: LoRA or OFT, read from its adapter_config.json).
+
+    Returns the model and whether its last adapter stays attached to keep training."""
     from peft import PeftModel
 
     adapters = list(args.adapter_name_or_path or [])
+    if not adapters:
+        return model, False
     to_resume = None
-    if adapters:
-        if is_trainable and not lora.create_new_adapter:
-            to_merge, to_resume = adapters[:-1], adapters[-1]
-        else:
-            to_merge = adapters
-        for path in to_merge:
-            model = PeftModel.from_pretrained(model, _check_adapter(path), **_adapter_kwargs(args)).merge_and_unload()
-        if to_merge:
-            logger.info("Merged %d adapter(s) into the base weights: %s", len(to_merge), ",".join(to_merge))
-        if to_resume is not None:
-            model = PeftModel.from_pretrained(model, _check_adapter(to_resume), is_trainable=is_trainable,
-                                              **_adapter_kwargs(args))
-            logger.info("Continuing to train adapter %s", to_resume)
-
-    if is_trainable and to_resume is None:
-        model = _new_adapter(model, args, method, lora, freeze, data)
-    return model
+    if is_trainable and not create_new_adapter:
+        to_merge, to_resume = adapters[:-1], adapters[-1]
+    else:
+        to_merge = adapters
+    for path in to_merge:
+        model = PeftModel.from_pretrained(model, _check_adapter(path), **_adapter_kwargs(args)).merge_and_unload()
+    if to_merge:
+        logger.info("Merged %d adapter(s) into the base weights: %s", len(to_merge), ",".join(to_merge))
+    if to_resume is not None:
+        model = PeftModel.from_pretrained(model, _check_adapter(to_resume), is_trainable=is_trainable,
+                                          **_adapter_kwargs(args))
+        logger.info("Continuing to train adapter %s", to_resume)
+    return model, to_resume is not None
 
 
 def _new_adapter(model: Any, args: ModelArgs, method: MethodArgs, lora: LoraArgs, freeze: FreezeArgs,
@@ -67,7 +75,7 @@ def _new_adapter(model: Any, args: ModelArgs, method: MethodArgs, lora: LoraArgs
         lora_alpha=lora.lora_alpha,
         lora_dropout=lora.lora_dropout,
         target_modules=targets,
-        modules_to_save=_modules_to_save(model, lora, args),
+        modules_to_save=modules_to_save(model, lora, args),
         use_rslora=lora.use_rslora,
         use_dora=lora.use_dora,
         # peft's annotation spells the fast-SVD choice literally ("pissa_niter_[number of iters]"); it accepts
@@ -104,26 +112,30 @@ def _init_lora_weights(lora: LoraArgs) -> bool | str:
 
 def lora_targets(model: Any, lora: LoraArgs, method: MethodArgs) -> list[str]:
     """Module names LoRA wraps: every linear layer for "all", else the user's names, checked."""
-    requested = list(lora.lora_target)
+    return adapter_targets(model, list(lora.lora_target), "lora_target", method)
+
+
+def adapter_targets(model: Any, requested: list[str], key: str, method: MethodArgs) -> list[str]:
+    """Module names an adapter wraps (`key` is lora_target or oft_target, named in errors)."""
     linear = adaptable_linear_names(model, method)
     if requested == ["all"]:
         targets = sorted(linear)
-        logger.info("LoRA targets (all linear layers): %s", ",".join(targets))
+        logger.info("%s (all linear layers): %s", key, ",".join(targets))
     else:
         all_names = [name for name, _ in model.named_modules()]
         for target in requested:
             if not _matches_any(target, all_names):
-                raise ConfigError(f"lora_target: module {target!r} is not in the model; "
+                raise ConfigError(f"{key}: module {target!r} is not in the model; "
                                   f"choose from: all, {', '.join(sorted(linear))}")
         targets = requested
 
     parts = composite_parts(model)
     if parts is None:
         return targets
-    # Composite models: name full module paths so LoRA stays off the frozen vision tower / projector.
+    # Composite models: name full module paths so the adapter stays off the frozen vision tower / projector.
     blocked = forbidden_modules(model, method) | set(parts.lora_conflicts) | set(parts.projector)
     return [name for name, _ in model.named_modules()
-            if _matches_any(name.split(".")[-1], targets) and not any(key in name for key in blocked)]
+            if _matches_any(name.split(".")[-1], targets) and not any(part in name for part in blocked)]
 
 
 def linear_module_names(model: Any, cfg: Config) -> set[str]:
@@ -151,7 +163,7 @@ def adaptable_linear_names(model: Any, method: MethodArgs) -> set[str]:
     return names
 
 
-def _modules_to_save(model: Any, lora: LoraArgs, args: ModelArgs) -> list[str] | None:
+def modules_to_save(model: Any, lora: LoraArgs, args: ModelArgs) -> list[str] | None:
     """`additional_target` (fully trained, saved with the adapter); embeddings when the vocab grew."""
     extra = list(lora.additional_target or [])
     all_names = [name for name, _ in model.named_modules()]
@@ -181,7 +193,7 @@ def check_adapters(cfg: Config) -> None:
 def _check_adapter(path: str) -> str:
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "adapter_config.json")):
         raise ConfigError(f"adapter_name_or_path: {path!r} has no adapter_config.json; "
-                          "point it at a directory saved by a LoRA run (its output_dir or a checkpoint-N)")
+                          "point it at a directory saved by a LoRA or OFT run (its output_dir or a checkpoint-N)")
     if not os.path.isdir(path) and path.startswith((".", "/", "~")):
         raise ConfigError(f"adapter_name_or_path: directory {path!r} does not exist")
     _check_not_randomised_pissa(path)
