@@ -16,7 +16,7 @@ import torch
 from transformers import Seq2SeqTrainer, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..config import Config
 from ..data.tokenizer import save_tokenizer_with_chat_template
@@ -31,7 +31,7 @@ from .memory_estimate import report_memory_estimate
 from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                                create_custom_scheduler)
 from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
-from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint
+from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint, retire_checkpoints
 from .run.disk_full import DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, tree_size
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
 from .run.interrupt import stop_gracefully_on_sigint
@@ -190,8 +190,7 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
             self.state.best_model_checkpoint = final
             self.state.save_to_json(os.path.join(final, "trainer_state.json"))
-        rotate_checkpoints(output_dir=self.run_dir, save_total_limit=self.args.save_total_limit,
-                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        retire_checkpoints(self.run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
     def _checkpoint_disk_full(self, staged: str) -> DiskFull:
         """Remove the half-written checkpoint (the disk keeps only complete ones) and say what to do."""
