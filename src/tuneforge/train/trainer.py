@@ -7,6 +7,7 @@ saves, resumes and reports lives here, so each recipe reads as:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
 from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                                create_custom_scheduler)
-from .run.callbacks import RunLogCallback, use_maintained_logger_callbacks
+from .run.callbacks import HangWatchdogCallback, RunLogCallback, use_maintained_logger_callbacks
 from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint, retire_checkpoints
 from .run.disk_full import DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, tree_size
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
@@ -39,6 +40,7 @@ from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
 from .run.run_dir import RUN_CONFIG
 from .run.sample_trace import trace_samples
+from .run.watchdog import HangWatchdog, distributed_watchdog
 from .sft_losses import TokenLoss, next_token_targets, sft_token_loss
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     token_loss: TokenLoss | None = None
     # ASFT's frozen reference model (None with LoRA: the policy with its adapter switched off).
     sft_reference: torch.nn.Module | None = None
+    # Multi-process runs: reports a rank that stops making progress (run/watchdog.py); set by build_trainer.
+    hang_watchdog: HangWatchdog | None = None
 
     @property
     def run_dir(self) -> str:
@@ -98,6 +102,18 @@ class TuneforgeTrainer(Seq2SeqTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
+        result = self._compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.hang_watchdog is not None and model.training:
+            self.hang_watchdog.forward_done()  # the backward's gradient all-reduce comes next
+        return result
+
+    def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
+        # Evaluation and checkpoint saves take their own time, unrelated to the step time: not timed.
+        with self.hang_watchdog.paused() if self.hang_watchdog is not None else contextlib.nullcontext():
+            super()._maybe_log_save_evaluate(*args, **kwargs)
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                      num_items_in_batch: Any) -> Any:
         if self.token_loss is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
@@ -259,6 +275,9 @@ def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, token
     use_maintained_logger_callbacks(trainer)
     if cfg.lora.pissa_convert:
         trainer.add_callback(PissaConvertCallback())
+    trainer.hang_watchdog = distributed_watchdog(cfg.train.hang_watchdog_factor, cfg.train.hang_watchdog_min_s)
+    if trainer.hang_watchdog is not None:
+        trainer.add_callback(HangWatchdogCallback(trainer.hang_watchdog))
     apply_switches(trainer, cfg.train, cfg.method)  # logging_dir, early stopping, accuracy (lf_switches.py)
     return trainer
 
