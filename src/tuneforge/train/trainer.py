@@ -33,7 +33,8 @@ from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup
                                create_custom_scheduler)
 from .run.callbacks import HangWatchdogCallback, RunLogCallback, use_maintained_logger_callbacks
 from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint, retire_checkpoints
-from .run.disk_full import DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, tree_size
+from .run.disk_full import (DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, ranks_where,
+                             results_disk_full_error, tree_size, write_then_vote)
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
 from .run.interrupt import stop_gracefully_on_sigint
 from .run.pissa import PissaConvertCallback
@@ -189,33 +190,43 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         staging_root = os.path.join(self.run_dir, STAGING_DIR)
         staged = os.path.join(staging_root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         self.check_weights_finite(model, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        # Every rank votes before the barrier: a rank whose disk filled must not leave the others waiting.
+        failure, full_on = write_then_vote(lambda: self._write_staged_checkpoint(model, trial), self.ranks_where)
+        if full_on:
+            raise self._checkpoint_disk_full(staged, full_on) from failure
+        self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
+        if not self.args.should_save:
+            return
         try:
-            self._staging = True
-            try:
-                super()._save_checkpoint(model, trial)
-            finally:
-                self._staging = False
-            self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
-            if not self.args.should_save:
-                return
             final = publish_checkpoint(staged, self.run_dir)
         except Exception as error:
             if not is_disk_full(error):
                 raise
-            raise self._checkpoint_disk_full(staged) from error
+            raise self._checkpoint_disk_full(staged, [self.args.process_index]) from error
         if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
             self.state.best_model_checkpoint = final
             self.state.save_to_json(os.path.join(final, "trainer_state.json"))
         retire_checkpoints(self.run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
-    def _checkpoint_disk_full(self, staged: str) -> DiskFull:
+    def _write_staged_checkpoint(self, model: Any, trial: Any) -> None:
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+
+    def ranks_where(self, flag: bool) -> list[int]:
+        """The ranks on which `flag` is true (a collective: every rank calls it at the same point)."""
+        return ranks_where(flag, self.accelerator.device)
+
+    def _checkpoint_disk_full(self, staged: str, full_on: list[int]) -> DiskFull:
         """Remove the half-written checkpoint (the disk keeps only complete ones) and say what to do."""
         written = tree_size(staged)
         clear_staging(self.run_dir)
         previous = last_complete_checkpoint(self.run_dir)
         # The previous checkpoint holds the same files; without one, what was written is a lower bound.
         needed = tree_size(previous) if previous else written
-        return disk_full_error(self.run_dir, os.path.basename(staged), needed)
+        return disk_full_error(self.run_dir, os.path.basename(staged), needed, full_on, self.args.world_size)
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
         # Every token of a padding-free row is real; HF would count `input_ids != pad_token_id`, which drops
@@ -300,32 +311,48 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     trainer.check_weights_finite(trainer.model, "the final model")
     save_final_model(trainer)
     trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
-    if trainer.is_world_process_zero() and cfg.method.plot_loss:
-        plot_loss(trainer.run_dir, plot_keys)
+    save_results(trainer, result.metrics, plot_keys if cfg.method.plot_loss else None)
     return result.metrics
 
 
 def save_final_model(trainer: TuneforgeTrainer) -> None:
-    """The final model/adapter + tokenizer; a full disk removes the files this save created and raises
-    DiskFull naming the last complete checkpoint."""
+    """The final model/adapter + tokenizer; a full disk (on any rank) removes the files this save created and
+    raises DiskFull naming the last complete checkpoint, on every rank."""
     run_dir = trainer.run_dir
     existed = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else set()
-    try:
+
+    def write() -> None:
         trainer.save_model()
         if trainer.is_world_process_zero() and trainer.processing_class is not None:
             save_tokenizer_with_chat_template(trainer.processing_class, run_dir)
-    except Exception as error:
-        if not is_disk_full(error):
-            raise
-        if trainer.is_world_process_zero():
-            _remove_new_files(run_dir, existed)
-        previous = last_complete_checkpoint(run_dir)
-        # The checkpoint's weight files are what the final save writes again.
-        needed = sum(tree_size(os.path.join(previous, name)) for name in os.listdir(previous)
-                     if name.startswith(("adapter_model", "model"))) if previous else None
-        raise disk_full_error(run_dir, "the final model", needed) from error
+
+    failure, full_on = write_then_vote(write, trainer.ranks_where)
+    if not full_on:
+        return
+    if trainer.is_world_process_zero():
+        _remove_new_files(run_dir, existed)
+    previous = last_complete_checkpoint(run_dir)
+    # The checkpoint's weight files are what the final save writes again.
+    needed = sum(tree_size(os.path.join(previous, name)) for name in os.listdir(previous)
+                 if name.startswith(("adapter_model", "model"))) if previous else None
+    raise disk_full_error(run_dir, "the final model", needed, full_on, trainer.args.world_size) from failure
+
+
+def save_results(trainer: TuneforgeTrainer, metrics: dict[str, float], plot_keys: tuple[str, ...] | None) -> None:
+    """train_results.json, all_results.json, trainer_state.json (+ the loss plot) after the final model: a full
+    disk there is a clear error too (on every rank), which says the model itself is complete."""
+
+    def write() -> None:
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        if trainer.is_world_process_zero() and plot_keys:
+            plot_loss(trainer.run_dir, plot_keys)
+
+    failure, full_on = write_then_vote(write, trainer.ranks_where)
+    if full_on:
+        plot = ", the loss plot" if plot_keys else ""
+        raise results_disk_full_error(trainer.run_dir, "train_results.json, all_results.json, trainer_state.json"
+                                      + plot) from failure
 
 
 def _remove_new_files(run_dir: str, existed: set[str]) -> None:
