@@ -36,10 +36,9 @@ from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint, ret
 from .run.disk_full import (DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, ranks_where,
                              results_disk_full_error, tree_size, write_then_vote)
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
-from .run.interrupt import stop_gracefully_on_sigint
+from .run.interrupt import report_interrupted, stop_gracefully_on_sigint
 from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
-from .run.run_dir import RUN_CONFIG
 from .run.sample_trace import trace_samples
 from .run.watchdog import HangWatchdog, distributed_watchdog
 from .sft_losses import TokenLoss, next_token_targets, sft_token_loss
@@ -301,7 +300,7 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     with stop_gracefully_on_sigint(trainer) as stop:  # Ctrl-C: checkpoint after this step, then stop
         result = trainer.train(resume_from_checkpoint=resume_from)
     if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
-        report_interrupted(trainer, stop.stopped_at)
+        report_interrupted(trainer.run_dir, stop.stopped_at, trainer.state.max_steps)
         raise KeyboardInterrupt  # the CLI prints "interrupted" and exits 130; no final model is saved
     if cfg.method.include_effective_tokens_per_second:
         result.metrics["effective_tokens_per_sec"] = effective_tokens_per_second(trainer.train_dataset,
@@ -361,13 +360,6 @@ def _remove_new_files(run_dir: str, existed: set[str]) -> None:
         path = os.path.join(run_dir, name)
         if os.path.isfile(path):
             os.remove(path)
-
-
-def report_interrupted(trainer: TuneforgeTrainer, step: int) -> None:
-    checkpoint = os.path.join(trainer.run_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
-    run_config = os.path.join(trainer.run_dir, RUN_CONFIG)
-    logger.warning("Stopped after step %d/%d; checkpoint saved: %s\nResume with: tuneforge train %s "
-                   "resume_from_checkpoint=%s", step, trainer.state.max_steps, checkpoint, run_config, checkpoint)
 
 
 def evaluate(trainer: TuneforgeTrainer, with_perplexity: bool) -> dict[str, float]:
