@@ -40,14 +40,17 @@ CASES = {
     "history-not-a-pair": (_jsonl([GOOD, {**GOOD, "history": [["q0", "a0"], ["only one"]]}]), "d.jsonl", HISTORY,
                            {}, "{file} row 1, field 'history[1]': must be a pair [instruction, response] of texts"),
     "jsonl-line-not-json": (b'{"instruction": "q", "output": "a"}\n\n{"instruction": "q", "output": }\n', "d.jsonl",
-                            {}, {}, "line 3"),
-    "empty-file": (b"", "d.json", {}, {}, "empty"),
-    "utf16-file": (json.dumps([GOOD]).encode("utf-16"), "d.json", {}, {}, "UTF-16"),
+                            {}, {}, "dataset 'd': line 3 of file {file} is not valid JSON: Expecting value (column 32)"),
+    "empty-file": (b"", "d.json", {}, {}, "dataset 'd': {file} is empty (0 bytes), so it holds no rows"),
+    "utf16-file": (json.dumps([GOOD]).encode("utf-16"), "d.json", {}, {},
+                   "dataset 'd': {file} is encoded as UTF-16LE, but data files must be UTF-8. Convert it, e.g. "
+                   "`iconv -f UTF-16LE -t UTF-8 {file} > "),
     "mixed-string-and-object": (_jsonl([{"messages": [USER, ASSISTANT]},
                                         {"messages": [USER, {"role": "assistant", "content": {"name": "f"}}]}]),
                                 "d.jsonl", OPENAI, {}, "{file} row 1, field 'messages[1]': must be text, found dict"),
     "val-size-too-large": (_jsonl([GOOD] * 4), "d.jsonl", {}, {"val_size": 10},
-                           "val_size"),
+                           "val_size: 10 asks for 10 validation rows, but the training data holds 4 rows, leaving "
+                           "none to train on"),
     "all-labels-masked": (_jsonl([{"instruction": LONG_PROMPT, "output": "ok"}] * 3), "d.jsonl", {},
                           {"cutoff_len": 8}, "dataset 'd': every one of the 3 training examples has all its labels "
                                              "masked (-100) after tokenization: cutoff_len (8)"),
