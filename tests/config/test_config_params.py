@@ -90,7 +90,8 @@ def test_every_lf_parameter_is_declared_with_its_default():
 
 # Parameters tuneforge adds for features LLaMA-Factory lacks.
 TUNEFORGE_ONLY = {"export_gguf": None, "gguf_file": None, "padding_free": True, "trace_samples": False,
-                  "skip_invalid_rows": False}
+                  "skip_invalid_rows": False,
+                  "hang_watchdog_factor": 10.0, "hang_watchdog_min_s": 300.0}
 
 
 def test_no_parameter_beyond_lf_and_the_removed_transformers_keys():

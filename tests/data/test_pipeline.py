@@ -277,3 +277,65 @@ def test_kto_data_with_one_kind_of_label_stops_the_run(make_cfg, tmp_path, tag, 
     assert str(caught.value) == (
         f"dataset 'd': all 4 training examples are {kind}; KTO learns from the contrast between desirable and "
         f"undesirable answers and needs both. Add {other} examples, or use stage sft for desirable-only data")
+
+
+def write_datasets(tmp_path, datasets, entry=None):
+    """A dataset_dir holding one JSON file per name in `datasets` ({name: rows})."""
+    folder = tmp_path / "teach"
+    folder.mkdir()
+    for name, rows in datasets.items():
+        (folder / f"{name}.json").write_text(json.dumps(rows))
+    (folder / "dataset_info.json").write_text(json.dumps({name: {"file_name": f"{name}.json", **(entry or {})}
+                                                          for name in datasets}))
+    return str(folder)
+
+
+def test_an_evaluation_split_whose_answers_are_truncated_away_is_named(make_cfg, tmp_path, caplog):
+    good = [{"instruction": "Hi", "output": "Hello there."}] * 4
+    cut = [{"instruction": LONG_PROMPT, "output": "ok"}] * 3
+    folder = write_datasets(tmp_path, {"d": good, "e": cut})
+    with pytest.raises(DataError) as caught:
+        build(make_cfg(dataset_dir=folder, dataset="d", eval_dataset="e", cutoff_len=8))
+    assert str(caught.value) == (
+        "dataset 'e': every one of the 3 evaluation examples (split validation) has all its labels masked (-100) "
+        "after tokenization: cutoff_len (8) truncates the answers away, so the evaluation loss would be undefined "
+        "(no token to measure). Raise cutoff_len, or shorten the prompts")
+
+    (tmp_path / "teach" / "e.json").write_text(json.dumps(cut[:1] + good[:1]))
+    with caplog.at_level(logging.WARNING, logger="tuneforge.data.learnability"):
+        build(make_cfg(dataset_dir=folder, dataset="d", eval_dataset="e", cutoff_len=8))
+    assert caplog.messages == [
+        "dataset 'e': 1 of 2 evaluation examples (split validation) have all their labels masked (-100) after "
+        "tokenization (cutoff_len 8 truncates their answers away); they measure nothing. Raise cutoff_len to keep "
+        "them"]
+
+
+def test_evaluation_pairs_and_kto_tags_are_checked(make_cfg, tmp_path, caplog):
+    differ = [{"instruction": f"Q{i}", "chosen": "Yes.", "rejected": "No, never."} for i in range(6)]
+    same = [{"instruction": f"Q{i}", "chosen": "Yes.", "rejected": "Yes."} for i in range(6)]
+    folder = write_datasets(tmp_path, {"d": differ, "e": same}, PAIRS)
+    with pytest.raises(DataError, match=r"^dataset 'e': in every one of the 6 evaluation pairs \(split "
+                                        r"validation\) the chosen and the rejected answer are the same"):
+        build(make_cfg(dataset_dir=folder, dataset="d", eval_dataset="e", stage="dpo"))
+
+    kto = {"columns": {"prompt": "instruction", "response": "output", "kto_tag": "kto_tag"}}
+    rows = [{"instruction": f"Q{i}", "output": f"A{i}", "kto_tag": i % 2 == 0} for i in range(8)]
+    desirable = [dict(row, kto_tag=True) for row in rows]
+    (tmp_path / "teach").rename(tmp_path / "pairs")
+    folder = write_datasets(tmp_path, {"d": rows, "e": desirable}, kto)
+    with caplog.at_level(logging.WARNING, logger="tuneforge.data.learnability"):
+        module = build(make_cfg(dataset_dir=folder, dataset="d", eval_dataset="e", stage="kto"))
+    assert len(module.eval_dataset) == 8  # an evaluation of one kind still measures that kind: a warning
+    assert [record.message for record in caplog.records if record.name == "tuneforge.data.learnability"] == [
+        "dataset 'e': all 8 evaluation examples (split validation) are desirable (kto_tag true); the evaluation "
+        "measures only those. Add undesirable (kto_tag false) examples to measure both"]
+
+
+def test_a_streaming_dataset_is_checked_on_its_first_rows(make_cfg, tmp_path):
+    folder = write_dataset(tmp_path, [{"instruction": LONG_PROMPT, "output": "ok"}] * 5)
+    with pytest.raises(DataError) as caught:
+        build(make_cfg(dataset_dir=folder, dataset="d", cutoff_len=8, streaming=True, max_steps=10))
+    assert str(caught.value).startswith(
+        "dataset 'd': every one of the 5 training examples (checked on the first 5 rows of the stream) has all its "
+        "labels masked (-100) after tokenization: cutoff_len (8) truncates the answers away, so training would run "
+        "at loss 0 and learn nothing.")

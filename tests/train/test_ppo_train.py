@@ -289,3 +289,58 @@ def test_a_diverged_ppo_run_stops_and_saves_no_policy(tiny_llama_dir, data_dir, 
     assert "learning_rate too high (1e+37" in message
     assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
     assert not list((tmp_path / "out").glob("checkpoint-*"))
+
+
+# ---- Ctrl-C ----------------------------------------------------------------------------------------------
+
+def _interrupt_in_step(monkeypatch, at_step, signals):
+    """PPOLoop.step sends `signals` SIGINTs to this process at the start of step `at_step` (a Ctrl-C then)."""
+    import os
+    import signal
+
+    from tuneforge.train.stages.ppo.loop import PPOLoop
+
+    step = PPOLoop.step
+
+    def interrupted_step(self, prompts):
+        if self.current_step == at_step:
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
+        return step(self, prompts)
+
+    monkeypatch.setattr(PPOLoop, "step", interrupted_step)
+
+
+def test_the_first_ctrl_c_finishes_the_ppo_step_and_saves_a_checkpoint(tiny_llama_dir, data_dir, tmp_path,
+                                                                        monkeypatch, caplog):
+    import signal
+
+    _interrupt_in_step(monkeypatch, at_step=2, signals=1)
+    cfg = ppo_config(tiny_llama_dir, data_dir, tmp_path, ppo_buffer_size=1, max_steps=4)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_with_rule_reward(monkeypatch, cfg, tiny_llama_dir)
+    assert signal.getsignal(signal.SIGINT) is handler  # the run's handler is gone again
+    checkpoint = tmp_path / "checkpoint-2"
+    assert (checkpoint / "ppo_state.pt").is_file() and (checkpoint / "trainer_state.json").is_file()
+    assert [json.loads(line)["step"] for line in open(tmp_path / "trainer_log.jsonl")] == [1, 2]
+    assert "Interrupted: finishing this step and saving a checkpoint" in caplog.text
+    assert f"Stopped after step 2/4; checkpoint saved: {checkpoint}\n" in caplog.text
+    assert f"Resume with: tuneforge train {tmp_path / 'run.yaml'} resume_from_checkpoint={checkpoint}" in caplog.text
+    assert not (tmp_path / "adapter_model.safetensors").exists()  # an interrupted run has no final result
+
+    # The printed command's checkpoint resumes: steps 3 and 4 only.
+    monkeypatch.undo()
+    _, resumed, _ = run_with_rule_reward(monkeypatch, ppo_config(
+        tiny_llama_dir, data_dir, tmp_path / "resumed", ppo_buffer_size=1, max_steps=4,
+        resume_from_checkpoint=str(checkpoint)), tiny_llama_dir)
+    assert [record["step"] for record in resumed] == [3, 4]
+
+
+def test_a_second_ctrl_c_stops_ppo_at_once_without_a_checkpoint(tiny_llama_dir, data_dir, tmp_path, monkeypatch):
+    _interrupt_in_step(monkeypatch, at_step=2, signals=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_with_rule_reward(monkeypatch, ppo_config(tiny_llama_dir, data_dir, tmp_path, ppo_buffer_size=1,
+                                                     max_steps=4), tiny_llama_dir)
+    assert not list(tmp_path.glob("checkpoint-*"))
+    assert [json.loads(line)["step"] for line in open(tmp_path / "trainer_log.jsonl")] == [1]

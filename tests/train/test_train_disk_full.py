@@ -162,3 +162,64 @@ def test_a_real_full_disk_during_a_checkpoint(tiny_llama_dir, tmp_path, small_di
 
 def test_disk_full_is_a_user_error():
     assert issubclass(DiskFull, UserError)
+
+
+def test_disk_full_while_writing_the_results_after_the_final_model(tiny_llama_dir, tmp_path, capsys, monkeypatch):
+    def full_disk(self, split, metrics, combined=True):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(TuneforgeTrainer, "save_metrics", full_disk)
+    rc, output_dir = _train(tiny_llama_dir, tmp_path, max_steps=2)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert (f"error: no space left on {output_dir} while writing train_results.json, all_results.json, "
+            f"trainer_state.json, after the final model was saved. The trained model in {output_dir} is "
+            "complete; only these summaries are missing.") in err
+    assert "Traceback" not in err
+    assert (output_dir / "adapter_model.safetensors").stat().st_size > 100
+
+
+# `python -m torch.distributed.run --nproc-per-node=2 VOTE_SCRIPT <dir>`: rank 1's disk is full while each rank
+# writes its part of checkpoint-4 (as rng_state_<rank>.pth); rank 0's write succeeds.
+VOTE_SCRIPT = """
+import errno, os, sys
+import torch.distributed as dist
+from tuneforge.train.run.disk_full import disk_full_error, ranks_where, write_then_vote
+
+dist.init_process_group("gloo")
+rank, run_dir = dist.get_rank(), sys.argv[1]
+
+def write():
+    with open(os.path.join(run_dir, f"rng_state_{rank}.pth"), "wb") as handle:
+        handle.write(b"half")
+        if rank == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+failure, full_on = write_then_vote(write, ranks_where)
+print(f"rank {rank}: own error {type(failure).__name__}; full on {full_on}", flush=True)
+if full_on:
+    print(f"rank {rank}: " + str(disk_full_error(run_dir, "checkpoint-4", None, full_on, 2)), flush=True)
+dist.barrier()  # both ranks got here: nobody waits for the other
+dist.destroy_process_group()
+sys.exit(2 if full_on else 0)
+"""
+
+
+def test_a_full_disk_on_one_rank_stops_every_rank(tmp_path):
+    import sys
+
+    from tuneforge.train.launch.torchrun import find_free_port
+
+    script = tmp_path / "vote.py"
+    script.write_text(VOTE_SCRIPT)
+    env = {"PYTHONPATH": str(DEMO_DATA.parents[2]), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
+                           f"--master-port={find_free_port()}", str(script), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    out = done.stdout
+    assert done.returncode != 0, out  # both ranks exit 2 (DiskFull's exit code), neither hangs
+    assert "rank 0: own error NoneType; full on [1]" in out and "rank 1: own error OSError; full on [1]" in out
+    for rank in (0, 1):
+        assert (f"rank {rank}: no space left on {tmp_path} while writing checkpoint-4" in out), out
+    assert out.count("The disk filled on rank 1 of 2; every rank stopped (none is left waiting for the "
+                     "others).") == 2

@@ -256,6 +256,8 @@ class TrainArgs:
     fsdp_transformer_layer_cls_to_wrap: list[str] | None
     save_safetensors: bool
     padding_free: bool
+    hang_watchdog_factor: float
+    hang_watchdog_min_s: float
     trace_samples: bool
     fp8: bool
     fp8_backend: str

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
-from .learnability import check_learnable
+from .learnability import check_split_learnable
 from .processors import ProcessingOptions, get_processor
 from .processors.common import ArrowBatches
 from .readers import map_workers
@@ -99,10 +99,5 @@ def process_splits(splits: dict[str, Any], data: DataArgs, train: TrainArgs, opt
         cache_file = work_dir / name / "data.arrow" if work_dir is not None else None
         processed[name] = tokenize_split(dataset, processor, data, cache_file)
         check_not_empty(name, processed[name], stage, data)
-        if name == "train" and not data.streaming:
-            check_learnable(processed[name], _dataset_names(data.dataset), options.cutoff_len)
+        check_split_learnable(name, processed[name], data, options.cutoff_len)
     return processed
-
-
-def _dataset_names(names: list[str] | None) -> str:
-    return ", ".join(f"'{name}'" for name in names or [])

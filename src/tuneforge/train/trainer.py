@@ -7,6 +7,7 @@ saves, resumes and reports lives here, so each recipe reads as:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -16,7 +17,7 @@ import torch
 from transformers import Seq2SeqTrainer, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..config import Config
 from ..data.tokenizer import save_tokenizer_with_chat_template
@@ -31,16 +32,17 @@ from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
 from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
                                create_custom_scheduler)
-from .run.callbacks import RunLogCallback
+from .run.callbacks import HangWatchdogCallback, RunLogCallback
+from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint, retire_checkpoints
+from .run.disk_full import (DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, ranks_where,
+                             results_disk_full_error, tree_size, write_then_vote)
 from .run.loggers import attach_loggers
-from .run.checkpoints import STAGING_DIR, clear_staging, publish_checkpoint
-from .run.disk_full import DiskFull, disk_full_error, is_disk_full, last_complete_checkpoint, tree_size
 from .run.divergence import DivergenceGuard, first_nonfinite_parameter
-from .run.interrupt import stop_gracefully_on_sigint
+from .run.interrupt import report_interrupted, stop_gracefully_on_sigint
 from .run.pissa import PissaConvertCallback
 from .run.plot import check_plotting_available, plot_loss
-from .run.run_dir import RUN_CONFIG
 from .run.sample_trace import trace_samples
+from .run.watchdog import HangWatchdog, distributed_watchdog
 from .sft_losses import TokenLoss, next_token_targets, sft_token_loss
 
 if TYPE_CHECKING:
@@ -85,6 +87,8 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     token_loss: TokenLoss | None = None
     # ASFT's frozen reference model (None with LoRA: the policy with its adapter switched off).
     sft_reference: torch.nn.Module | None = None
+    # Multi-process runs: reports a rank that stops making progress (run/watchdog.py); set by build_trainer.
+    hang_watchdog: HangWatchdog | None = None
 
     def __init__(self, *args: Any, fp8: Fp8Plan | None = None, **kwargs: Any) -> None:
         self.fp8 = fp8  # read while the parent's __init__ builds the accelerator
@@ -113,6 +117,18 @@ class TuneforgeTrainer(Seq2SeqTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
+        result = self._compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.hang_watchdog is not None and model.training:
+            self.hang_watchdog.forward_done()  # the backward's gradient all-reduce comes next
+        return result
+
+    def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
+        # Evaluation and checkpoint saves take their own time, unrelated to the step time: not timed.
+        with self.hang_watchdog.paused() if self.hang_watchdog is not None else contextlib.nullcontext():
+            super()._maybe_log_save_evaluate(*args, **kwargs)
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                      num_items_in_batch: Any) -> Any:
         if self.token_loss is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
@@ -188,34 +204,43 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         staging_root = os.path.join(self.run_dir, STAGING_DIR)
         staged = os.path.join(staging_root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         self.check_weights_finite(model, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        # Every rank votes before the barrier: a rank whose disk filled must not leave the others waiting.
+        failure, full_on = write_then_vote(lambda: self._write_staged_checkpoint(model, trial), self.ranks_where)
+        if full_on:
+            raise self._checkpoint_disk_full(staged, full_on) from failure
+        self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
+        if not self.args.should_save:
+            return
         try:
-            self._staging = True
-            try:
-                super()._save_checkpoint(model, trial)
-            finally:
-                self._staging = False
-            self.accelerator.wait_for_everyone()  # every rank has written its shard before the rename
-            if not self.args.should_save:
-                return
             final = publish_checkpoint(staged, self.run_dir)
         except Exception as error:
             if not is_disk_full(error):
                 raise
-            raise self._checkpoint_disk_full(staged) from error
+            raise self._checkpoint_disk_full(staged, [self.args.process_index]) from error
         if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
             self.state.best_model_checkpoint = final
             self.state.save_to_json(os.path.join(final, "trainer_state.json"))
-        rotate_checkpoints(output_dir=self.run_dir, save_total_limit=self.args.save_total_limit,
-                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        retire_checkpoints(self.run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
-    def _checkpoint_disk_full(self, staged: str) -> DiskFull:
+    def _write_staged_checkpoint(self, model: Any, trial: Any) -> None:
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+
+    def ranks_where(self, flag: bool) -> list[int]:
+        """The ranks on which `flag` is true (a collective: every rank calls it at the same point)."""
+        return ranks_where(flag, self.accelerator.device)
+
+    def _checkpoint_disk_full(self, staged: str, full_on: list[int]) -> DiskFull:
         """Remove the half-written checkpoint (the disk keeps only complete ones) and say what to do."""
         written = tree_size(staged)
         clear_staging(self.run_dir)
         previous = last_complete_checkpoint(self.run_dir)
         # The previous checkpoint holds the same files; without one, what was written is a lower bound.
         needed = tree_size(previous) if previous else written
-        return disk_full_error(self.run_dir, os.path.basename(staged), needed)
+        return disk_full_error(self.run_dir, os.path.basename(staged), needed, full_on, self.args.world_size)
 
     def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
         # Every token of a padding-free row is real; HF would count `input_ids != pad_token_id`, which drops
@@ -276,6 +301,9 @@ def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, token
     attach_loggers(trainer, cfg)  # SwanLab as configured, and the run's config to every logger
     if cfg.lora.pissa_convert:
         trainer.add_callback(PissaConvertCallback())
+    trainer.hang_watchdog = distributed_watchdog(cfg.train.hang_watchdog_factor, cfg.train.hang_watchdog_min_s)
+    if trainer.hang_watchdog is not None:
+        trainer.add_callback(HangWatchdogCallback(trainer.hang_watchdog))
     apply_switches(trainer, cfg.train, cfg.method)  # logging_dir, early stopping, accuracy (lf_switches.py)
     return trainer
 
@@ -288,7 +316,7 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     with stop_gracefully_on_sigint(trainer) as stop:  # Ctrl-C: checkpoint after this step, then stop
         result = trainer.train(resume_from_checkpoint=resume_from)
     if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
-        report_interrupted(trainer, stop.stopped_at)
+        report_interrupted(trainer.run_dir, stop.stopped_at, trainer.state.max_steps)
         raise KeyboardInterrupt  # the CLI prints "interrupted" and exits 130; no final model is saved
     if cfg.method.include_effective_tokens_per_second:
         result.metrics["effective_tokens_per_sec"] = effective_tokens_per_second(trainer.train_dataset,
@@ -298,32 +326,48 @@ def train_and_save(trainer: TuneforgeTrainer, cfg: Config, resume_from: str | No
     trainer.check_weights_finite(trainer.model, "the final model")
     save_final_model(trainer)
     trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
-    if trainer.is_world_process_zero() and cfg.method.plot_loss:
-        plot_loss(trainer.run_dir, plot_keys)
+    save_results(trainer, result.metrics, plot_keys if cfg.method.plot_loss else None)
     return result.metrics
 
 
 def save_final_model(trainer: TuneforgeTrainer) -> None:
-    """The final model/adapter + tokenizer; a full disk removes the files this save created and raises
-    DiskFull naming the last complete checkpoint."""
+    """The final model/adapter + tokenizer; a full disk (on any rank) removes the files this save created and
+    raises DiskFull naming the last complete checkpoint, on every rank."""
     run_dir = trainer.run_dir
     existed = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else set()
-    try:
+
+    def write() -> None:
         trainer.save_model()
         if trainer.is_world_process_zero() and trainer.processing_class is not None:
             save_tokenizer_with_chat_template(trainer.processing_class, run_dir)
-    except Exception as error:
-        if not is_disk_full(error):
-            raise
-        if trainer.is_world_process_zero():
-            _remove_new_files(run_dir, existed)
-        previous = last_complete_checkpoint(run_dir)
-        # The checkpoint's weight files are what the final save writes again.
-        needed = sum(tree_size(os.path.join(previous, name)) for name in os.listdir(previous)
-                     if name.startswith(("adapter_model", "model"))) if previous else None
-        raise disk_full_error(run_dir, "the final model", needed) from error
+
+    failure, full_on = write_then_vote(write, trainer.ranks_where)
+    if not full_on:
+        return
+    if trainer.is_world_process_zero():
+        _remove_new_files(run_dir, existed)
+    previous = last_complete_checkpoint(run_dir)
+    # The checkpoint's weight files are what the final save writes again.
+    needed = sum(tree_size(os.path.join(previous, name)) for name in os.listdir(previous)
+                 if name.startswith(("adapter_model", "model"))) if previous else None
+    raise disk_full_error(run_dir, "the final model", needed, full_on, trainer.args.world_size) from failure
+
+
+def save_results(trainer: TuneforgeTrainer, metrics: dict[str, float], plot_keys: tuple[str, ...] | None) -> None:
+    """train_results.json, all_results.json, trainer_state.json (+ the loss plot) after the final model: a full
+    disk there is a clear error too (on every rank), which says the model itself is complete."""
+
+    def write() -> None:
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        if trainer.is_world_process_zero() and plot_keys:
+            plot_loss(trainer.run_dir, plot_keys)
+
+    failure, full_on = write_then_vote(write, trainer.ranks_where)
+    if full_on:
+        plot = ", the loss plot" if plot_keys else ""
+        raise results_disk_full_error(trainer.run_dir, "train_results.json, all_results.json, trainer_state.json"
+                                      + plot) from failure
 
 
 def _remove_new_files(run_dir: str, existed: set[str]) -> None:
@@ -332,13 +376,6 @@ def _remove_new_files(run_dir: str, existed: set[str]) -> None:
         path = os.path.join(run_dir, name)
         if os.path.isfile(path):
             os.remove(path)
-
-
-def report_interrupted(trainer: TuneforgeTrainer, step: int) -> None:
-    checkpoint = os.path.join(trainer.run_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
-    run_config = os.path.join(trainer.run_dir, RUN_CONFIG)
-    logger.warning("Stopped after step %d/%d; checkpoint saved: %s\nResume with: tuneforge train %s "
-                   "resume_from_checkpoint=%s", step, trainer.state.max_steps, checkpoint, run_config, checkpoint)
 
 
 def evaluate(trainer: TuneforgeTrainer, with_perplexity: bool) -> dict[str, float]:

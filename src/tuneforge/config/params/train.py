@@ -36,6 +36,12 @@ declare("save_safetensors", "bool", True, "Save checkpoints as safetensors. tran
 # --- tuneforge's own switches (each also read from an environment variable alias) -----------------
 declare("padding_free", "bool", True, "Run training batches padding-free (one packed row, per-row attention) "
         "where a check on the first batch shows it gives the padded loss. Alias: TUNEFORGE_PADDING_FREE=0.", G)
+declare("hang_watchdog_factor", "float", 10.0, "Multi-process runs: when no step completes within this many "
+        "times the median step time (and at least hang_watchdog_min_s), every rank dumps its Python stacks and "
+        "the log names the rank that is behind; the run keeps waiting (ddp_timeout stays the hard limit). "
+        "0 turns the watchdog off.", G)
+declare("hang_watchdog_min_s", "float", 300.0, "The hang watchdog's floor: never report a stall shorter than "
+        "this many seconds (the first steps, evaluation and checkpoint saves are not timed).", G)
 declare("trace_samples", "bool", False, "Each rank writes which samples it trained on (output_dir/"
         "samples-rank<N>.jsonl), to check data parallelism. Alias: TUNEFORGE_TRACE_SAMPLES=1.", G)
 

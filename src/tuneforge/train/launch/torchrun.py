@@ -26,11 +26,14 @@ from typing import Mapping, Sequence
 
 from ...errors import ConfigError
 from ...runtime import read_runtime, runtime
+from .signals import AGENT_SIGNALS, die_with_launcher, forward_sigint_to_workers
 
 logger = logging.getLogger(__name__)
 
 # Set in the workers we start: they skip the parent's checks and never relaunch (runtime().launched_by_tuneforge).
 LAUNCHED_ENV = "TUNEFORGE_LAUNCHED"
+# The launching process's pid, for its workers: they die with it (launch/signals.py).
+LAUNCHER_PID_ENV = "TUNEFORGE_LAUNCHER_PID"
 TRUE_VALUES = ("1", "true", "y", "yes")
 
 # Canonical name -> other names users set for it (read only when the canonical one is absent).
@@ -163,6 +166,8 @@ def relaunch_under_torchrun(train_args: Sequence[str], deepspeed: bool = False) 
     """Run `tuneforge train <train_args>` under torchrun and return its exit code; None: train here."""
     env = dict(os.environ)
     if is_launched_worker(env):
+        if is_our_worker(env) and env.get(LAUNCHER_PID_ENV, "").isdigit():
+            die_with_launcher(int(env[LAUNCHER_PID_ENV]))
         return None
     count = visible_device_count()
     if not wants_torchrun(env, count, deepspeed):
@@ -173,6 +178,7 @@ def relaunch_under_torchrun(train_args: Sequence[str], deepspeed: bool = False) 
     logger.info("launching %d process(es) on this machine (node %d of %s) under torchrun, rendezvous at %s:%d",
                 plan.nproc_per_node, plan.node_rank, plan.nnodes, plan.master_addr, plan.master_port)
     os.environ[LAUNCHED_ENV] = "1"  # inherited by the workers
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())
     for name in (*(alias for names in ALIASES.values() for alias in names), "WORLD_SIZE"):
         os.environ.pop(name, None)  # read above; torchrun sets RANK, WORLD_SIZE etc. per worker
     runtime.cache_clear()  # this process's environment changed on purpose
@@ -187,7 +193,8 @@ def run_torchrun(args: list[str]) -> int:
     from torch.distributed.run import main as torchrun_main
 
     try:
-        torchrun_main(args)
+        with forward_sigint_to_workers():  # Ctrl-C: the workers checkpoint and stop (launch/signals.py)
+            torchrun_main([f"--signals-to-handle={AGENT_SIGNALS}", *args])
     except ChildFailedError as failed:
         codes = [failure.exitcode for failure in failed.failures.values()]
         return next((code for code in codes if code > 0), 1)

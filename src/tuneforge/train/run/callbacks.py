@@ -22,12 +22,15 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from ...errors import ConfigError
 from .trainer_log import TRAINER_LOG, read_trainer_log
+
+if TYPE_CHECKING:
+    from .watchdog import HangWatchdog
 
 logger = logging.getLogger("tuneforge.train")
 
@@ -215,3 +218,22 @@ def _known_integrations() -> list[str]:
     except ImportError:  # moved in a later transformers: let it validate the names itself
         return []
     return sorted(INTEGRATION_TO_CALLBACK)
+
+
+class HangWatchdogCallback(TrainerCallback):
+    """The hang watchdog (watchdog.py) in the HF Trainer: started with training, told where each step is."""
+
+    def __init__(self, watchdog: HangWatchdog):
+        self.watchdog = watchdog
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.watchdog.start()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.watchdog.step_begun(state.global_step + 1)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.watchdog.step_completed(state.global_step)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.watchdog.stop()

@@ -2,8 +2,10 @@
 
 A checkpoint is written into `output_dir/.staging/checkpoint-N/` and renamed to `output_dir/checkpoint-N/`
 only once every file is on disk. A rename within one file system is atomic, so a crash (even SIGKILL)
-leaves either the whole checkpoint or nothing that resume would consider. Leftovers in `.staging` are
-deleted when the next run starts. Where a run resumes from is decided when its configuration loads
+leaves either the whole checkpoint or nothing that resume would consider. Old checkpoints leave the same
+way: `retire_checkpoints` renames each into `.staging/` before deleting it, so a crash mid-deletion never
+leaves a half-deleted checkpoint-N in the run directory. Leftovers in `.staging` are deleted when the next
+run starts. Where a run resumes from is decided when its configuration loads
 (config/resume.py, which also defines what a complete checkpoint is).
 """
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from pathlib import Path
 
 from ...config.resume import TRAINER_STATE
 
-__all__ = ["STAGING_DIR", "TRAINER_STATE", "checkpoint_step", "clear_staging", "publish_checkpoint"]
+__all__ = ["STAGING_DIR", "TRAINER_STATE", "checkpoint_step", "clear_staging", "publish_checkpoint",
+           "retire_checkpoints"]
 
 STAGING_DIR = ".staging"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -50,6 +54,33 @@ def publish_checkpoint(staged_path: str, output_dir: str) -> str:
     except OSError:
         pass
     return final
+
+
+def retire_checkpoints(output_dir: str, save_total_limit: int | None, best_model_checkpoint: str | None) -> None:
+    """Keep at most `save_total_limit` checkpoints (the newest and the best always), as transformers'
+    rotate_checkpoints decides, but each one removed is first renamed into .staging (atomic), then deleted."""
+    from transformers.trainer_utils import sort_checkpoints
+
+    if save_total_limit is None or save_total_limit <= 0:
+        return
+    checkpoints = sort_checkpoints(output_dir, use_mtime=True)
+    protected = {checkpoints[-1]} if checkpoints else set()
+    if best_model_checkpoint is not None:
+        protected.add(str(Path(best_model_checkpoint)))
+    excess = len(checkpoints) - max(save_total_limit, len(protected))
+    retired = [path for path in checkpoints if path not in protected][:max(excess, 0)]
+    if not retired:
+        return
+    staging = os.path.join(output_dir, STAGING_DIR)
+    os.makedirs(staging, exist_ok=True)
+    for path in retired:
+        aside = os.path.join(staging, "retired-" + os.path.basename(path))
+        os.rename(path, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.rmdir(staging)
+    except OSError:
+        pass
 
 
 def _fsync_tree(path: str) -> None:

@@ -103,6 +103,7 @@ class PPOLoop:
         self.history: list[dict[str, float]] = []
         self.divergence = DivergenceGuard(output_dir, learning_rate=optimizer.defaults["lr"], fp16=False)
         self.current_step = 0  # the PPO step being trained (1-based), for the divergence report
+        self.stopped_at: int | None = None  # the step after which Ctrl-C stopped the run
 
     # ---- one PPO step ------------------------------------------------------------------------------
     def step(self, prompts: list[list[int]]) -> tuple[dict[str, float], Rollout]:
@@ -237,10 +238,12 @@ class PPOLoop:
         self.history = list(state["history"])
 
     def train(self, prompt_batches: Iterator[list[list[int]]], on_step: Callable[[int], None] | None = None,
-              start_step: int = 0) -> dict[str, float]:
-        """Run PPO steps start_step+1 .. max_steps over `prompt_batches` (an iterator of lists of prompt ids)."""
+              start_step: int = 0, should_stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
+        """Run PPO steps start_step+1 .. max_steps over `prompt_batches` (an iterator of lists of prompt ids);
+        `should_stop` is asked after each step (Ctrl-C): the loop then ends early, `stopped_at` set."""
         start = time.time()
         total = self.settings.max_steps
+        self.stopped_at = None
         for step in range(start_step + 1, total + 1):
             self.current_step = step
             stats, rollout = self.step(next(prompt_batches))
@@ -249,9 +252,13 @@ class PPOLoop:
                 self._log(step, total, stats, rollout, time.time() - start, step - start_step)
             if on_step is not None:
                 on_step(step)
+            if step < total and should_stop():
+                self.stopped_at = step
+                break
         rewards = [record["reward"] for record in self.history]
         return {"train_runtime": round(time.time() - start, 4), "train_loss": _mean(h["loss"] for h in self.history),
-                "train_reward": _mean(rewards), "train_reward_last": rewards[-1], "global_step": total}
+                "train_reward": _mean(rewards), "train_reward_last": rewards[-1],
+                "global_step": self.stopped_at or total}
 
     def _log(self, step: int, total: int, stats: dict[str, float], rollout: Rollout, elapsed: float,
              done: int) -> None:

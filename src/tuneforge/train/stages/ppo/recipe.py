@@ -25,6 +25,7 @@ from ....model.loader import load_model
 from ....model.value_head import ValueHead
 from ....runtime import runtime
 from ...preference.reference import load_reference_model
+from ...run.interrupt import report_interrupted, sigint_requests_stop
 from ...run.run_dir import RunDirectory
 from ...trainer import prepare_run
 from .loop import PPOLoop, PPOSettings
@@ -107,13 +108,24 @@ def run_ppo(cfg: Config) -> dict[str, float]:
         if resume_from:
             logger.info("PPO resumes from %s (step %d)", resume_from, start_step)
 
+        def checkpoint(step: int) -> None:
+            loop.check_weights_finite(step, f"checkpoint-{step}")
+            save_checkpoint(loop, batches, lambda folder: save_policy(policy, value_head, tokenizer, folder),
+                            output_dir, step)
+
         def on_step(step: int) -> None:
             if save_every and step % save_every == 0 and step < settings.max_steps:
-                loop.check_weights_finite(step, f"checkpoint-{step}")
-                save_checkpoint(loop, batches, lambda folder: save_policy(policy, value_head, tokenizer, folder),
-                                output_dir, step)
+                checkpoint(step)
 
-        metrics = loop.train(batches, on_step=on_step, start_step=start_step)
+        # Ctrl-C: the step ends, a checkpoint is written, the resume command printed (as the shared trainer).
+        with sigint_requests_stop() as stop:
+            metrics = loop.train(batches, on_step=on_step, start_step=start_step,
+                                 should_stop=lambda: stop.requested)
+        if loop.stopped_at is not None:
+            if not os.path.isdir(os.path.join(output_dir, f"checkpoint-{loop.stopped_at}")):
+                checkpoint(loop.stopped_at)
+            report_interrupted(output_dir, loop.stopped_at, settings.max_steps)
+            raise KeyboardInterrupt  # the CLI prints "interrupted" and exits 130; no final model is saved
         loop.check_weights_finite(settings.max_steps, "the final model")
         save_policy(policy, value_head, tokenizer, output_dir)
         _write_results(output_dir, metrics)
