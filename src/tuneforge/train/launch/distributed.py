@@ -51,14 +51,20 @@ def distributed_arg_changes(train: TrainArgs, model: ModelArgs, device: str) -> 
     return changes
 
 
-def open_cpu_process_group(backend: str | None, timeout_s: int) -> None:
-    """On CPU, open the run's process group with ddp_timeout (transformers would open it without)."""
+def open_cpu_process_group(backend: str | None, timeout_s: int, deepspeed: bool = False) -> None:
+    """On CPU, open the run's process group with ddp_timeout (transformers would open it without).
+    With DeepSpeed, its communication layer adopts the group now: ZeRO-3 partitions the weights while they
+    load (zero.Init), and before deepspeed.comm knows the group it sees one rank, rejecting the batch sizes."""
     if not runtime().is_distributed:
         return
     import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group(backend=backend or "gloo", timeout=timedelta(seconds=timeout_s))
+    if deepspeed:
+        import deepspeed as ds
+
+        ds.init_distributed(dist_backend=backend or "gloo", timeout=timedelta(seconds=timeout_s))
 
 
 def join_process_group(args: TrainingArguments) -> None:
