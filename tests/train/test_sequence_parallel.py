@@ -84,3 +84,29 @@ def test_head_counts_that_cannot_be_split_are_refused():
     with pytest.raises(ConfigError, match="4 and the model's 6 key/value heads"):
         sp.check_model(LlamaConfig(hidden_size=48, num_attention_heads=12, num_key_value_heads=6), 4)
     sp.check_model(LlamaConfig(num_attention_heads=4, num_key_value_heads=1), 2)  # kv heads repeated
+
+
+def test_a_training_run_gets_deepspeeds_ulysses_through_parallelism_config():
+    from tuneforge.config import make_config
+
+    cfg = make_config({"sequence_parallel_size": 2, "deepspeed": '{"zero_optimization": {"stage": 2}}'})
+    config = sp.parallelism_config(cfg.train, cfg.model, "sft", world_size=2)
+    assert (config.sp_size, config.sp_backend) == (2, "deepspeed")
+    assert config.sp_handler.sp_attn_implementation == "sdpa" and config.sp_handler.sp_seq_length_is_variable
+
+
+def test_what_sequence_parallelism_cannot_run_is_refused_with_the_key():
+    from tuneforge.config import make_config
+
+    cfg = make_config({"sequence_parallel_size": 2, "flash_attn": "disabled"})
+    with pytest.raises(ConfigError) as error:
+        sp.parallelism_config(cfg.train, cfg.model, "dpo", world_size=3)
+    assert error.value.problems == [
+        "sequence_parallel_size runs on DeepSpeed's Ulysses sequence parallelism (through accelerate); add "
+        "`deepspeed:` with a ZeRO config (any stage, e.g. ds_z2_config.json).",
+        "sequence_parallel_size: 2 must divide the number of processes (3); launch with NPROC_PER_NODE=2 (or a "
+        "multiple).",
+        "sequence_parallel_size: stage dpo is not supported (its trainer computes its own loss over whole rows); "
+        "sequence parallelism trains stages pt, sft.",
+        "sequence_parallel_size: flash_attn disabled (eager attention) cannot run sequence-parallel; use "
+        "flash_attn: sdpa (or fa2 on GPUs)."]

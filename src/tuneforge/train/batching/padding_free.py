@@ -205,6 +205,8 @@ def shared_reason(model: Any, cfg: Config) -> str | None:
         return "padding_free: false" if "padding_free" in cfg.explicit else f"{DISABLE_ENV}=0"
     if cfg.train.neftune_noise_alpha:
         return "NEFTune scales its noise by the length of each padded row"
+    if cfg.train.sequence_parallel_size > 1:
+        return "sequence parallelism splits every padded row across the ranks"
     if _partitioned(model):
         return "DeepSpeed ZeRO-3 partitions the weights, so the check batch cannot run before the engine starts"
     if getattr(model.config, "vision_config", None) is not None:

@@ -30,14 +30,13 @@ def uses_fsdp(train: TrainArgs) -> bool:
     return bool(train.fsdp) or runtime().accelerate_fsdp
 
 
-def distributed_arg_changes(train: TrainArgs, model: ModelArgs, device: str) -> dict[str, Any]:
+def distributed_arg_changes(train: TrainArgs, model: ModelArgs, device: str, stage: str = "sft") -> dict[str, Any]:
     """Changes to the training arguments for a multi-process run (empty for a one-process run)."""
     changes: dict[str, Any] = {}
     if train.sequence_parallel_size > 1:
-        raise ConfigError(f"sequence_parallel_size: {train.sequence_parallel_size}: the Ulysses attention exchange "
-                          "is built and tested (tuneforge.train.launch.sequence_parallel: loss and gradients of 2 "
-                          "ranks equal one process), but the Trainer does not yet give the ranks of a group the "
-                          "same batches to split; set sequence_parallel_size: 1 (or remove it).")
+        from .sequence_parallel import parallelism_config
+
+        changes["parallelism_config"] = parallelism_config(train, model, stage, runtime().world_size)
     if device == "cpu" and uses_fsdp(train):
         raise ConfigError("fsdp: FSDP shards the model over GPUs (accelerate enables it only on CUDA/XPU/NPU "
                           "devices); on CPU the Trainer would silently run plain DDP instead. Remove fsdp / "

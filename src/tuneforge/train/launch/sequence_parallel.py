@@ -16,6 +16,11 @@ Rules the exchange relies on (checked by `check_model`): the number of attention
 the gathered sequence is causal with no mask: exact for right-padded rows (a real token never attends to a
 later padding token), which is how training batches are padded.
 
+In a training run (`sequence_parallel_size: N` with `deepspeed:`), the Trainer uses the same scheme as DeepSpeed
+implements it (ALST's UlyssesSPAttentionHF + UlyssesSPDataLoaderAdapter, which transformers' Trainer and
+accelerate drive through `parallelism_config`): `parallelism_config()` below builds that. The functions here
+are the scheme on its own (any torch process group, no DeepSpeed engine), with the test that fixes its maths.
+
 The loss: labels are shifted once over the whole sequence before it is split (the last token of shard r
 predicts the first token of shard r+1), each rank sums its tokens' losses and divides by the number of
 target tokens of the whole batch, so the partial losses add up to the batch's mean loss, and the parameter
@@ -32,6 +37,8 @@ from ...errors import ConfigError
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
+
+    from ...config.groups import ModelArgs, TrainArgs
 
 ATTENTION = "ulysses_sdpa"
 IGNORE_INDEX = -100
@@ -147,6 +154,38 @@ def sharded_loss(model: Any, batch: dict[str, torch.Tensor], pad_token_id: int,
 
     shard = shard_batch(batch, dist.get_rank(group), dist.get_world_size(group), pad_token_id)
     return model(**shard, use_cache=False).loss
+
+
+# flash_attn key -> the attention DeepSpeed's Ulysses wraps (it refuses eager: it discards the masks).
+_CORE_ATTENTION = {"fa2": "flash_attention_2", "fa3": "flash_attention_3", "auto": "sdpa", "sdpa": "sdpa"}
+SP_STAGES = ("pt", "sft")
+
+
+def parallelism_config(train: TrainArgs, model: ModelArgs, stage: str, world_size: int) -> Any:
+    """transformers' `parallelism_config` for `sequence_parallel_size` (DeepSpeed's Ulysses through accelerate);
+    every reason it cannot run is a ConfigError naming the key, raised before any weights load."""
+    size = train.sequence_parallel_size
+    problems = []
+    if not train.deepspeed:
+        problems.append("sequence_parallel_size runs on DeepSpeed's Ulysses sequence parallelism (through "
+                        "accelerate); add `deepspeed:` with a ZeRO config (any stage, e.g. ds_z2_config.json).")
+    if world_size % size:
+        problems.append(f"sequence_parallel_size: {size} must divide the number of processes ({world_size}); "
+                        f"launch with NPROC_PER_NODE={size} (or a multiple).")
+    if stage not in SP_STAGES:
+        problems.append(f"sequence_parallel_size: stage {stage} is not supported (its trainer computes its own "
+                        f"loss over whole rows); sequence parallelism trains stages {', '.join(SP_STAGES)}.")
+    if model.flash_attn not in _CORE_ATTENTION:
+        problems.append(f"sequence_parallel_size: flash_attn {model.flash_attn} (eager attention) cannot run "
+                        "sequence-parallel; use flash_attn: sdpa (or fa2 on GPUs).")
+    if problems:
+        raise ConfigError(problems)
+    from accelerate.parallelism_config import ParallelismConfig
+    from accelerate.utils import DeepSpeedSequenceParallelConfig
+
+    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True,
+                                              sp_attn_implementation=_CORE_ATTENTION[model.flash_attn])
+    return ParallelismConfig(sp_size=size, sp_backend="deepspeed", sp_handler=handler)
 
 
 def _world_size(group: ProcessGroup | None) -> int:
