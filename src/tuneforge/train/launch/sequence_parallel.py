@@ -188,6 +188,35 @@ def parallelism_config(train: TrainArgs, model: ModelArgs, stage: str, world_siz
     return ParallelismConfig(sp_size=size, sp_backend="deepspeed", sp_handler=handler)
 
 
+class ShardableBatches:
+    """Wraps the run's collator for DeepSpeed's Ulysses data loader: every batch gets `position_ids` (each
+    token's place in its row; the adapter refuses batches without, as positions must survive the split) and
+    is right-padded to a multiple of the ranks sharing a sequence (padding: mask 0, label -100, so no result
+    changes: attention is causal and padding comes after every real token)."""
+
+    def __init__(self, collator: Any, size: int):
+        self.collator, self.size = collator, size
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = dict(self.collator(features))
+        length = batch["input_ids"].shape[1]
+        extra = -length % self.size
+        if extra:
+            for key, value in batch.items():
+                if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length:
+                    fill = IGNORE_INDEX if key == "labels" else 0
+                    batch[key] = torch.nn.functional.pad(value, (0, extra), value=fill)
+        if "position_ids" not in batch:
+            rows, width = batch["input_ids"].shape
+            batch["position_ids"] = torch.arange(width).expand(rows, width).clone()
+        return batch
+
+
+def shardable_batches(collator: Any, train: TrainArgs) -> Any:
+    """The collator for this run: wrapped when sequence parallelism is on, else unchanged."""
+    return ShardableBatches(collator, train.sequence_parallel_size) if train.sequence_parallel_size > 1 else collator
+
+
 def _world_size(group: ProcessGroup | None) -> int:
     import torch.distributed as dist
 
