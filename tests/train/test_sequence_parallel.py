@@ -110,3 +110,18 @@ def test_what_sequence_parallelism_cannot_run_is_refused_with_the_key():
         "sequence parallelism trains stages pt, sft.",
         "sequence_parallel_size: flash_attn disabled (eager attention) cannot run sequence-parallel; use "
         "flash_attn: sdpa (or fa2 on GPUs)."]
+
+
+def test_batches_get_position_ids_and_are_padded_to_split_evenly():
+    def collator(features):
+        return {"input_ids": torch.tensor([[5, 6, 7], [8, 9, 0]]), "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+                "labels": torch.tensor([[-100, 6, 7], [-100, 9, -100]])}
+
+    from tuneforge.config import make_config
+
+    assert sp.shardable_batches(collator, make_config({}).train) is collator  # off: unchanged
+    batch = sp.shardable_batches(collator, make_config({"sequence_parallel_size": 2}).train)([])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [8, 9, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7, -100], [-100, 9, -100, -100]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3], [0, 1, 2, 3]]
