@@ -23,6 +23,8 @@ def test_use_ray_or_several_workers_means_ray():
     assert ray_launch.wants_ray(train, {"USE_RAY": "1"})
     assert ray_launch.wants_ray(make_config({"ray_num_workers": 2}).train, {})
     assert ray_launch.run_under_ray(make_config({}), {}) is None  # a plain run never imports ray
+    rank = {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}  # one rank of a launched run trains itself
+    assert ray_launch.run_under_ray(make_config({"ray_num_workers": 2}), rank) is None
 
 
 def test_without_ray_installed_the_error_names_the_extra(monkeypatch):

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from .torchrun import LAUNCHED_ENV, TRUE_VALUES
+from .torchrun import LAUNCHED_ENV, TRUE_VALUES, is_launched_worker
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -68,8 +68,8 @@ def run_under_ray(cfg: Config, env: Mapping[str, str] | None = None) -> int | No
     """Train cfg through Ray Train and return 0 (a failed worker raises); None: not a Ray run."""
     env = os.environ if env is None else env
     train = cfg.train
-    if not wants_ray(train, env) or env.get(LAUNCHED_ENV):
-        return None
+    if not wants_ray(train, env) or env.get(LAUNCHED_ENV) or is_launched_worker(env):
+        return None  # already one rank of a launched run (ours, torchrun's or Ray's): train here
     check_ray_installed(train)
     import ray
     from ray.train import RunConfig, ScalingConfig
