@@ -55,8 +55,8 @@ def _losses(output_dir):
 
 
 @pytest.mark.skipif(os.environ.get("TUNEFORGE_RAY_RUN") != "1",
-                    reason="starts a local Ray cluster and 2 workers, plus a torchrun run (457 s measured on 2 shared cores); set "
-                    "TUNEFORGE_RAY_RUN=1 to run it")
+                    reason="starts a local Ray cluster and 2 workers, plus a torchrun run (457 s measured on 2 "
+                    "shared cores); set TUNEFORGE_RAY_RUN=1 to run it")
 def test_two_ray_cpu_workers_match_torchrun_with_two_processes(tmp_path, tiny_qwen2_dir):
     pytest.importorskip("ray")
     settings = dict(model_name_or_path=str(tiny_qwen2_dir), stage="sft", do_train=True, finetuning_type="lora",
