@@ -115,7 +115,8 @@ def test_what_sequence_parallelism_cannot_run_is_refused_with_the_key():
 def test_batches_get_position_ids_and_are_padded_to_split_evenly():
     def collator(features):
         return {"input_ids": torch.tensor([[5, 6, 7], [8, 9, 0]]),
-                "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]), "labels": torch.tensor([[-100, 6, 7], [-100, 9, -100]])}
+                "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+                "labels": torch.tensor([[-100, 6, 7], [-100, 9, -100]])}
 
     from tuneforge.config import make_config
 
