@@ -140,3 +140,11 @@ def test_deepspeed_adopts_the_gloo_group_before_the_weights_load(monkeypatch):
     assert calls == []
     distributed.open_cpu_process_group("gloo", 90, deepspeed=True)
     assert [call["dist_backend"] for call in calls] == ["gloo"] and calls[0]["timeout"].total_seconds() == 90
+
+
+def test_the_memory_estimate_counts_this_ranks_partition(zero3_model):
+    from tuneforge.train.memory_estimate import weight_bytes
+
+    slices = sum(param.ds_tensor.numel() * param.ds_tensor.element_size() for param in zero3_model.parameters())
+    buffers = sum(buffer.numel() * buffer.element_size() for buffer in zero3_model.buffers())
+    assert slices > 0 and weight_bytes(zero3_model) == slices + buffers
