@@ -164,6 +164,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _load(args)
     validate_config(cfg)  # before preprocessing or a torchrun relaunch, so the user sees the problems once
     if not _only_preprocesses(cfg):
+        from .train.launch.ray import run_under_ray
+
+        if run_under_ray(cfg) is not None:  # USE_RAY=1 or ray_num_workers > 1: Ray Train runs the ranks
+            return 0
         # Several devices/nodes (or FORCE_TORCHRUN=1): the same command again, under torchrun.
         exit_code = relaunch_under_torchrun(args.args, deepspeed=bool(cfg.train.deepspeed))
         if exit_code is not None:

@@ -91,7 +91,13 @@ def test_every_lf_parameter_is_declared_with_its_default():
 # Parameters tuneforge adds for features LLaMA-Factory lacks.
 TUNEFORGE_ONLY = {"export_gguf": None, "gguf_file": None, "padding_free": True, "trace_samples": False,
                   "skip_invalid_rows": False,
-                  "hang_watchdog_factor": 10.0, "hang_watchdog_min_s": 300.0}
+                  "hang_watchdog_factor": 10.0, "hang_watchdog_min_s": 300.0,
+                  # LLaMA-Factory main's RayArguments (after 0.9.5); resources_per_worker defaults to None: a GPU
+                  # only where the Ray cluster has one (LF: always {"GPU": 1}).
+                  "ray_run_name": None, "ray_storage_path": "./saves", "ray_storage_filesystem": None,
+                  "resources_per_worker": None, "placement_strategy": "PACK",
+                  # LLaMA-Factory forks' sequence-parallel keys (360-LLaMA-Factory; not in LF main)
+                  "sequence_parallel_size": 1, "sequence_parallel_mode": "ulysses"}
 
 
 def test_no_parameter_beyond_lf_and_the_removed_transformers_keys():

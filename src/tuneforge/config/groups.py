@@ -264,8 +264,15 @@ class TrainArgs:
     fp8_enable_fsdp_float8_all_gather: bool
     ray_num_workers: int
     ray_init_kwargs: dict[str, Any] | None
+    ray_run_name: str | None
+    ray_storage_path: str
+    ray_storage_filesystem: str | None
+    resources_per_worker: dict[str, Any] | None
+    placement_strategy: str
     master_addr: str | None
     master_port: str | None
+    sequence_parallel_size: int
+    sequence_parallel_mode: str
     enable_torch_profiler: bool
     profiler_output_dir: str | None
     profiler_wait_steps: int

@@ -85,11 +85,25 @@ class ValueHeadModel(nn.Module):
     def save_pretrained(self, output_dir: str, **kwargs: Any) -> None:
         from safetensors.torch import save_file
 
-        kwargs.pop("state_dict", None)  # the Trainer passes the wrapper's state dict; each part saves its own
+        # A given state dict is the wrapper's (DeepSpeed gathers it: under ZeRO-3 the parameters here are empty
+        # slices); each part saves its own share of it.
+        given = kwargs.pop("state_dict", None)
+        parts = _split_state_dict(given) if given is not None else None
+        if parts is not None:
+            kwargs["state_dict"] = parts[0]
         self.pretrained_model.save_pretrained(output_dir, **kwargs)
-        state = {f"v_head.{name}": tensor.detach().to("cpu").contiguous()
-                 for name, tensor in self.v_head.state_dict().items()}
+        head = parts[1] if parts is not None else self.v_head.state_dict()
+        state = {f"v_head.{name}": tensor.detach().to("cpu").contiguous() for name, tensor in head.items()}
         save_file(state, os.path.join(output_dir, VALUE_HEAD_FILE), metadata={"format": "pt"})
+
+
+def _split_state_dict(state: dict[str, torch.Tensor]
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The wrapper's state dict as (decoder's, head's), each keyed as its own module names them."""
+    decoder = {name.removeprefix("pretrained_model."): tensor for name, tensor in state.items()
+               if name.startswith("pretrained_model.")}
+    head = {name.removeprefix("v_head."): tensor for name, tensor in state.items() if name.startswith("v_head.")}
+    return decoder, head
 
 
 def load_value_head_model(cfg: Config, tokenizer: Any, is_trainable: bool = False) -> ValueHeadModel:

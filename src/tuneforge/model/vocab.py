@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ConfigError
+from .partitioned import full_shape, gathered
 
 if TYPE_CHECKING:
     from ..config.groups import ModelArgs
@@ -33,7 +34,7 @@ def needs_resize(args: ModelArgs) -> bool:
 
 def resize_embeddings(model: Any, tokenizer: Any, args: ModelArgs) -> int:
     """Grow input/output embeddings to cover the tokenizer; return the number of new rows (0 if none)."""
-    current = model.get_input_embeddings().weight.size(0)
+    current = full_shape(model.get_input_embeddings().weight)[0]  # ZeRO-3: the weight itself is empty
     wanted = len(tokenizer)
     if wanted <= current:
         return 0
@@ -49,13 +50,14 @@ def resize_embeddings(model: Any, tokenizer: Any, args: ModelArgs) -> int:
         raise ConfigError(f"resize_vocab: {type(model).__name__} does not support resizing its embeddings")
 
     model.resize_token_embeddings(wanted, pad_to_multiple_of=PAD_VOCAB_TO_MULTIPLE_OF, mean_resizing=False)
-    new_size = model.get_input_embeddings().weight.size(0)
+    new_size = full_shape(model.get_input_embeddings().weight)[0]
     added_rows = new_size - current
     tied = getattr(model.config, "tie_word_embeddings", False)
-    with torch.no_grad():
-        _init_new_rows(model.get_input_embeddings().weight, added_rows)
-        if not tied:
-            _init_new_rows(model.get_output_embeddings().weight, added_rows)
+    weights = [model.get_input_embeddings().weight] + ([] if tied else [model.get_output_embeddings().weight])
+    # ZeRO-3: rank 0 fills the gathered rows; DeepSpeed broadcasts them and partitions them again.
+    with gathered(weights, modifier_rank=0), torch.no_grad():
+        for weight in weights:
+            _init_new_rows(weight, added_rows)
     model.config.vocab_size = new_size
     logger.info("Resized token embeddings from %d to %d rows", current, new_size)
     return added_rows

@@ -56,9 +56,9 @@ def run_training_arguments(cfg: Config) -> Seq2SeqTrainingArguments:
         changes["ddp_find_unused_parameters"] = False
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(base)}:
         changes["activation_checkpointing"] = False
-    changes.update(distributed_arg_changes(train, cfg.model, device))  # gloo on CPU, FSDP/DeepSpeed checks
+    changes.update(distributed_arg_changes(train, cfg.model, device, cfg.method.stage))  # gloo on CPU, FSDP/DeepSpeed checks
     if device == "cpu":
-        open_cpu_process_group(changes.get("ddp_backend"), base.ddp_timeout)
+        open_cpu_process_group(changes.get("ddp_backend"), base.ddp_timeout, deepspeed="deepspeed" in changes)
     logger.info("Device: %s; compute dtype: %s", device, str(compute_dtype).replace("torch.", ""))
     try:
         return dataclasses.replace(base, **changes)

@@ -101,7 +101,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
         total += tensor.numel() * tensor.element_size()
 
     for tensor in list(model.parameters()) + list(model.buffers()):
-        add(tensor)
+        add(getattr(tensor, "ds_tensor", tensor))  # ZeRO-3: this rank's partition (the parameter is empty)
         state = getattr(tensor, "quant_state", None)  # bitsandbytes 4-bit: absmax (+ nested state), code
         while state is not None:
             add(getattr(state, "absmax", None))

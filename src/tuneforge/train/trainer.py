@@ -28,6 +28,7 @@ from .batching.padding_free import is_padding_free_batch, padding_free_collator
 from .evaluation.predict import check_prediction
 from .fp8 import Fp8Plan, accelerator_fp8_kwargs, gpu_facts, plan_fp8
 from .launch.distributed import join_process_group
+from .launch.sequence_parallel import shardable_batches
 from .lf_switches import apply_switches, effective_tokens_per_second
 from .memory_estimate import report_memory_estimate
 from .optim.optimizers import (adapt_trainer_to_optimizer, check_optimizer_setup, create_custom_optimizer,
@@ -285,7 +286,8 @@ def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, token
     trainer = (trainer_class or TuneforgeTrainer)(
         model=model,
         args=args,
-        data_collator=trace_samples(padding_free_collator(model, collator, cfg, args), cfg.train),
+        data_collator=shardable_batches(trace_samples(padding_free_collator(model, collator, cfg, args), cfg.train),
+                                        cfg.train),  # sequence parallelism: position ids, padded to split
         train_dataset=dataset.train_dataset,
         eval_dataset=dataset.eval_dataset,
         processing_class=tokenizer,  # saved next to every checkpoint and the final model

@@ -54,11 +54,27 @@ declare("fp8_enable_fsdp_float8_all_gather", "bool", False, "FP8 all-gathers und
         "torchao backend).", G)
 
 # --- Ray -----------------------------------------------------------------------------------------
-declare("ray_num_workers", "int", 1, "Workers for Ray training.", G, **LATER)
-declare("ray_init_kwargs", "dict", None, "Arguments for ray.init (a mapping or a JSON object string).", G,
-        **LATER)
+# Ray Train runs the workers when USE_RAY=1 or ray_num_workers > 1 (train/launch/ray.py).
+declare("ray_num_workers", "int", 1, "Workers for Ray training (Ray Train's TorchTrainer, one tuneforge training "
+        "process per worker). More than 1, or USE_RAY=1, trains through Ray.", G)
+declare("ray_init_kwargs", "dict", None, "Arguments for ray.init (a mapping or a JSON object string), e.g. "
+        "{address: auto} to join a running cluster.", G)
+declare("ray_run_name", "str", None, "Name of the Ray Train run; its state goes to <ray_storage_path>/<name>.", G)
+declare("ray_storage_path", "str", "./saves", "Folder (or bucket path) where Ray Train keeps the run's state.", G)
+declare("ray_storage_filesystem", "str", None, "Filesystem of ray_storage_path (default: local).", G,
+        choices=("s3", "gs", "gcs"))
+declare("resources_per_worker", "dict", None, "Ray resources each worker reserves (a mapping or a JSON object "
+        "string). Default: {GPU: 1} where the Ray cluster has GPUs, else {CPU: 1}.", G)
+declare("placement_strategy", "str", "PACK", "How Ray places the workers on its nodes.", G,
+        choices=("SPREAD", "PACK", "STRICT_SPREAD", "STRICT_PACK"))
 declare("master_addr", "str", None, "Address of the rank-0 node for init_process_group.", G, **LATER)
 declare("master_port", "str", None, "Port of the rank-0 node for init_process_group.", G, **LATER)
+
+# --- sequence parallelism (train/launch/sequence_parallel.py) ------------------------------------
+declare("sequence_parallel_size", "int", 1, "Ranks that share one sequence (DeepSpeed-Ulysses all-to-all "
+        "attention); 1: off.", G)
+declare("sequence_parallel_mode", "str", "ulysses", "Sequence-parallel algorithm (ulysses: all-to-all over the "
+        "attention heads).", G, choices=("ulysses",))
 
 # --- torch profiler ------------------------------------------------------------------------------
 declare("enable_torch_profiler", "bool", False, "Record torch profiler traces.", G, **LATER)

@@ -56,12 +56,14 @@ def apply_finetuning(model: torch.nn.Module, cfg: Config, is_trainable: bool) ->
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
+    """(trainable, total) parameter counts (full counts under ZeRO-3, where each rank holds a slice)."""
+    from ..partitioned import full_numel
+
     trainable = total = 0
     for param in model.parameters():
-        total += param.numel()
+        total += full_numel(param)
         if param.requires_grad:
-            trainable += param.numel()
+            trainable += full_numel(param)
     return trainable, total
 
 

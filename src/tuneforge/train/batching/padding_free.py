@@ -205,6 +205,10 @@ def shared_reason(model: Any, cfg: Config) -> str | None:
         return "padding_free: false" if "padding_free" in cfg.explicit else f"{DISABLE_ENV}=0"
     if cfg.train.neftune_noise_alpha:
         return "NEFTune scales its noise by the length of each padded row"
+    if cfg.train.sequence_parallel_size > 1:
+        return "sequence parallelism splits every padded row across the ranks"
+    if _partitioned(model):
+        return "DeepSpeed ZeRO-3 partitions the weights, so the check batch cannot run before the engine starts"
     if getattr(model.config, "vision_config", None) is not None:
         return "multimodal models need their own position ids"
     if model.config._attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
@@ -241,3 +245,9 @@ def _probe_mismatch(model: Any, collator: PaddingFreeCollator) -> str | None:
     if not abs(padded_loss - packed_loss) <= tolerance * max(1.0, abs(padded_loss)):
         return f"on this model a packed batch's loss {packed_loss:.6f} differs from the padded {padded_loss:.6f}"
     return None
+
+
+def _partitioned(model: Any) -> bool:
+    from ...model.partitioned import is_partitioned
+
+    return any(is_partitioned(param) for param in model.parameters())

@@ -30,9 +30,13 @@ def uses_fsdp(train: TrainArgs) -> bool:
     return bool(train.fsdp) or runtime().accelerate_fsdp
 
 
-def distributed_arg_changes(train: TrainArgs, model: ModelArgs, device: str) -> dict[str, Any]:
+def distributed_arg_changes(train: TrainArgs, model: ModelArgs, device: str, stage: str = "sft") -> dict[str, Any]:
     """Changes to the training arguments for a multi-process run (empty for a one-process run)."""
     changes: dict[str, Any] = {}
+    if train.sequence_parallel_size > 1:
+        from .sequence_parallel import parallelism_config
+
+        changes["parallelism_config"] = parallelism_config(train, model, stage, runtime().world_size)
     if device == "cpu" and uses_fsdp(train):
         raise ConfigError("fsdp: FSDP shards the model over GPUs (accelerate enables it only on CUDA/XPU/NPU "
                           "devices); on CPU the Trainer would silently run plain DDP instead. Remove fsdp / "
@@ -51,14 +55,20 @@ def distributed_arg_changes(train: TrainArgs, model: ModelArgs, device: str) -> 
     return changes
 
 
-def open_cpu_process_group(backend: str | None, timeout_s: int) -> None:
-    """On CPU, open the run's process group with ddp_timeout (transformers would open it without)."""
+def open_cpu_process_group(backend: str | None, timeout_s: int, deepspeed: bool = False) -> None:
+    """On CPU, open the run's process group with ddp_timeout (transformers would open it without).
+    With DeepSpeed, its communication layer adopts the group now: ZeRO-3 partitions the weights while they
+    load (zero.Init), and before deepspeed.comm knows the group it sees one rank, rejecting the batch sizes."""
     if not runtime().is_distributed:
         return
     import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group(backend=backend or "gloo", timeout=timedelta(seconds=timeout_s))
+    if deepspeed:
+        import deepspeed as ds
+
+        ds.init_distributed(dist_backend=backend or "gloo", timeout=timedelta(seconds=timeout_s))
 
 
 def join_process_group(args: TrainingArguments) -> None:

@@ -56,10 +56,27 @@ def load_reference_model(cfg: Config, tokenizer: Any) -> torch.nn.Module | None:
         quantization_bit=rlhf.ref_model_quantization_bit,
         print_param_status=False,
     )
-    model = load_model(ref_cfg, tokenizer, is_trainable=False)
+    model = zero3_engine(load_model(ref_cfg, tokenizer, is_trainable=False))
     logger.info("Reference model: %s%s", ref_cfg.model.model_name_or_path,
                 f" + adapters {','.join(adapters)}" if adapters else "")
     return model
+
+
+def zero3_engine(model: torch.nn.Module) -> torch.nn.Module:
+    """Under ZeRO-3 the frozen reference loaded partitioned (zero.Init), and only a DeepSpeed engine gathers
+    its weights for a forward pass; accelerate prepares no engine for a model without an optimizer, so we
+    start one here (no optimizer, the run's ZeRO-3 settings). Any other run: the model unchanged."""
+    from transformers.integrations.deepspeed import deepspeed_config, is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return model
+    import deepspeed
+
+    config = {key: value for key, value in (deepspeed_config() or {}).items()
+              if key not in ("optimizer", "scheduler")}  # a frozen model: nothing to step
+    engine, *_ = deepspeed.initialize(model=model, config=config)
+    engine.eval()
+    return engine
 
 
 def reference_context(policy: Any, ref_model: torch.nn.Module | None

@@ -139,6 +139,8 @@ class DivergenceGuard:
 def first_nonfinite_parameter(model: Any) -> str | None:
     """Name of the first trainable parameter holding a NaN or inf (frozen weights cannot have changed)."""
     for name, parameter in model.named_parameters():
-        if parameter.requires_grad and parameter.numel() and not bool(torch.isfinite(parameter).all()):
+        # ZeRO-3: the parameter is an empty placeholder; this rank's slice is ds_tensor (the caller asks all ranks)
+        values = getattr(parameter, "ds_tensor", parameter)
+        if parameter.requires_grad and values.numel() and not bool(torch.isfinite(values).all()):
             return str(name)
     return None
