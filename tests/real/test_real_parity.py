@@ -3,11 +3,11 @@ on SmolLM2-135M-Instruct equal LLaMA-Factory 0.9.5's on the same YAML.
 
 The expected values in tests/fixtures/real/lf_logs.json were produced by LLaMA-Factory itself
 (tools/make_lf_real_fixtures.py; the command is stored in the file), on the float32 folder tuneforge dequantizes
-the GGUF file into. Tolerances: LLaMA-Factory runs transformers 4.57 and we run 5.24 (different attention and
-loss kernels, a different summation order), both in float32, so step 1 agrees to float32 round-off and later
-steps drift by what that round-off does to the optimizer's update; 4.57 also rounds logged losses to 4 decimals.
-Loss: 2e-3 relative; grad norm: 1e-2 relative. A wrong mask, label shift, template, loss normalisation or
-learning-rate schedule moves these numbers by far more (tens of percent), so the test still catches them.
+the GGUF file into. Tolerances (relative): LLaMA-Factory runs transformers 4.57 and we run 5.24, both in
+float32, with different kernels and summation orders, and 4.57 rounds logged losses to 4 decimals (up to 3e-5
+relative here). Measured: SFT-LoRA loss 2.2e-5 / grad norm 1.6e-6, full SFT 1.4e-5 / 1.0e-6. SFT: 1e-4 for both.
+DPO: 2e-3 / 1e-2 (its step-by-step agreement was not yet measured separately; it passed at these). A wrong mask,
+label shift, template, loss normalisation or learning-rate schedule changes these numbers by percents.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ pytestmark = pytest.mark.real
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 EXPECTED = json.loads((FIXTURES / "lf_logs.json").read_text())
-LOSS_RTOL = 2e-3
-GRAD_NORM_RTOL = 1e-2
+# case -> (loss, grad norm) relative tolerance
+TOLERANCE = {"sft_lora": (1e-4, 1e-4), "sft_full": (1e-4, 1e-4), "dpo_lora": (2e-3, 1e-2)}
 
 
 def _our_logs(smollm2_dir: Path, keys: dict, output_dir: Path) -> list[dict]:
@@ -47,8 +47,9 @@ def test_first_logged_losses_and_grad_norms_equal_llamafactory(case, smollm2_dir
               f"{_largest_relative(grad_norms, expected['grad_norm']):.2e}")
     print(report)  # the measured agreement, in the CI log (pytest -rA / -s)
     assert [row["step"] for row in logs] == expected["steps"]
-    assert losses == pytest.approx(expected["loss"], rel=LOSS_RTOL), report
-    assert grad_norms == pytest.approx(expected["grad_norm"], rel=GRAD_NORM_RTOL), report
+    loss_rtol, grad_norm_rtol = TOLERANCE[case]
+    assert losses == pytest.approx(expected["loss"], rel=loss_rtol), report
+    assert grad_norms == pytest.approx(expected["grad_norm"], rel=grad_norm_rtol), report
 
 
 def _largest_relative(ours: list[float], theirs: list[float]) -> float:
