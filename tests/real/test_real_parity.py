@@ -4,9 +4,9 @@ on SmolLM2-135M-Instruct equal LLaMA-Factory 0.9.5's on the same YAML.
 The expected values in tests/fixtures/real/lf_logs.json were produced by LLaMA-Factory itself
 (tools/make_lf_real_fixtures.py; the command is stored in the file), on the float32 folder tuneforge dequantizes
 the GGUF file into. Tolerances (relative): LLaMA-Factory runs transformers 4.57 and we run 5.24, both in
-float32, with different kernels and summation orders, and 4.57 rounds logged losses to 4 decimals (up to 3e-5
-relative here). Measured: SFT-LoRA loss 2.2e-5 / grad norm 1.6e-6, full SFT 1.4e-5 / 1.0e-6. SFT: 1e-4 for both.
-DPO: 2e-3 / 1e-2 (its step-by-step agreement was not yet measured separately; it passed at these). A wrong mask,
+float32, with different kernels and summation orders, and 4.57 rounds logged losses to 4 decimals (up to 7.6e-5
+relative for DPO's losses near 0.66). Measured: SFT-LoRA loss 2.2e-5 / grad norm 1.6e-6, full SFT 1.4e-5 /
+1.0e-6, DPO 6.8e-5 (the rounding) / 4.1e-6. Allowed: grad norm 1e-4; loss 1e-4 (SFT), 2e-4 (DPO). A wrong mask,
 label shift, template, loss normalisation or learning-rate schedule changes these numbers by percents.
 """
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.real
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 EXPECTED = json.loads((FIXTURES / "lf_logs.json").read_text())
 # case -> (loss, grad norm) relative tolerance
-TOLERANCE = {"sft_lora": (1e-4, 1e-4), "sft_full": (1e-4, 1e-4), "dpo_lora": (2e-3, 1e-2)}
+TOLERANCE = {"sft_lora": (1e-4, 1e-4), "sft_full": (1e-4, 1e-4), "dpo_lora": (2e-4, 1e-4)}
 
 
 def _our_logs(smollm2_dir: Path, keys: dict, output_dir: Path) -> list[dict]:
