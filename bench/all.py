@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "preprocess": ["bench/preprocess.py", "--repeats", "3"],
     "preprocess_smollm2": ["bench/preprocess.py", "--repeats", "3", "--tokenizer", "smollm2", "--workers", "1"],
     "startup": ["bench/startup.py", "--repeats", "3"],
+    "streaming": ["bench/streaming_rss.py"],
     "train": ["bench/train_throughput.py"],
     "dpo": ["bench/dpo.py", "--repeats", "2"],
 }
