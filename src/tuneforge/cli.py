@@ -1,6 +1,7 @@
 """The `tuneforge` command: one subcommand per job.
 
-    tuneforge train CFG [key=value ...]        validate, then train (for now: preprocess to tokenized_path)
+    tuneforge train CFG [key=value ...]        validate, then train (or preprocess to a new tokenized_path)
+    tuneforge train --dry-run CFG [...]        validate, print the plan and the memory estimate; load nothing
     tuneforge data check CFG [key=value ...]   validate the datasets and print their report
     tuneforge chat CFG [key=value ...] [--message TEXT]   chat with the model (interactive, or one answer)
     tuneforge export CFG [key=value ...]       merge adapters; write shards, tokenizer, Modelfile (+ GGUF / GPTQ)
@@ -58,6 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train from a YAML/JSON config (key=value overrides)")
     _add_config_arguments(train)
+    train.add_argument("--dry-run", action="store_true", help="validate, then print the plan and the memory "
+                       "estimate without loading weights or data")
     train.set_defaults(handler=_cmd_train)
 
     data = commands.add_parser("data", help="dataset tools")
@@ -139,7 +142,7 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
     return (paths[0] if paths else None), overrides
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, defer_training_args: bool = False) -> Config:
     """The command's Config. The entry points it is handed to (run_chat, run_api, run_export, run_eval) validate
     it on the one shared path (tuneforge.validate); train and data check validate here, before they branch."""
     from .config import load_config
@@ -148,7 +151,7 @@ def _load(args: argparse.Namespace) -> Config:
     if path is None and not overrides:
         raise ConfigError("no configuration given; pass a YAML/JSON file and/or key=value pairs, "
                           "e.g. `tuneforge train examples/sft_lora.yaml`.")
-    return load_config(path, overrides)
+    return load_config(path, overrides, defer_training_args=defer_training_args)
 
 
 def _require(cfg: Config, command: str, *keys: str) -> None:
@@ -161,8 +164,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.launch.torchrun import relaunch_under_torchrun
     from .validate import validate_config
 
-    cfg = _load(args)
+    dry_run = getattr(args, "dry_run", False)
+    cfg = _load(args, defer_training_args=dry_run)  # a dry run never builds the training arguments (torch)
     validate_config(cfg)  # before preprocessing or a torchrun relaunch, so the user sees the problems once
+    if dry_run:
+        from .train.dry_run import dry_run_report
+
+        print(dry_run_report(cfg))
+        return 0
     if not _only_preprocesses(cfg):
         from .train.launch.ray import run_under_ray
 

@@ -29,8 +29,13 @@ from .values import BadValue, check_value
 logger = logging.getLogger(__name__)
 
 
-def load_config(path: str | None, overrides: Iterable[str] = (), values: dict[str, Any] | None = None) -> Config:
-    """Config from a YAML/JSON file (optional), then `values`, then `key=value` overrides, in that order."""
+def load_config(path: str | None, overrides: Iterable[str] = (), values: dict[str, Any] | None = None, *,
+                defer_training_args: bool = False) -> Config:
+    """Config from a YAML/JSON file (optional), then `values`, then `key=value` overrides, in that order.
+
+    `defer_training_args`: build the transformers training arguments only when `cfg.training_args` is first
+    read (as for a preprocess-only run), so a command that never trains (`train --dry-run`) does not import
+    torch. Their values are still type-checked here."""
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
     if path is not None:
@@ -43,7 +48,7 @@ def load_config(path: str | None, overrides: Iterable[str] = (), values: dict[st
         key, value = parse_override(text)
         raw[key] = value
         origin[key] = "command line"
-    return _resolve(raw, origin, source=str(path) if path is not None else None)
+    return _resolve(raw, origin, source=str(path) if path is not None else None, defer=defer_training_args)
 
 
 def make_config(values: dict[str, Any] | None = None) -> Config:
@@ -78,7 +83,7 @@ def _declared_defaults() -> dict[str, Any]:
     return {name: check_value(param, param.default) for name, param in all_params().items()}
 
 
-def _resolve(raw: dict[str, Any], origin: dict[str, str], source: str | None) -> Config:
+def _resolve(raw: dict[str, Any], origin: dict[str, str], source: str | None, defer: bool = False) -> Config:
     declared, hf = all_params(), hf_params()
     problems: list[str] = []
     explicit: dict[str, Any] = {}
@@ -110,7 +115,7 @@ def _resolve(raw: dict[str, Any], origin: dict[str, str], source: str | None) ->
     if hf_values_ok:
         kwargs = {key: values[key] for key in hf if key in explicit or key in mapped or key in _LF_TRAINING_KEYS}
         kwargs["resume_from_checkpoint"] = values["resume_from_checkpoint"]
-        if problems or not preprocess_only_run(values):
+        if problems or not (defer or preprocess_only_run(values)):
             training_args, problem = build_training_args(kwargs)
             if problem:
                 problems.append(problem)

@@ -52,6 +52,8 @@ def run_training_arguments(cfg: Config) -> Seq2SeqTrainingArguments:
         changes["train_sampling_strategy"] = "group_by_length"
     if cfg.method.disable_shuffling:  # LLaMA-Factory's SequentialSampler, as transformers 5 names it
         changes["train_sampling_strategy"] = "sequential"
+    if cfg.data.streaming:
+        changes["accelerator_config"] = _without_batch_dispatch(base)
     if cfg.method.finetuning_type == "lora" and base.ddp_find_unused_parameters is None:
         changes["ddp_find_unused_parameters"] = False
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(base)}:
@@ -64,6 +66,19 @@ def run_training_arguments(cfg: Config) -> Seq2SeqTrainingArguments:
         return dataclasses.replace(base, **changes)
     except ValueError as error:
         raise ConfigError(f"training arguments: {error}") from None
+
+
+def _without_batch_dispatch(base: Seq2SeqTrainingArguments) -> dict[str, Any]:
+    """The accelerator settings with `dispatch_batches: false`, for a streamed (iterable) dataset.
+
+    accelerate's default for iterable datasets reads each batch in the main process and slices every tensor
+    along its first axis for the processes; a padding-free batch's `logits_to_keep` / `shift_labels` (target
+    positions, not rows) are cut to the first row's size and the loss fails. Without dispatching, each process
+    iterates the stream and keeps its own share (IterableDatasetShard), batches intact."""
+    current: Any = base.accelerator_config  # an AcceleratorConfig once the arguments are built
+    settings = current.to_dict() if hasattr(current, "to_dict") else dict(current or {})
+    settings["dispatch_batches"] = False
+    return settings
 
 
 # Schedulers that need arguments through lr_scheduler_kwargs (transformers fails late, with a traceback).

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..config import Config
+from .memory_formula import DecoderShape, MemoryEstimate, activation_bytes_for, optimizer_state_bytes_for
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -29,30 +29,6 @@ if TYPE_CHECKING:
     from ..config.groups import ApolloArgs, BadamArgs, GaloreArgs, LoraArgs, MethodArgs
 
 logger = logging.getLogger(__name__)
-
-GIB = 1024**3
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    weights: int
-    gradients: int
-    optimizer: int
-    activations: int
-    tokens: int  # tokens per micro-batch the activations are counted for
-    note: str = ""
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations
-
-    def describe(self) -> str:
-        parts = ", ".join(f"{name} {_human(value)}" for name, value in (
-            ("weights", self.weights), ("gradients", self.gradients), ("optimizer", self.optimizer),
-            (f"activations ({self.tokens} tokens/micro-batch)", self.activations)))
-        return f"Estimated peak training memory per device: {_human(self.total)} = {parts}" + (
-            f" [{self.note}]" if self.note else "")
-
 
 def estimate_training_memory(model: Any, cfg: Config, args: TrainingArguments) -> MemoryEstimate:
     """The estimate for training `model` (already prepared: quantized, adapters attached) with cfg/args."""
@@ -120,30 +96,9 @@ def weight_bytes(model: torch.nn.Module) -> int:
 
 
 def optimizer_state_bytes(trainable: Sequence[torch.Tensor], optimizer_name: str) -> int:
-    """State the optimizer keeps per trainable parameter (torch/bitsandbytes/transformers semantics)."""
-    name = optimizer_name.lower()
-    if name.startswith("sgd"):
-        return 0  # HF's sgd has no momentum by default
-    states = 1 if ("lion" in name or "adagrad" in name or "rmsprop" in name) else 2
-    total = 0
-    for param in trainable:
-        if "adafactor" in name:
-            # Factored second moment: one row and one column vector per matrix, full for vectors.
-            total += 4 * (sum(param.shape[-2:]) if param.ndim >= 2 else param.numel())
-        elif "8bit" in name:
-            # One byte per element and state, plus an fp32 absmax per 256-element block (small tensors
-            # below 4096 elements stay in 32 bit, as bitsandbytes does).
-            if param.numel() < 4096:
-                total += states * 4 * param.numel()
-            else:
-                total += states * (param.numel() + 4 * ((param.numel() + 255) // 256))
-        else:
-            total += states * param.numel() * param.element_size()
-    if "adam" in name and "8bit" not in name:
-        # torch's foreach AdamW step allocates a parameter-sized temporary (the denominator) for all
-        # parameters at once: part of the peak, though not kept between steps.
-        total += sum(param.numel() * param.element_size() for param in trainable)
-    return total
+    """State the optimizer keeps per trainable parameter (the rule: memory_formula.optimizer_state_bytes_for)."""
+    return optimizer_state_bytes_for([(tuple(param.shape), param.element_size()) for param in trainable],
+                                     optimizer_name)
 
 
 # --- activations ---------------------------------------------------------------------------------
@@ -151,41 +106,24 @@ def optimizer_state_bytes(trainable: Sequence[torch.Tensor], optimizer_name: str
 
 def activation_bytes(model: Any, seq: int, lora: LoraArgs, tokens: int) -> int:
     """What autograd keeps between forward and backward for `tokens` tokens (rows of `seq` tokens), at its
-    peak."""
+    peak (the formula: memory_formula.activation_bytes_for)."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return activation_bytes_for(
+        decoder_shape(config), seq, tokens, _compute_element_size(model),
+        eager_attention=config._attn_implementation == "eager", lora_per_layer=_lora_extra(model, lora),
+        layers_with_backward=_layers_with_backward(model, config.num_hidden_layers),
+        checkpointing=_checkpointing(model))
+
+
+def decoder_shape(config: Any) -> DecoderShape:
+    """The decoder sizes of a transformers config (llama-style names)."""
     hidden = config.hidden_size
-    layers = config.num_hidden_layers
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or hidden // heads
-    kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
-    inter = getattr(config, "intermediate_size", None) or 4 * hidden
-    vocab = config.vocab_size
-    element = _compute_element_size(model)
-
-    # Per token in one decoder layer, counting what autograd saves in a llama-style layer:
-    #   two RMSNorms (input, fp32 copy, normalised output)                    6h
-    #   q/k/v outputs, rotary inputs and their rotate_half, roped q/k, v, attention output and its
-    #   contiguous copy for o_proj                                            6h + 5kv
-    #   gated MLP: gate, up, silu(gate), product                              4i (+ i of autograd temporaries)
-    # Eager attention also keeps scores and probabilities (heads x seq each); SDPA/flash kernels keep
-    # only a log-sum-exp per head.
-    per_layer = 12 * hidden + 5 * kv + 5 * inter
-    per_layer += 2 * heads * seq if config._attn_implementation == "eager" else heads
-    per_layer += _lora_extra(model, lora)
-    # Autograd records nothing below the lowest trainable layer (freeze tuning of the top layers).
-    layers = _layers_with_backward(model, layers)
-    if layers == 0:
-        saved = 0
-    elif _checkpointing(model):
-        saved = layers * hidden + per_layer  # each layer's input + the one layer being recomputed
-    else:
-        saved = layers * per_layer
-    saved += 3 * hidden  # embeddings output, final norm in/out
-    # Loss: logits, their fp32 copy / log-softmax for the loss and its gradient (always fp32).
-    logits = vocab * (element + 3 * 4)
-    # Backward workspace: the gradients flowing through a layer (several h/i-sized tensors at once).
-    workspace = 4 * max(hidden, inter)
-    return tokens * (saved * element + logits + workspace * element)
+    return DecoderShape(hidden=hidden, layers=config.num_hidden_layers, heads=heads, head_dim=head_dim,
+                        kv=(getattr(config, "num_key_value_heads", None) or heads) * head_dim,
+                        inter=getattr(config, "intermediate_size", None) or 4 * hidden, vocab=config.vocab_size,
+                        tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)))
 
 
 def _lora_extra(model: Any, lora: LoraArgs) -> int:
@@ -237,9 +175,3 @@ def _note(galore: GaloreArgs, apollo: ApolloArgs, badam: BadamArgs, method: Meth
         return ("optimizer state counted as for a plain " + optimizer_name + "; Muon (one buffer per matrix) / "
                 "Adam-mini (one second moment per block) keep less")
     return ""
-
-
-def _human(value: int) -> str:
-    if value >= GIB:
-        return f"{value / GIB:.2f} GiB"
-    return f"{value / 1024**2:.1f} MiB"
