@@ -90,7 +90,13 @@ def test_every_lf_parameter_is_declared_with_its_default():
 
 # Parameters tuneforge adds for features LLaMA-Factory lacks.
 TUNEFORGE_ONLY = {"export_gguf": None, "gguf_file": None, "padding_free": True, "trace_samples": False,
-                  "skip_invalid_rows": False}
+                  "skip_invalid_rows": False,
+                  # stage grpo (TRL / ms-swift names; LLaMA-Factory has no GRPO)
+                  "num_generations": 8, "max_completion_length": 256, "reward_funcs": None, "reward_weights": None,
+                  "beta": 0.0, "epsilon": 0.2, "epsilon_high": None, "num_iterations": 1, "loss_type": "dapo",
+                  "importance_sampling_level": "token", "scale_rewards": "group",
+                  "mask_truncated_completions": False, "dynamic_sampling": False, "max_resample_times": 3,
+                  "soft_max_length": None, "soft_cache_length": None, "use_vllm": False, "vllm_mode": "colocate"}
 
 
 def test_no_parameter_beyond_lf_and_the_removed_transformers_keys():
