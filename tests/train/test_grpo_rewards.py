@@ -1,7 +1,6 @@
 """GRPO's reward functions (train/rewards/): the built-ins' values, user functions called TRL's way, and the
 errors a misbehaving function or a config that cannot work stops the run with."""
 
-import dataclasses
 import json
 import math
 
@@ -11,7 +10,7 @@ from tuneforge.config import make_config
 from tuneforge.data.templates.registry import TEMPLATES
 from tuneforge.data.templates.tool_formats import FORMATS, FunctionCall
 from tuneforge.errors import ConfigError
-from tuneforge.train.rewards import (RewardBatch, RewardError, RewardFunc, build_reward_funcs, check_reward_funcs,
+from tuneforge.train.rewards import (RewardBatch, RewardError, build_reward_funcs, check_reward_funcs,
                                      score)
 from tuneforge.train.rewards.builtin import Accuracy, Format, SoftOverlong, ToolCall
 from tuneforge.train.stages.grpo.checks import check_grpo_settings
@@ -163,5 +162,13 @@ def test_grpo_keys_are_refused_for_other_stages():
         make_config({"stage": "sft", "do_train": True, "dataset": "x", "num_generations": 4})
 
 
-def test_reward_func_is_a_plain_pair():
-    assert dataclasses.fields(RewardFunc)[0].name == "name"
+
+
+def test_rows_without_a_solution_stop_an_accuracy_run_naming_them():
+    from tuneforge.data.prompt_rows import PromptRow
+    from tuneforge.train.stages.grpo.checks import check_solutions
+
+    rows = [PromptRow(index, [1], solution, "", "", []) for index, solution in enumerate(["1", None, "3", ""])]
+    with pytest.raises(ConfigError, match=r"2 rows have none \(dataset rows 1, 3\)"):
+        check_solutions(rlhf(reward_funcs="accuracy,format"), rows)
+    check_solutions(rlhf(reward_funcs="format"), rows)  # format needs no solution
