@@ -131,7 +131,8 @@ def test_data_params_are_implemented_and_later_features_are_not():
 
 def test_choices_follow_lf():
     params = all_params()
-    assert params["stage"].choices == ("pt", "sft", "rm", "ppo", "dpo", "kto")
+    # LLaMA-Factory's stages, plus grpo (ours: LLaMA-Factory has no GRPO)
+    assert params["stage"].choices == ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
     assert params["finetuning_type"].choices == ("lora", "oft", "freeze", "full")
     assert params["pref_loss"].choices == ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
     assert params["flash_attn"].choices == ("auto", "disabled", "sdpa", "fa2", "fa3")
