@@ -101,7 +101,7 @@ def main() -> None:
             for sample in range(args.generations):
                 tokens = generate(model, [row.prompt_ids], [row_seed(0, 1, position, sample)],
                                   batched_loop.settings.sampling, batched_loop.generation_kwargs,
-                                  tokenizer.pad_token_id)
+                                  batched_loop.pad_id)
                 out.append(tokens[0].tolist())
         return out
 
