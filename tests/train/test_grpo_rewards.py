@@ -26,10 +26,12 @@ def rlhf(**values):
 def test_accuracy_compares_the_answer_after_the_thinking_as_mathematics():
     accuracy = Accuracy(THINK)
     completions = ["<think>\n3 of 4 is 1 - 1/4\n</think>\n\nThe answer is 0.75", "<think>\n0.75?\n</think>\n\n1/2",
-                   "\\frac{3}{4}", "no idea", "42"]
-    rewards = accuracy(completions=completions, solution=["3/4", "3/4", "$\\frac{3}{4}$", "3/4", "hello world"])
-    # the thought's 0.75 does not count for row 1; a solution that is not mathematics: None (does not apply)
-    assert rewards == [1.0, 0.0, 1.0, 0.0, None]
+                   "\\frac{3}{4}", "no idea", "42", "20 + 9 is 21.", "so \\boxed{29}", "20 + 9 = 29"]
+    rewards = accuracy(completions=completions, solution=["3/4", "3/4", "$\\frac{3}{4}$", "3/4", "hello world",
+                                                          "29", "29", "29"])
+    # the thought's 0.75 does not count for row 1; a solution that is not mathematics: None (does not apply);
+    # restating the question ("20 + 9") earns nothing: the last number is the answer
+    assert rewards == [1.0, 0.0, 1.0, 0.0, None, 0.0, 1.0, 1.0]
 
 
 def test_format_wants_a_thinking_block_then_an_answer():

@@ -3,8 +3,9 @@
 
 - accuracy: the completion's final answer equals the row's `solution` as mathematics. Parsing and comparing
   (numbers, fractions, LaTeX, sets, ...) is Hugging Face's math-verify (the checker of open-r1 and TRL's
-  own accuracy reward); we own only where the answer is (after the thinking block) and the None for a
-  solution that is not mathematics.
+  own accuracy reward); we own where the answer is: after the thinking block, its LaTeX (\\boxed{}, $...$,
+  \\frac{}{}), else its last number. Not math-verify's plain-text expressions: they would reward restating
+  the question ("20 + 9 is 21" parses as 20 + 9 = 29). A solution that is not mathematics gives None.
 - format: a thinking block in the template's reasoning words (`<think>` ... `</think>` by default), then a
   non-empty answer.
 - tool_call: the completion (after any thinking) is a call of one of the row's tools, in the template's
@@ -29,6 +30,9 @@ def answer_part(completion: str, closing: str) -> str:
     return completion[at + len(closing.strip()):] if at >= 0 else completion
 
 
+LAST_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?(?:/\d+)?")
+
+
 class Accuracy:
     name = "accuracy"
 
@@ -41,7 +45,7 @@ class Accuracy:
         self.closing = thought_words[1]
 
     def __call__(self, completions: list[str], solution: list[str | None], **_: Any) -> list[float | None]:
-        from math_verify import parse, verify
+        from math_verify import LatexExtractionConfig, parse, verify
 
         rewards: list[float | None] = []
         for completion, gold_text in zip(completions, solution):
@@ -49,7 +53,11 @@ class Accuracy:
             if not gold:  # the solution is not mathematics: this reward does not apply
                 rewards.append(None)
                 continue
-            answer = parse(answer_part(completion, self.closing))
+            text = answer_part(completion, self.closing)
+            answer = parse(text, extraction_config=[LatexExtractionConfig()])
+            if not answer:
+                numbers = LAST_NUMBER.findall(text)
+                answer = parse(numbers[-1]) if numbers else []
             rewards.append(1.0 if answer and verify(gold, answer) else 0.0)
         return rewards
 
