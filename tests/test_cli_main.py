@@ -85,7 +85,7 @@ def test_config_errors_print_one_line_per_problem_and_exit_2(config_file, capsys
     assert capsys.readouterr().err == (
         f"error: {config_file}: 2 problems in the configuration:\n"
         "  - unknown key 'lerning_rate' (given on the command line). Did you mean: learning_rate, logging_strategy?\n"
-        "  - stage: 'sfft' is not allowed; choose one of: pt, sft, rm, ppo, dpo, kto. Did you mean 'sft'?\n")
+        "  - stage: 'sfft' is not allowed; choose one of: pt, sft, rm, ppo, dpo, kto, grpo. Did you mean 'sft'?\n")
 
 
 def test_overrides_alone_and_usage_errors(fake_pipeline, capsys):

@@ -97,7 +97,13 @@ TUNEFORGE_ONLY = {"export_gguf": None, "gguf_file": None, "padding_free": True, 
                   "ray_run_name": None, "ray_storage_path": "./saves", "ray_storage_filesystem": None,
                   "resources_per_worker": None, "placement_strategy": "PACK",
                   # LLaMA-Factory forks' sequence-parallel keys (360-LLaMA-Factory; not in LF main)
-                  "sequence_parallel_size": 1, "sequence_parallel_mode": "ulysses"}
+                  "sequence_parallel_size": 1, "sequence_parallel_mode": "ulysses",
+                  # stage grpo (TRL / ms-swift names; LLaMA-Factory has no GRPO)
+                  "num_generations": 8, "max_completion_length": 256, "reward_funcs": None, "reward_weights": None,
+                  "beta": 0.0, "epsilon": 0.2, "epsilon_high": None, "num_iterations": 1, "loss_type": "dapo",
+                  "importance_sampling_level": "token", "scale_rewards": "group",
+                  "mask_truncated_completions": False, "dynamic_sampling": False, "max_resample_times": 3,
+                  "soft_max_length": None, "soft_cache_length": None, "use_vllm": False, "vllm_mode": "colocate"}
 
 
 def test_no_parameter_beyond_lf_and_the_removed_transformers_keys():
@@ -133,7 +139,8 @@ def test_data_params_are_implemented_and_later_features_are_not():
 
 def test_choices_follow_lf():
     params = all_params()
-    assert params["stage"].choices == ("pt", "sft", "rm", "ppo", "dpo", "kto")
+    # LLaMA-Factory's stages, plus grpo (ours: LLaMA-Factory has no GRPO)
+    assert params["stage"].choices == ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
     assert params["finetuning_type"].choices == ("lora", "oft", "freeze", "full")
     assert params["pref_loss"].choices == ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
     assert params["flash_attn"].choices == ("auto", "disabled", "sdpa", "fa2", "fa3")

@@ -72,7 +72,7 @@ def test_bad_value_names_key_value_and_what_is_allowed(values, problem):
 
 def test_bad_choice_lists_choices_and_suggests():
     assert problems_of({"stage": "sfft"}).problems == [
-        "stage: 'sfft' is not allowed; choose one of: pt, sft, rm, ppo, dpo, kto. Did you mean 'sft'?"]
+        "stage: 'sfft' is not allowed; choose one of: pt, sft, rm, ppo, dpo, kto, grpo. Did you mean 'sft'?"]
     assert problems_of({"ref_model_quantization_bit": 3}).problems == [
         "ref_model_quantization_bit: 3 is not allowed; choose one of: 4, 8."]
 
@@ -90,7 +90,7 @@ def test_several_problems_are_reported_together(tmp_path):
     assert error.problems == [
         "unknown key 'learnin_rate'. Did you mean: learning_rate?",
         "cutoff_len: expected an integer, got 'abc' (str).",
-        "stage: 'sfft' is not allowed; choose one of: pt, sft, rm, ppo, dpo, kto. Did you mean 'sft'?",
+        "stage: 'sfft' is not allowed; choose one of: pt, sft, rm, ppo, dpo, kto, grpo. Did you mean 'sft'?",
         "mask_history and train_on_prompt cannot both be true; mask_history trains on the last answer only, "
         "train_on_prompt on everything.",
     ]

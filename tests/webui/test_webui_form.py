@@ -77,7 +77,7 @@ def test_full_finetuning_checkpoint_replaces_the_model_path_and_eval_mode_predic
 def test_widgets_follow_the_declarations():
     assert form.widget_for(PARAMS["use_dora"]) == form.Widget("checkbox", False)
     assert form.widget_for(PARAMS["packing"]) == form.Widget("dropdown", "none", ("none", "true", "false"))
-    assert form.widget_for(PARAMS["stage"]).choices == ("pt", "sft", "rm", "ppo", "dpo", "kto")
+    assert form.widget_for(PARAMS["stage"]).choices == ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
     assert form.widget_for(PARAMS["rope_scaling"]).choices[0] == "none"  # nullable: "none" means unset
     assert form.widget_for(PARAMS["cutoff_len"]) == form.Widget("number", 2048, integer=True)
     assert form.decode(PARAMS["rope_scaling"], "none") is None

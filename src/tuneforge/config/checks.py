@@ -34,8 +34,13 @@ def check_all(v: dict[str, Any]) -> list[str]:
 PREFERENCE_KEYS = {
     "pref_beta": ("dpo", "kto"), "pref_ftx": ("dpo", "kto"), "pref_loss": ("dpo",), "dpo_label_smoothing": ("dpo",),
     "pref_bco_weight": ("dpo",), "simpo_gamma": ("dpo",), "ld_alpha": ("dpo",), "kto_chosen_weight": ("kto",),
-    "kto_rejected_weight": ("kto",), "ref_model": ("dpo", "kto", "ppo"), "ref_model_adapters": ("dpo", "kto", "ppo"),
-    "ref_model_quantization_bit": ("dpo", "kto", "ppo"),
+    "kto_rejected_weight": ("kto",), "ref_model": ("dpo", "kto", "ppo", "grpo"),
+    "ref_model_adapters": ("dpo", "kto", "ppo", "grpo"), "ref_model_quantization_bit": ("dpo", "kto", "ppo", "grpo"),
+    **{key: ("grpo",) for key in (
+        "num_generations", "max_completion_length", "reward_funcs", "reward_weights", "beta", "epsilon",
+        "epsilon_high", "num_iterations", "loss_type", "importance_sampling_level", "scale_rewards",
+        "mask_truncated_completions", "dynamic_sampling", "max_resample_times", "soft_max_length",
+        "soft_cache_length", "use_vllm", "vllm_mode")},
 }
 
 

@@ -198,6 +198,24 @@ class RlhfArgs:
     reward_model_adapters: str | None
     reward_model_quantization_bit: int | None
     reward_model_type: str
+    num_generations: int
+    max_completion_length: int
+    reward_funcs: list[str] | None
+    reward_weights: list[float] | None
+    beta: float
+    epsilon: float
+    epsilon_high: float | None
+    num_iterations: int
+    loss_type: str
+    importance_sampling_level: str
+    scale_rewards: str
+    mask_truncated_completions: bool
+    dynamic_sampling: bool
+    max_resample_times: int
+    soft_max_length: int | None
+    soft_cache_length: int | None
+    use_vllm: bool
+    vllm_mode: str
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,9 @@ def load_one(attr: DatasetAttr, data: DataArgs, model: ModelArgs, train: TrainAr
     checker = RowChecker(attr, stage, needs_response, data.media_dir,
                          check_files=attr.load_from in ("file", "script"))
     used = _used_columns(attr, column_names)
-    converted = _convert(dataset, checker, used, map_workers(data), streaming)
+    # Stage grpo passes a row's other columns (e.g. a test list, a difficulty) on to its reward functions.
+    extra = [name for name in column_names if name not in used] if stage == "grpo" else []
+    converted = _convert(dataset, checker, used, map_workers(data), streaming, extra)
 
     source = attr.path or attr.dataset_name
     if streaming:
@@ -207,17 +209,23 @@ def _used_columns(attr, column_names: list[str]) -> list[str]:
     return [name for name in column_names if name in wanted]
 
 
-def _convert(dataset: Any, checker: RowChecker, used: list[str], workers: int | None, streaming: bool) -> Any:
+def _convert(dataset: Any, checker: RowChecker, used: list[str], workers: int | None, streaming: bool,
+             extra: list[str] | None = None) -> Any:
+    """Canonical rows (+ the `extra` columns of the file, unchanged)."""
     from datasets import Features, Value
 
+    extra = [name for name in extra or [] if name not in canonical_features()]
+    kept = {name: dataset.features[name] for name in extra} if extra and dataset.features else {}
     features = Features({**canonical_features(), PROBLEM_FIELD: Value("string"), PROBLEM_REASON: Value("string"),
-                         PROBLEM_MALFORMED: Value("bool")})
+                         PROBLEM_MALFORMED: Value("bool"), **kept})
+    used = used + list(kept)
+    remove = [name for name in used if name not in kept]
     kwargs: dict[str, Any] = {"batched": True, "batch_size": 1000, "features": features}
     if streaming:
-        return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
+        return dataset.select_columns(used).map(checker, remove_columns=remove, **kwargs)
     # Not cached: whether a media file exists can change between runs (the pipeline caches the final result).
     kwargs.update(num_proc=workers, load_from_cache_file=False, desc=CONVERT_DESC)
-    return dataset.select_columns(used).map(checker, remove_columns=used, **kwargs)
+    return dataset.select_columns(used).map(checker, remove_columns=remove, **kwargs)
 
 
 def _probe_stream(converted, attr, local: LocalData, source: str, split_name: str,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Stage -> (module, function). Imported lazily: `import tuneforge.train` stays cheap for the CLI.
 RECIPES = {"pt": ("stages.pt", "run_pt"), "sft": ("stages.sft", "run_sft"), "rm": ("stages.rm", "run_rm"),
            "dpo": ("stages.dpo", "run_dpo"),
-           "kto": ("stages.kto", "run_kto"), "ppo": ("stages.ppo", "run_ppo")}
+           "kto": ("stages.kto", "run_kto"), "ppo": ("stages.ppo", "run_ppo"), "grpo": ("stages.grpo", "run_grpo")}
 
 
 def run_train(cfg: Config | dict[str, Any]) -> dict[str, float]:

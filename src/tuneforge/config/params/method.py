@@ -12,7 +12,8 @@ G = "method"
 LATER: dict[str, Any] = {"implemented": False}
 
 declare("stage", "str", "sft", "Training stage: pre-training, supervised fine-tuning, reward modelling, "
-        "PPO, DPO or KTO.", G, choices=("pt", "sft", "rm", "ppo", "dpo", "kto"))
+        "PPO, DPO, KTO or GRPO (online RL with verifiable rewards).", G,
+        choices=("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"))
 declare("finetuning_type", "str", "lora", "Which weights are trained: LoRA adapters, OFT adapters, a frozen "
         "model's last layers, or everything.", G, choices=("lora", "oft", "freeze", "full"))
 declare("pure_bf16", "bool", False, "Train purely in bfloat16, without mixed-precision float32 master "

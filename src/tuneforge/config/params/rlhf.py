@@ -34,3 +34,38 @@ declare("reward_model_quantization_bit", "int", None, "Quantize the reward model
         choices=(4, 8))
 declare("reward_model_type", "str", "lora", "Kind of reward model for PPO (a LoRA reward model needs LoRA "
         "training).", G, choices=("lora", "full", "api"))
+
+# GRPO family (stage grpo): TRL's / ms-swift's names and TRL 1.16's defaults, so their users recognise them.
+# Sampling reads temperature / top_p / top_k / do_sample of group generate.
+declare("num_generations", "int", 8, "GRPO: completions sampled per prompt (the group whose rewards are compared).",
+        G)
+declare("max_completion_length", "int", 256, "GRPO: most tokens generated per completion.", G)
+declare("reward_funcs", "list", None, "GRPO: reward functions, comma-separated: accuracy, format, tool_call, "
+        "length, reward_model (the `reward_model` key's scorer), or path/to/file.py:function.", G)
+declare("reward_weights", "float_list", None, "GRPO: one weight per reward function (default: 1 each).", G)
+declare("beta", "float", 0.0, "GRPO: weight of the KL to the reference model (k3 estimator); 0 loads no "
+        "reference.", G)
+declare("epsilon", "float", 0.2, "GRPO: lower clipping range of the importance ratio (1 - epsilon).", G)
+declare("epsilon_high", "float", None, "GRPO: upper clipping range (1 + epsilon_high; DAPO's clip-higher). "
+        "Unset: epsilon.", G)
+declare("num_iterations", "int", 1, "GRPO: optimisation passes per rollout batch (mu); > 1 keeps the old "
+        "log-probabilities of the sampling policy.", G)
+declare("loss_type", "str", "dapo", "GRPO: how the token losses are averaged: grpo (per sequence, then over "
+        "sequences), bnpo (over the micro-batch's tokens), dr_grpo (by sequences x max_completion_length), dapo "
+        "(over the tokens of the whole step, all ranks).", G, choices=("grpo", "dr_grpo", "dapo", "bnpo"))
+declare("importance_sampling_level", "str", "token", "GRPO: importance ratio per token, or per sequence "
+        "(sequence = GSPO).", G, choices=("token", "sequence"))
+declare("scale_rewards", "str", "group", "GRPO: divide advantages by the reward std of the group, of the whole "
+        "batch, or not at all (none, as Dr. GRPO).", G, choices=("group", "batch", "none"))
+declare("mask_truncated_completions", "bool", False, "GRPO: completions cut at max_completion_length add no "
+        "loss.", G)
+declare("dynamic_sampling", "bool", False, "GRPO: DAPO's dynamic sampling: drop groups whose rewards are all "
+        "equal and sample more prompts.", G)
+declare("max_resample_times", "int", 3, "GRPO: extra sampling rounds dynamic_sampling may take per step.", G)
+declare("soft_max_length", "int", None, "GRPO `length` reward: DAPO's soft overlong penalty limit L_max in "
+        "tokens. Unset: max_completion_length.", G)
+declare("soft_cache_length", "int", None, "GRPO `length` reward: the L_cache tokens before L_max over which the "
+        "penalty grows from 0 to -1 (needed for the `length` reward).", G)
+declare("use_vllm", "bool", False, "GRPO: generate rollouts with vLLM (CUDA only).", G)
+declare("vllm_mode", "str", "colocate", "GRPO: vLLM in this process (colocate) or a separate server.", G,
+        choices=("colocate", "server"))
