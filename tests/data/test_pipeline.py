@@ -232,6 +232,11 @@ def test_every_answer_truncated_away_stops_the_run(make_cfg, tmp_path):
         "cutoff_len, or shorten the prompts")
 
 
+
+def learnability_warnings(caplog):
+    """The learnability check's own warnings (other loggers, e.g. the tokenizer's eos notice, may log too)."""
+    return [record.getMessage() for record in caplog.records if record.name == "tuneforge.data.learnability"]
+
 def test_some_answers_truncated_away_is_a_warning_with_counts(make_cfg, tmp_path, caplog):
     answer = "one two three four five six seven eight"
     rows = [{"instruction": LONG_PROMPT, "output": answer}, {"instruction": "Hi", "output": answer}] * 2
@@ -239,7 +244,7 @@ def test_some_answers_truncated_away_is_a_warning_with_counts(make_cfg, tmp_path
     with caplog.at_level(logging.WARNING, logger="tuneforge.data.learnability"):
         module = build(make_cfg(dataset_dir=folder, dataset="d", cutoff_len=16))
     assert len(module.train_dataset) == 4
-    assert caplog.messages == [
+    assert learnability_warnings(caplog) == [
         "dataset 'd': 2 of 4 training examples have all their labels masked (-100) after tokenization (cutoff_len "
         "16 truncates their answers away); they teach nothing. Raise cutoff_len to keep them"]
 
@@ -262,7 +267,7 @@ def test_preference_pairs_with_the_same_answers(make_cfg, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tuneforge.data.learnability"):
         module = build(make_cfg(dataset_dir=folder, dataset="d", stage="rm"))
     assert len(module.train_dataset) == 3
-    assert caplog.messages == ["dataset 'd': 1 of 3 training pairs have the same chosen and rejected answer after "
+    assert learnability_warnings(caplog) == ["dataset 'd': 1 of 3 training pairs have the same chosen and rejected answer after "
                                "tokenization; they teach nothing. Give each pair two different answers"]
 
 
@@ -304,7 +309,7 @@ def test_an_evaluation_split_whose_answers_are_truncated_away_is_named(make_cfg,
     (tmp_path / "teach" / "e.json").write_text(json.dumps(cut[:1] + good[:1]))
     with caplog.at_level(logging.WARNING, logger="tuneforge.data.learnability"):
         build(make_cfg(dataset_dir=folder, dataset="d", eval_dataset="e", cutoff_len=8))
-    assert caplog.messages == [
+    assert learnability_warnings(caplog) == [
         "dataset 'e': 1 of 2 evaluation examples (split validation) have all their labels masked (-100) after "
         "tokenization (cutoff_len 8 truncates their answers away); they measure nothing. Raise cutoff_len to keep "
         "them"]
