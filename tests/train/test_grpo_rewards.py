@@ -97,9 +97,12 @@ def test_user_functions_get_prompts_completions_and_every_column(user_file):
     rewards = score(funcs, batch(difficulty=["easy", "hard"]))
     assert rewards[:, 0].tolist() == [2.0, 4.0]
     assert rewards[0, 1].item() == 1.0 and math.isnan(rewards[1, 1].item())  # None: NaN, left out of the sum
+    import os
     import sys
 
-    seen = next(m for name, m in sys.modules.items() if name.startswith("tuneforge_reward_")).seen
+    # The module loaded from this test's file (other tests load reward files of their own).
+    seen = next(m for name, m in sys.modules.items() if name.startswith("tuneforge_reward_")
+                and os.path.abspath(getattr(m, "__file__", "")) == os.path.abspath(str(user_file))).seen
     assert seen["prompts"] == ["p1", "p2"] and seen["difficulty"] == ["easy", "hard"]
     assert seen["solution"] == ["1", "2"] and seen["completion_ids"] == [[1], [2, 3]]
 

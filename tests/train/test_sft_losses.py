@@ -240,7 +240,7 @@ def test_asft_with_full_training_compares_with_a_frozen_copy_of_the_start(tiny_l
 
 
 def test_asft_reads_ref_model_which_plain_sft_refuses(tiny_llama_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"ref_model only applies to stage dpo or kto or ppo \(or sft with "
+    with pytest.raises(ConfigError, match=r"ref_model only applies to stage dpo or kto or ppo or grpo \(or sft with "
                                           r"use_asft_loss\) \(stage is 'sft'\); remove it."):
         make_config({"stage": "sft", "do_train": True, "ref_model": str(tiny_llama_dir)})
     _, trainer = run_recipe("sft", tiny_llama_dir, tmp_path, finetuning_type="lora", learning_rate=1e-2,

@@ -179,5 +179,5 @@ def test_run_train_rejects_stages_without_a_recipe(tiny_llama_dir, tmp_path, mon
     # Every stage has a recipe; a registry without kto stands in for a missing one.
     monkeypatch.setattr(train, "RECIPES", {k: v for k, v in train.RECIPES.items() if k != "kto"})
     with pytest.raises(ConfigError, match="stage: kto training is not implemented yet; available stages: pt, sft, "
-                                          "rm, dpo, ppo$"):
+                                          "rm, dpo, ppo, grpo$"):
         run_train(_cfg(tiny_llama_dir, tmp_path, stage="kto", dataset="demo_alpaca", dataset_dir=str(DEMO_DATA)))

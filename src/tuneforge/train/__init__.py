@@ -45,7 +45,26 @@ def run_train(cfg: Config | dict[str, Any]) -> dict[str, float]:
                           f"{', '.join(RECIPES)}")
     module_name, function_name = RECIPES[stage]
     module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, function_name)(cfg)
+    metrics: dict[str, float] = getattr(module, function_name)(cfg)
+    _leave_process_group()
+    return metrics
+
+
+def _leave_process_group() -> None:
+    """A torchrun worker leaves its process group when its run is done. A gloo group left open until the
+    interpreter exits can abort the process there ("terminate called without an active exception", exit -6)
+    after a run that succeeded."""
+    import sys
+
+    from ..runtime import runtime
+
+    if not runtime().is_distributed or "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank tears the group down while another still uses it
+        dist.destroy_process_group()
 
 
 # Public entry points for the layers above (the web UI), imported on first use (module __getattr__) so that
