@@ -12,6 +12,8 @@ run starts. Where a run resumes from is decided when its configuration loads
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 import re
 import shutil
 from pathlib import Path
@@ -103,3 +105,23 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_loop_checkpoint(output_dir: str, step: int, save_model: Callable[[str], Any], state_file: str,
+                          state: dict[str, Any], trainer_state: dict[str, Any]) -> str:
+    """checkpoint-<step> of a stage with its own loop (ppo, grpo), published atomically like the Trainer's:
+    the model via `save_model(folder)`, `state` (torch.save) as `state_file` plus the global RNG, and
+    trainer_state.json written last, which marks the folder complete."""
+    import json
+
+    import torch
+
+    staged = os.path.join(output_dir, STAGING_DIR, f"checkpoint-{step}")
+    os.makedirs(staged, exist_ok=True)
+    save_model(staged)
+    rng = {"rng": torch.get_rng_state(),
+           "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    torch.save({**state, **rng}, os.path.join(staged, state_file))
+    with open(os.path.join(staged, TRAINER_STATE), "w", encoding="utf-8") as handle:
+        json.dump({"global_step": step, **trainer_state}, handle)
+    return publish_checkpoint(staged, output_dir)

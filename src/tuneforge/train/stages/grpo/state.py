@@ -9,7 +9,6 @@ complete; trainer_state.json (written last) marks it complete, as for every othe
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ....errors import ConfigError
-from ...run.checkpoints import STAGING_DIR, TRAINER_STATE, publish_checkpoint
+from ...run.checkpoints import write_loop_checkpoint
 from ..ppo.state import _load_policy_weights as load_policy_weights
 
 if TYPE_CHECKING:
@@ -29,17 +28,10 @@ GRPO_STATE = "grpo_state.pt"
 
 def save_checkpoint(loop: GRPOLoop, order: PromptOrder, save_model: Callable[[str], Any], output_dir: str,
                     step: int) -> str:
-    staged = os.path.join(output_dir, STAGING_DIR, f"checkpoint-{step}")
-    os.makedirs(staged, exist_ok=True)
-    save_model(staged)
     state = {"step": step, "history": list(loop.history), "order": order.state_dict(),
-             "optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
-             "rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save(state, os.path.join(staged, GRPO_STATE))
-    with open(os.path.join(staged, TRAINER_STATE), "w", encoding="utf-8") as handle:  # last: marks it complete
-        json.dump({"global_step": step, "max_steps": loop.settings.max_steps, "stage": "grpo"}, handle)
-    return publish_checkpoint(staged, output_dir)
+             "optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict()}
+    return write_loop_checkpoint(output_dir, step, save_model, GRPO_STATE, state,
+                                 {"max_steps": loop.settings.max_steps, "stage": "grpo"})
 
 
 def load_checkpoint(path: str, loop: GRPOLoop, order: PromptOrder) -> int:

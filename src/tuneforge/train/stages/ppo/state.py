@@ -10,14 +10,13 @@ trainer_state.json (written last) marks it complete, as for every other stage.
 from __future__ import annotations
 
 import glob
-import json
 import os
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ....errors import ConfigError
-from ...run.checkpoints import STAGING_DIR, TRAINER_STATE, publish_checkpoint
+from ...run.checkpoints import write_loop_checkpoint
 
 if TYPE_CHECKING:
     from .loop import PPOLoop
@@ -56,17 +55,10 @@ class PromptBatches:
 
 def save_checkpoint(loop: PPOLoop, batches: PromptBatches, save_model: Any, output_dir: str, step: int) -> str:
     """Write checkpoint-<step> atomically; `save_model(folder)` writes the policy, head and tokenizer."""
-    staged = os.path.join(output_dir, STAGING_DIR, f"checkpoint-{step}")
-    os.makedirs(staged, exist_ok=True)
-    save_model(staged)
     state = {"step": step, "loop": loop.state_dict(), "batches": batches.state_dict(),
-             "optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
-             "rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save(state, os.path.join(staged, PPO_STATE))
-    with open(os.path.join(staged, TRAINER_STATE), "w", encoding="utf-8") as handle:  # last: marks it complete
-        json.dump({"global_step": step, "max_steps": loop.settings.max_steps, "stage": "ppo"}, handle)
-    return publish_checkpoint(staged, output_dir)
+             "optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict()}
+    return write_loop_checkpoint(output_dir, step, save_model, PPO_STATE, state,
+                                 {"max_steps": loop.settings.max_steps, "stage": "ppo"})
 
 
 def load_checkpoint(path: str, loop: PPOLoop, batches: PromptBatches, value_head: torch.nn.Module) -> int:
