@@ -45,7 +45,7 @@ def test_sft_collator_builds_pt_labels_from_input_ids():
 
 
 def test_sft_collator_refuses_multimodal_rows():
-    with pytest.raises(DataError, match="multimodal training is not supported yet"):
+    with pytest.raises(DataError, match="holds images/videos/audios but this run has no media plugin"):
         SFTCollator(pad_token_id=0)([{"input_ids": [5], "attention_mask": [1], "labels": [5], "images": ["a.png"]}])
 
 

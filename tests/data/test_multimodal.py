@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from tuneforge.config.schema import all_params
 from tuneforge.data.collator import SFTCollator
-from tuneforge.data.media import ImageLimits, Qwen2VLPlugin, attach_media_plugin, expand_media
+from tuneforge.data.media import ImageLimits, RowMedia, attach_media_plugin, expand_media
+from tuneforge.data.media.qwen2_vl import Qwen2VLPlugin
 from tuneforge.data.media.images import load_image, regularized_size
 from tuneforge.data.pipeline import get_dataset, load_tokenizer_and_template
 from tuneforge.errors import DataError
@@ -159,7 +160,7 @@ def test_data_checks_report_a_row_with_more_placeholders_than_images(vl_dir, dat
 def test_images_with_a_text_template_are_refused(vl_dir, data_dir, tmp_path):
     cfg = make_cfg(vl_dir, data_dir, tmp_path, template="qwen")
     tokenizer, template = load_tokenizer_and_template(cfg)
-    with pytest.raises(DataError, match="images: a row has images but the 'qwen' template has no image support"):
+    with pytest.raises(DataError, match="images: a row has images but the 'qwen' template has no media support"):
         get_dataset(cfg, tokenizer, template, stage="sft")
 
 
@@ -173,7 +174,7 @@ def test_model_without_image_processor_is_named(tmp_path, data_dir, tiny_qwen2_d
 
 def test_videos_are_refused_clearly(prepared):
     _, _, template = prepared
-    with pytest.raises(DataError, match="videos: training on videos is not supported yet"):
+    with pytest.raises(DataError, match="videos: the Qwen2-VL models take only images"):
         expand_media(template, [{"role": "user", "content": "<video>"}], None, videos=["a.mp4"])
 
 
@@ -195,7 +196,7 @@ def test_collator_builds_pixel_inputs_for_image_rows(prepared, data_dir):
     assert batch["mm_token_type_ids"].sum(dim=1).tolist() == [10, 0, 4]
     # A text-only batch gets no pixel inputs; without a plugin media rows are refused as before.
     assert "pixel_values" not in collator([text_row])
-    with pytest.raises(DataError, match="multimodal training is not supported"):
+    with pytest.raises(DataError, match="holds images/videos/audios but this run has no media plugin"):
         SFTCollator(pad_token_id=tokenizer.pad_token_id)([dataset[0]])
 
 

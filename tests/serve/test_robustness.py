@@ -305,7 +305,7 @@ def test_a_text_model_refuses_an_image_before_reading_it(server, monkeypatch):
         {"type": "image_url", "image_url": {"url": RED_PIXEL}}]}]})
     assert (status, answer["error"]["param"]) == (400, "messages.0.content.0")
     assert answer["error"]["message"].startswith("messages.0.content.0: this server cannot take images: the 'qwen' "
-                                                 "template has no image support")
+                                                 "template has no media support")
 
 
 def test_a_huge_image_is_refused_from_its_header(monkeypatch):

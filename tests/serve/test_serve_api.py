@@ -177,11 +177,11 @@ RED_PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1Pe
     ({"model": NAME, "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop: give up to 4"),
     ({"model": NAME, "messages": HELLO, "n": 9}, 400, "n: 9 answers exceed this server's batch of 4"),
     ({"model": NAME, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]}, 400, "template has no image support"),
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]}, 400, "template has no media support"),
     ({"model": NAME, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": RED_PIXEL}}]}]}, 400, "template has no image support"),
+        {"type": "image_url", "image_url": {"url": RED_PIXEL}}]}]}, 400, "template has no media support"),
     ({"model": NAME, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]}, 400, "template has no image support"),
+        {"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]}, 400, "template has no media support"),
     ({"model": NAME, "messages": [HELLO[0], {"role": "assistant", "tool_calls": [{"type": "function", "function": {
         "name": "f", "arguments": "{not json"}}]}, HELLO[0]]}, 400, "messages.1.tool_calls.0.function.arguments"),
 ])

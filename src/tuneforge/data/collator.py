@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import DataError
+from .media.base import RowMedia
 from .schema import IGNORE_INDEX
 
 MEDIA_COLUMNS = ("images", "videos", "audios")
@@ -74,8 +75,8 @@ class SFTCollator:
     def pad_features(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         for feature in features:
             if self.media_plugin is None and any(feature.get(name) for name in MEDIA_COLUMNS):
-                raise DataError("this batch holds images/videos/audios; multimodal training is not supported "
-                                "yet. Use a text-only dataset.")
+                raise DataError("this batch holds images/videos/audios but this run has no media plugin: set "
+                                "`template` to the multimodal model's template, or use a text-only dataset")
         batch = {}
         for name in features[0]:
             if name in MEDIA_COLUMNS or name in SKIPPED_COLUMNS:
@@ -99,8 +100,9 @@ class SFTCollator:
         """The padded batch; its attention_mask is None for packed rows under flash-attention."""
         batch = self.pad_features(features)
         if self.media_plugin is not None:
-            batch.update(self.media_plugin.batch_inputs([feature.get("images") for feature in features],
-                                                        batch["input_ids"]))
+            rows = [RowMedia.of(feature.get("images"), feature.get("videos"), feature.get("audios"))
+                    for feature in features]
+            batch.update(self.media_plugin.batch_inputs(rows, batch["input_ids"]))
         if not self.block_diag_attn:
             return batch
         if self.attn_implementation == "flash_attention_2":

@@ -220,9 +220,11 @@ class ChatEngine:
         return expand_media(self.template, messages, images)
 
     def _image_inputs(self, images: list[list | None], input_ids: torch.Tensor) -> dict[str, Any]:
-        from ..data.media import media_plugin_of
+        from ..data.media import RowMedia, media_plugin_of
 
-        return media_plugin_of(self.template).batch_inputs(images, input_ids)
+        plugin = media_plugin_of(self.template)
+        assert plugin is not None  # image_problem() was checked before any image reached here
+        return plugin.batch_inputs([RowMedia.of(row) for row in images], input_ids)
 
     @torch.inference_mode()
     def _generate(self, input_ids: Any, attention_mask: Any = None, kwargs: dict[str, Any] | None = None,

@@ -12,17 +12,24 @@ In a batch, `batch_inputs` gives the model `pixel_values` (all images' patches, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import DataError
+from .base import MediaPlugin, RowMedia, replace_placeholders
 from .images import ImageLimits, image_size, load_image, regularized_size
+from .loading import load_image_processor, token_id
+
+if TYPE_CHECKING:
+    from ...config.groups import ModelArgs
 
 IMAGE_PLACEHOLDER_DEFAULT = "<image>"
 
 
-@dataclass
-class Qwen2VLPlugin:
+@dataclass(repr=False)
+class Qwen2VLPlugin(MediaPlugin):
+    kinds: ClassVar[tuple[str, ...]] = ("images",)
+
     image_processor: Any
     image_token: str = "<|image_pad|>"
     image_token_id: int = -1  # the tokenizer's id of image_token
@@ -30,8 +37,26 @@ class Qwen2VLPlugin:
     vision_eos_token: str = "<|vision_end|>"
     limits: ImageLimits = ImageLimits(qwen_vl_sides=True)
     placeholder: str = IMAGE_PLACEHOLDER_DEFAULT
+    placeholders: dict[str, str] = field(init=False)
 
-    def __repr__(self) -> str:  # part of the preprocessing cache key: everything that changes token counts
+    def __post_init__(self) -> None:
+        self.placeholders = {"images": self.placeholder}
+
+    @classmethod
+    def create(cls, facts: dict[str, Any], model: ModelArgs, tokenizer: Any) -> Qwen2VLPlugin:
+        from ..checks import PLACEHOLDERS
+
+        image_processor = load_image_processor(model)
+        image_token = facts.get("image_token", "<|image_pad|>")
+        return cls(image_processor=image_processor, image_token=image_token,
+                   image_token_id=token_id(tokenizer, image_token),
+                   vision_bos_token=facts.get("vision_bos_token", "<|vision_start|>"),
+                   vision_eos_token=facts.get("vision_eos_token", "<|vision_end|>"),
+                   limits=ImageLimits(max_pixels=model.image_max_pixels, min_pixels=model.image_min_pixels,
+                                      qwen_vl_sides=True),
+                   placeholder=PLACEHOLDERS["images"])
+
+    def cache_key(self) -> str:  # everything that changes token counts
         processor = self.image_processor
         return (f"Qwen2VLPlugin({self.image_token!r}, {self.vision_bos_token!r}, {self.vision_eos_token!r}, "
                 f"{self.limits!r}, {self.placeholder!r}, patch={processor.patch_size}, "
@@ -43,29 +68,20 @@ class Qwen2VLPlugin:
         patches = self.image_processor.get_number_of_image_patches(height, width, {})  # grid_t = 1 for images
         return patches // self.image_processor.merge_size ** 2
 
-    def expand_messages(self, messages: list[dict], images: list) -> list[dict]:
+    def expand_messages(self, messages: list[dict], media: RowMedia) -> list[dict]:
         """Copies of the messages with every image placeholder expanded into the image's vision tokens."""
-        count = sum(message["content"].count(self.placeholder) for message in messages)
-        if count != len(images):
-            raise DataError(f"a row has {len(images)} image(s) but {count} {self.placeholder} placeholder(s) in "
-                            f"its messages: put one {self.placeholder} in the text where each image goes")
-        expanded, next_image = [], 0
-        for message in messages:
-            pieces = message["content"].split(self.placeholder)
-            content = pieces[0]
-            for piece in pieces[1:]:
-                pads = self.image_token * self.image_seqlen(images[next_image])
-                content += self.vision_bos_token + pads + self.vision_eos_token + piece
-                next_image += 1
-            expanded.append({**message, "content": content})
-        return expanded
+        self.check_kinds(media, "Qwen2-VL")
+        self.check_placeholder_counts(messages, media)
+        tokens = [self.vision_bos_token + self.image_token * self.image_seqlen(image) + self.vision_eos_token
+                  for image in media.images]
+        return replace_placeholders(messages, self.placeholder, tokens)
 
-    def batch_inputs(self, images_per_row: list[list | None], input_ids: Any) -> dict[str, Any]:
+    def batch_inputs(self, rows: list[RowMedia], input_ids: Any) -> dict[str, Any]:
         """pixel_values, image_grid_thw and mm_token_type_ids for a padded batch ({} when no row has an image).
 
         mm_token_type_ids (1 on image tokens, 0 elsewhere) tells transformers 5 where the image tokens are, so
         it can lay out the 3D (M-RoPE) positions of each image."""
-        images = [load_image(image, self.limits) for row in images_per_row for image in (row or [])]
+        images = [load_image(image, self.limits) for row in rows for image in row.images]
         if not images:
             return {}
         inputs = dict(self.image_processor(images=images, return_tensors="pt"))
