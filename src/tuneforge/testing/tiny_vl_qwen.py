@@ -35,7 +35,7 @@ def _text_config(tokenizer: Any, hidden: int, layers: int, heads: int, initializ
                                  "mrope_section": _mrope_section(hidden // heads)})
 
 
-def _token_ids(tokenizer: Any) -> dict[str, int]:
+def _token_ids(tokenizer: Any) -> dict[str, Any]:
     ids = tokenizer.convert_tokens_to_ids
     return dict(image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
                 vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))

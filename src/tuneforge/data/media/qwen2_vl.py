@@ -39,7 +39,7 @@ def _model_type(model: ModelArgs) -> str:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(model.model_name_or_path, trust_remote_code=model.trust_remote_code,
+        config = AutoConfig.from_pretrained(str(model.model_name_or_path), trust_remote_code=model.trust_remote_code,
                                             cache_dir=model.cache_dir, revision=model.model_revision,
                                             token=model.hf_hub_token)
     except (OSError, ValueError, KeyError) as error:
@@ -83,7 +83,7 @@ class Qwen2VLPlugin(MediaPlugin):
         image_token = facts.get("image_token", "<|image_pad|>")
         video_token = facts.get("video_token", "<|video_pad|>")
         return cls(image_processor=image_processor,
-                   video_geometry=read_video_geometry(model.model_name_or_path, cls.frame_aware_resize),
+                   video_geometry=read_video_geometry(model, cls.frame_aware_resize),
                    video_processor=load_video_processor(model),
                    image_token=image_token, image_token_id=token_id(tokenizer, image_token),
                    video_token=video_token, video_token_id=token_id(tokenizer, video_token),

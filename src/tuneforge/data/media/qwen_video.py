@@ -15,6 +15,7 @@ processor). See docs/multimodal.md, "Video and the torchvision question".
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -88,12 +89,24 @@ _DEFAULTS = {
 }
 
 
-def read_video_geometry(model_dir: str, frame_aware_resize: bool) -> VideoGeometry:
-    """The geometry from the model directory's video processor config (HF's class defaults where unset)."""
+def _config_file(model: ModelArgs, name: str) -> str | None:
+    """A local or hub-cached file of the model repository, or None when the repository has no such file."""
+    from transformers.utils import cached_file
+
+    path = str(model.model_name_or_path)
+    if os.path.isdir(path):
+        local = os.path.join(path, name)
+        return local if os.path.isfile(local) else None
+    return cached_file(path, name, cache_dir=model.cache_dir, revision=model.model_revision, token=model.hf_hub_token,
+                       _raise_exceptions_for_missing_entries=False)
+
+
+def read_video_geometry(model: ModelArgs, frame_aware_resize: bool) -> VideoGeometry:
+    """The geometry from the model's video processor config (HF's class defaults where unset)."""
     settings: dict[str, Any] = dict(_DEFAULTS[frame_aware_resize])
     for name in VIDEO_CONFIG_NAMES:
-        path = os.path.join(model_dir, name)
-        if os.path.isfile(path):
+        path = _config_file(model, name)
+        if path is not None:
             with open(path, encoding="utf-8") as handle:
                 saved = json.load(handle)
             settings.update({key: saved[key] for key in settings if key in saved})
@@ -155,7 +168,7 @@ class TorchVideoPatcher:
 def torchvision_works() -> bool:
     """Whether torchvision imports with its transforms (the standard HF video processors need it)."""
     try:
-        import torchvision.transforms.v2.functional  # noqa: F401
+        importlib.import_module("torchvision.transforms.v2.functional")
     except Exception as error:  # a CUDA wheel next to a CPU torch fails with RuntimeError, not ImportError
         logger.debug("torchvision unusable (%s: %s); using tuneforge's torch video patcher", type(error).__name__,
                      error)
