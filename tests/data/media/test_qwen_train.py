@@ -57,7 +57,8 @@ def _changed_parts(model_dir, output_dir, family):
     return vision, changed, {name for name in before if projector_key in name}
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+# Qwen2-VL image training is tests/data/test_multimodal.py's (same plugin and parts as Qwen2.5-VL).
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 def test_images_train_with_the_vision_tower_frozen(model_dirs, family, tmp_path):
     losses = _train(model_dirs / family, family, tmp_path)
     assert len(losses) == 3 and losses[-1] < losses[0], losses
@@ -66,7 +67,35 @@ def test_images_train_with_the_vision_tower_frozen(model_dirs, family, tmp_path)
     assert vision.isdisjoint(changed) and projector.isdisjoint(changed)
 
 
-def test_video_trains_on_qwen2_5_vl(model_dirs, tmp_path):
-    losses = _train(model_dirs / "qwen2_5_vl", "qwen2_5_vl", tmp_path, dataset="mllm_video_demo", video_maxlen=4,
-                    video_max_pixels=64 * 64, video_fps=1.0)
+@pytest.fixture(scope="module")
+def frame_video_data(tmp_path_factory):
+    """Two rows whose videos are folders of 4 small frames (a moving bar), in LF's dataset format."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("frame_videos")
+    rows = []
+    for index, (question, answer) in enumerate([("What moves?", "A white bar."), ("Which way?", "To the right.")]):
+        folder = root / f"clip{index}"
+        folder.mkdir()
+        for frame in range(4):
+            image = Image.new("RGB", (64, 48), (20 * index, 60, 90))
+            for y in range(48):
+                image.putpixel((8 + 12 * frame, y), (255, 255, 255))
+            image.save(folder / f"{frame:03d}.png")
+        rows.append({"messages": [{"role": "user", "content": f"<video>{question}"},
+                                  {"role": "assistant", "content": answer}], "videos": [f"clip{index}"]})
+    (root / "clips.json").write_text(json.dumps(rows))
+    info = {"clips": {"file_name": "clips.json", "formatting": "sharegpt",
+                      "columns": {"messages": "messages", "videos": "videos"},
+                      "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                               "assistant_tag": "assistant"}}}
+    (root / "dataset_info.json").write_text(json.dumps(info))
+    return root
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_videos_train(model_dirs, family, frame_video_data, tmp_path):
+    losses = _train(model_dirs / family, family, tmp_path, dataset="clips", dataset_dir=str(frame_video_data))
     assert len(losses) == 3 and losses[-1] < losses[0], losses
+    vision, changed, projector = _changed_parts(model_dirs / family, tmp_path, family)
+    assert changed and vision.isdisjoint(changed) and projector.isdisjoint(changed)
