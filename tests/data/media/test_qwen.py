@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared_paths import LF_DEMO_DATA
 from tuneforge.data.collator import SFTCollator
 from tuneforge.data.media import RowMedia
 from tuneforge.data.media.qwen3_vl import frame_timestamps
@@ -21,7 +22,7 @@ from tuneforge.errors import DataError
 from tuneforge.testing.tiny_model import tiny_config
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mm"
-DEMO = Path("/work/shared/data/llamafactory-demo")
+DEMO = LF_DEMO_DATA
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
 pytestmark = pytest.mark.skipif(not DEMO.is_dir(), reason="LLaMA-Factory demo data not present")
