@@ -24,7 +24,7 @@ from .base import MediaPlugin, MediaSetupError, RowMedia, replace_placeholders
 from .images import ImageLimits, image_size, load_image, regularized_size
 from .loading import load_image_processor, token_id
 from .qwen_video import TorchVideoPatcher, VideoGeometry, load_video_processor, read_video_geometry
-from .video import VideoSampling, decode_video, probe_video
+from .video import VideoProbe, VideoSampling, decode_video, probe_video
 
 if TYPE_CHECKING:
     from ...config.groups import ModelArgs
@@ -120,10 +120,10 @@ class Qwen2VLPlugin(MediaPlugin):
         patches = self.image_processor.get_number_of_image_patches(height, width, {})  # grid_t = 1 for images
         return patches // self.image_processor.merge_size ** 2
 
-    def video_grid(self, video: Any) -> tuple[int, int, int]:
+    def video_grid(self, video: Any, probe: VideoProbe | None = None) -> tuple[int, int, int]:
         """The (t, h, w) patch grid of a video, from its header (LF's metadata path) or first frame."""
         assert self.video_geometry is not None
-        probe = probe_video(video, self.sampling)
+        probe = probe or probe_video(video, self.sampling)
         width, height = regularized_size(probe.width, probe.height, self.video_limits)
         num_frames = len(probe.sample_indices)
         num_frames += num_frames % 2  # LF repeats the last frame of an odd count

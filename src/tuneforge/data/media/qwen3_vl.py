@@ -32,8 +32,8 @@ class Qwen3VLPlugin(Qwen2VLPlugin):
 
     def video_tokens(self, video: Any) -> str:
         assert self.video_geometry is not None
-        t, h, w = self.video_grid(video)
         probe = probe_video(video, self.sampling)
+        t, h, w = self.video_grid(video, probe)
         timestamps = frame_timestamps(probe.timeline, self.sampling.fps, self.video_geometry.merge_size)
         frame = self.vision_bos_token + self.video_token * (h * w // self.video_geometry.merge_size ** 2) \
             + self.vision_eos_token
