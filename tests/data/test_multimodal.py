@@ -172,10 +172,10 @@ def test_model_without_image_processor_is_named(tmp_path, data_dir, tiny_qwen2_d
         expand_media(template, [{"role": "user", "content": "<image>"}], ["x.png"])
 
 
-def test_videos_are_refused_clearly(prepared):
+def test_audios_are_refused_clearly(prepared):
     _, _, template = prepared
-    with pytest.raises(DataError, match="videos: the Qwen2-VL models take only images"):
-        expand_media(template, [{"role": "user", "content": "<video>"}], None, videos=["a.mp4"])
+    with pytest.raises(DataError, match="audios: the Qwen2-VL models take only images, videos"):
+        expand_media(template, [{"role": "user", "content": "<audio>"}], None, audios=["a.wav"])
 
 
 # ------------------------------------------------------------------------------------------- collator

@@ -257,12 +257,14 @@ class RowChecker:
         """LLaMA-Factory's rule: media_dir/path when that file exists, else the path as written."""
         if not isinstance(item, str) or "://" in item or item.startswith("data:"):
             return item
+        # A video may also be a folder of its frames (data/media/video.py reads it).
+        exists = os.path.exists if kind == "videos" else os.path.isfile
         joined = os.path.join(self.media_dir, item)
-        if os.path.isfile(joined):
+        if exists(joined):
             return joined
-        if os.path.isfile(item):
+        if exists(item):
             return item
-        if self.extra_dir and os.path.isfile(os.path.join(self.extra_dir, item)):
+        if self.extra_dir and exists(os.path.join(self.extra_dir, item)):
             return os.path.join(self.extra_dir, item)
         raise InvalidRow(column, f"{kind[:-1]} file not found: '{item}' (looked in media_dir "
                          f"'{self.media_dir}' and the working directory); set media_dir to the folder the "

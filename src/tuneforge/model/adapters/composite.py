@@ -29,6 +29,11 @@ COMPOSITE_MODELS: dict[str, CompositeParts] = {
                                lora_conflicts=("patch_embed",)),
     "qwen2_5_vl": CompositeParts(projector=("visual.merger",), vision=("visual.patch_embed", "visual.blocks"),
                                  lora_conflicts=("patch_embed",)),
+    # Qwen3-VL: a learned position embedding and the DeepStack mergers also belong to the vision tower.
+    "qwen3_vl": CompositeParts(projector=("visual.merger",), vision=("visual.pos_embed", "visual.patch_embed",
+                               "visual.blocks", "visual.deepstack_merger_list"), lora_conflicts=("patch_embed",)),
+    "qwen3_vl_moe": CompositeParts(projector=("visual.merger",), vision=("visual.pos_embed", "visual.patch_embed",
+                                   "visual.blocks", "visual.deepstack_merger_list"), lora_conflicts=("patch_embed",)),
 }
 
 
