@@ -107,7 +107,13 @@ def run_case(model_dir: str, demo_dir: str, keys: dict, out_dir: Path) -> dict:
     batch = template.mm_plugin.get_mm_inputs(
         all_images, [], [], [len(row["images"] or []) for row in dataset], [0] * len(dataset), [0] * len(dataset),
         [row["input_ids"] for row in dataset], processor)
-    return {"args": keys, "rows": rows, "mm_inputs": per_row, "batch_mm_inputs": summaries(batch)}
+    result = {"args": keys, "rows": rows, "mm_inputs": per_row, "batch_mm_inputs": summaries(batch)}
+    if "cross_attention_mask" in batch:  # mllama: also the mask on real (unpadded) positions only
+        mask = batch["cross_attention_mask"].clone()
+        for index, row in enumerate(dataset):
+            mask[index, len(row["input_ids"]):] = 0
+        result["batch_cross_attention_mask_real"] = tensor_summary(mask)
+    return result
 
 
 def main(family: str, cases: dict, patch=None) -> None:
