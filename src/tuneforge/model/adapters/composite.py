@@ -29,6 +29,12 @@ COMPOSITE_MODELS: dict[str, CompositeParts] = {
                                lora_conflicts=("patch_embed",)),
     "qwen2_5_vl": CompositeParts(projector=("visual.merger",), vision=("visual.patch_embed", "visual.blocks"),
                                  lora_conflicts=("patch_embed",)),
+    # InternVL (-hf layout): vision_tower, multi_modal_projector, language_model.
+    "internvl": CompositeParts(),
+    # Llama-3.2-Vision / Llama 4: the vision encoder is `vision_model`; mllama's cross-attention layers live in
+    # language_model.layers, so they train (and freeze) with the language model.
+    "mllama": CompositeParts(vision=("vision_model",)),
+    "llama4": CompositeParts(vision=("vision_model",)),
 }
 
 
