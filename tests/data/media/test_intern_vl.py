@@ -93,3 +93,26 @@ def test_an_image_cut_by_cutoff_len_is_a_clear_error(model_dir, tmp_path):
     collator = SFTCollator(pad_token_id=tokenizer.pad_token_id, media_plugin=template.media_plugin)
     with pytest.raises(DataError, match=r"holds \d+ <IMG_CONTEXT> tokens but its images need 72: cutoff_len"):
         collator([dataset[0]])
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def test_full_sft_on_images_lowers_the_loss_and_keeps_the_vision_tower_frozen(model_dir, tmp_path):
+    """3 steps on one fixed batch (all 6 demo rows); freeze_vision_tower / freeze_multi_modal_projector default on."""
+    import tuneforge.train.stages.sft as sft_recipe
+    from safetensors.torch import load_file
+
+    output_dir = tmp_path / "full"
+    cfg = make_cfg(model_dir, tmp_path, finetuning_type="full", output_dir=str(output_dir), max_steps=3,
+                   per_device_train_batch_size=6, logging_steps=1, save_steps=100, learning_rate=2e-3,
+                   disable_gradient_checkpointing=True)
+    sft_recipe.run_sft(cfg)
+    losses = [json.loads(line)["loss"] for line in open(output_dir / "trainer_log.jsonl") if '"loss"' in line]
+    assert len(losses) == 3 and losses[2] < losses[0], losses
+    before, after = load_file(model_dir / "model.safetensors"), load_file(output_dir / "model.safetensors")
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    # Saved in the checkpoint's own layout: vision_tower.*, multi_modal_projector.*, language_model.*
+    frozen = {name for name in before if name.startswith(("vision_tower.", "multi_modal_projector."))}
+    assert frozen and frozen.isdisjoint(changed)
+    assert changed == set(before) - frozen

@@ -106,3 +106,28 @@ def test_image_token_and_mask_spans(model_dir, tmp_path):
     inputs = template.media_plugin.batch_inputs([RowMedia.of([image]), RowMedia.of()], rows)
     assert inputs["cross_attention_mask"][:, :, 0, 0].tolist() == [[0, 1, 1, 1], [0, 0, 0, 0]]
     assert inputs["pixel_values"].shape[:3] == (2, 1, 4)
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def test_full_sft_on_images_lowers_the_loss_and_keeps_the_vision_tower_frozen(model_dir, tmp_path):
+    """3 steps on one fixed batch (all 6 demo rows); freeze_vision_tower / freeze_multi_modal_projector default
+    on. Layer 1 is a cross-attention layer: it trains with the language model."""
+    import tuneforge.train.stages.sft as sft_recipe
+    from safetensors.torch import load_file
+
+    output_dir = tmp_path / "full"
+    cfg = make_cfg(model_dir, tmp_path, finetuning_type="full", output_dir=str(output_dir), max_steps=3,
+                   per_device_train_batch_size=6, logging_steps=1, save_steps=100, learning_rate=2e-3,
+                   disable_gradient_checkpointing=True)
+    sft_recipe.run_sft(cfg)
+    losses = [json.loads(line)["loss"] for line in open(output_dir / "trainer_log.jsonl") if '"loss"' in line]
+    assert len(losses) == 3 and losses[2] < losses[0], losses
+    before, after = load_file(model_dir / "model.safetensors"), load_file(output_dir / "model.safetensors")
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    # Saved in the checkpoint's own layout: vision_model.*, multi_modal_projector.*, language_model.*
+    frozen = {name for name in before if name.startswith(("vision_model.", "multi_modal_projector."))}
+    assert frozen and frozen.isdisjoint(changed)
+    assert changed == set(before) - frozen
+    assert any(".cross_attn." in name for name in changed)  # the images reached the language model
