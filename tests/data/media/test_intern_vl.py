@@ -95,6 +95,22 @@ def test_an_image_cut_by_cutoff_len_is_a_clear_error(model_dir, tmp_path):
         collator([dataset[0]])
 
 
+# ------------------------------------------------------------------------------------------- LoRA
+
+
+@pytest.mark.parametrize("freeze_vision_tower", [True, False])
+def test_lora_skips_the_vision_tower_unless_asked(model_dir, tmp_path, freeze_vision_tower):
+    from tuneforge.model.loader import load_model
+
+    cfg = make_cfg(model_dir, tmp_path, lora_target="all", freeze_vision_tower=freeze_vision_tower)
+    tokenizer, _ = load_tokenizer_and_template(cfg)
+    model = load_model(cfg, tokenizer, is_trainable=True)
+    wrapped = {name.split(".lora_A")[0] for name, _ in model.named_parameters() if ".lora_A." in name}
+    assert any(".language_model." in name for name in wrapped)
+    assert not any("multi_modal_projector" in name for name in wrapped)  # the projector never gets LoRA
+    assert any(".vision_tower." in name for name in wrapped) == (not freeze_vision_tower)
+
+
 # ------------------------------------------------------------------------------------------- training
 
 
