@@ -55,7 +55,7 @@ def processor_image_seq_length(model: ModelArgs) -> int:
     default = inspect.signature(InternVLProcessor.__init__).parameters["image_seq_length"].default
     try:
         config, _ = InternVLProcessor.get_processor_dict(
-            model.model_name_or_path, cache_dir=model.cache_dir, revision=model.model_revision,
+            str(model.model_name_or_path), cache_dir=model.cache_dir, revision=model.model_revision,
             token=model.hf_hub_token)
     except (OSError, ValueError) as error:
         logger.debug("no processor_config.json for %s: %s", model.model_name_or_path, error)
