@@ -115,13 +115,14 @@ def test_lora_skips_the_vision_tower_unless_asked(model_dir, tmp_path, freeze_vi
 
 
 def test_full_sft_on_images_lowers_the_loss_and_keeps_the_vision_tower_frozen(model_dir, tmp_path):
-    """3 steps on one fixed batch (all 6 demo rows); freeze_vision_tower / freeze_multi_modal_projector default on."""
+    """3 steps on one fixed batch (the first 2 demo rows); freeze_vision_tower / freeze_multi_modal_projector
+    default on."""
     import tuneforge.train.stages.sft as sft_recipe
     from safetensors.torch import load_file
 
     output_dir = tmp_path / "full"
     cfg = make_cfg(model_dir, tmp_path, finetuning_type="full", output_dir=str(output_dir), max_steps=3,
-                   per_device_train_batch_size=6, logging_steps=1, save_steps=100, learning_rate=2e-3,
+                   max_samples=2, per_device_train_batch_size=2, logging_steps=1, save_steps=100, learning_rate=2e-3,
                    disable_gradient_checkpointing=True)
     sft_recipe.run_sft(cfg)
     losses = [json.loads(line)["loss"] for line in open(output_dir / "trainer_log.jsonl") if '"loss"' in line]
