@@ -133,3 +133,10 @@ def test_full_sft_on_images_lowers_the_loss_and_keeps_the_vision_tower_frozen(mo
     frozen = {name for name in before if name.startswith(("vision_tower.", "multi_modal_projector."))}
     assert frozen and frozen.isdisjoint(changed)
     assert changed == set(before) - frozen
+
+
+def test_keys_of_other_families_are_refused(model_dir, tmp_path):
+    cfg = make_cfg(model_dir, tmp_path, image_do_pan_and_scan=True)
+    _, template = load_tokenizer_and_template(cfg)
+    with pytest.raises(DataError, match=r"image_do_pan_and_scan: the InternVL models do not use it"):
+        expand_media(template, [{"role": "user", "content": "<image>"}], ["x.png"])

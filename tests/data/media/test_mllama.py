@@ -147,3 +147,12 @@ def test_full_sft_on_images_lowers_the_loss_and_keeps_the_vision_tower_frozen(mo
     assert frozen and frozen.isdisjoint(changed)
     assert changed == set(before) - frozen
     assert any(".cross_attn." in name for name in changed)  # the images reached the language model
+
+
+def test_keys_of_other_families_are_refused(model_dir, tmp_path):
+    cfg = make_cfg(model_dir, tmp_path, crop_to_patches=True)
+    _, template = load_tokenizer_and_template(cfg)
+    assert template.media_plugin is None
+    with pytest.raises(DataError, match=r"crop_to_patches: the Llama-3.2-Vision models do not use it .*remove "
+                                        r"`crop_to_patches: true`"):
+        expand_media(template, [{"role": "user", "content": "<image>"}], ["x.png"])

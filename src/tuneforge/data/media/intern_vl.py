@@ -63,6 +63,17 @@ def processor_image_seq_length(model: ModelArgs) -> int:
     return int(config.get("image_seq_length", default))
 
 
+# Media keys of other families: a value of true would change nothing here, so it is refused, not ignored.
+OTHER_FAMILY_KEYS = ("image_do_pan_and_scan", "use_audio_in_video")
+
+
+def refuse_unsupported_keys(model: ModelArgs) -> None:
+    for key in OTHER_FAMILY_KEYS:
+        if getattr(model, key):
+            raise MediaSetupError(f"{key}: the InternVL models do not use it (Gemma 3 / Qwen2.5-Omni keys); "
+                                  f"remove `{key}: true` from the config")
+
+
 @dataclass(repr=False)
 class InternVLPlugin(MediaPlugin):
     kinds: ClassVar[tuple[str, ...]] = ("images",)
@@ -82,6 +93,7 @@ class InternVLPlugin(MediaPlugin):
     def create(cls, facts: dict[str, Any], model: ModelArgs, tokenizer: Any) -> InternVLPlugin:
         from ..checks import PLACEHOLDERS
 
+        refuse_unsupported_keys(model)
         image_processor = load_image_processor(model)
         if not hasattr(image_processor, "get_number_of_image_patches"):
             raise MediaSetupError(

@@ -33,6 +33,17 @@ if TYPE_CHECKING:
     from ...config.groups import ModelArgs
 
 
+# Media keys of other families: a value of true would change nothing here, so it is refused, not ignored.
+OTHER_FAMILY_KEYS = ("image_do_pan_and_scan", "crop_to_patches", "use_audio_in_video")
+
+
+def refuse_unsupported_keys(model: ModelArgs) -> None:
+    for key in OTHER_FAMILY_KEYS:
+        if getattr(model, key):
+            raise MediaSetupError(f"{key}: the Llama-3.2-Vision models do not use it (Gemma 3 / InternVL / "
+                                  f"Qwen2.5-Omni keys); remove `{key}: true` from the config")
+
+
 @dataclass(repr=False)
 class MllamaPlugin(MediaPlugin):
     kinds: ClassVar[tuple[str, ...]] = ("images",)
@@ -51,6 +62,7 @@ class MllamaPlugin(MediaPlugin):
     def create(cls, facts: dict[str, Any], model: ModelArgs, tokenizer: Any) -> MllamaPlugin:
         from ..checks import PLACEHOLDERS
 
+        refuse_unsupported_keys(model)
         image_processor = load_image_processor(model)
         if not hasattr(image_processor, "max_image_tiles"):
             raise MediaSetupError(
