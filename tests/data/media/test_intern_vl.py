@@ -140,3 +140,18 @@ def test_keys_of_other_families_are_refused(model_dir, tmp_path):
     _, template = load_tokenizer_and_template(cfg)
     with pytest.raises(DataError, match=r"image_do_pan_and_scan: the InternVL models do not use it"):
         expand_media(template, [{"role": "user", "content": "<image>"}], ["x.png"])
+
+
+def test_image_seq_length_without_processor_config_comes_from_config_json(model_dir, tmp_path):
+    import shutil
+
+    from tuneforge.data.media.intern_vl import processor_image_seq_length
+
+    copy = tmp_path / "no_processor_config"
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["image_seq_length"] = 9
+    (copy / "config.json").write_text(json.dumps(config))
+    assert processor_image_seq_length(make_cfg(copy, tmp_path).model) == 4  # processor_config.json first
+    (copy / "processor_config.json").unlink()
+    assert processor_image_seq_length(make_cfg(copy, tmp_path).model) == 9

@@ -49,18 +49,28 @@ CROP_TO_PATCHES_KWARGS = {"crop_to_patches": True, "max_patches": 12, "min_patch
 
 
 def processor_image_seq_length(model: ModelArgs) -> int:
-    """The InternVLProcessor's image_seq_length from processor_config.json (its default when the file lacks it)."""
+    """The InternVLProcessor's image_seq_length: processor_config.json's, else config.json's (the same number in
+    the real checkpoints; a folder saved without processor_config.json keeps it there), else the processor's
+    default."""
+    from transformers import AutoConfig
     from transformers.models.internvl.processing_internvl import InternVLProcessor
 
-    default = inspect.signature(InternVLProcessor.__init__).parameters["image_seq_length"].default
+    hub = dict(cache_dir=model.cache_dir, revision=model.model_revision, token=model.hf_hub_token)
     try:
-        config, _ = InternVLProcessor.get_processor_dict(
-            str(model.model_name_or_path), cache_dir=model.cache_dir, revision=model.model_revision,
-            token=model.hf_hub_token)
+        config, _ = InternVLProcessor.get_processor_dict(str(model.model_name_or_path), **hub)
     except (OSError, ValueError) as error:
         logger.debug("no processor_config.json for %s: %s", model.model_name_or_path, error)
-        return int(default)
-    return int(config.get("image_seq_length", default))
+        config = {}
+    if "image_seq_length" in config:
+        return int(config["image_seq_length"])
+    try:
+        model_config = AutoConfig.from_pretrained(str(model.model_name_or_path), **hub)
+    except (OSError, ValueError) as error:
+        logger.debug("no config.json for %s: %s", model.model_name_or_path, error)
+        model_config = None
+    if getattr(model_config, "image_seq_length", None) is not None:
+        return int(model_config.image_seq_length)
+    return int(inspect.signature(InternVLProcessor.__init__).parameters["image_seq_length"].default)
 
 
 # Media keys of other families: a value of true would change nothing here, so it is refused, not ignored.
