@@ -67,6 +67,12 @@ def build_tiny_mllama(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MllamaForConditionalGeneration(config)
+    # HF initialises the cross-attention gates to 0 (tanh(0) = 0: images change nothing until trained); open them
+    # so the tiny model's answers depend on the image, as a trained model's do.
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
+                parameter.fill_(1.0)
     model.save_pretrained(save_dir)
     _save_processor_files(save_dir)
     return model

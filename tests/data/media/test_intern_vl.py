@@ -155,3 +155,20 @@ def test_image_seq_length_without_processor_config_comes_from_config_json(model_
     assert processor_image_seq_length(make_cfg(copy, tmp_path).model) == 4  # processor_config.json first
     (copy / "processor_config.json").unlink()
     assert processor_image_seq_length(make_cfg(copy, tmp_path).model) == 9
+
+
+def test_the_model_sees_the_image(model_dir, tmp_path):
+    """The collator's inputs fit the model, and another image (same token count) changes the logits."""
+    from transformers import AutoModelForImageTextToText
+
+    cfg = make_cfg(model_dir, tmp_path, max_samples=2)
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    row = dict(get_dataset(cfg, tokenizer, template, stage="sft").train_dataset[1])  # one image: 2.jpg
+    collator = SFTCollator(pad_token_id=tokenizer.pad_token_id, media_plugin=template.media_plugin)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    logits = []
+    for image in ("2.jpg", "3.jpg"):
+        batch = collator([{**row, "images": [str(DEMO / "mllm_demo_data" / image)]}])
+        with torch.no_grad():
+            logits.append(model(**batch).logits)
+    assert torch.isfinite(logits[0]).all() and not torch.allclose(logits[0], logits[1])

@@ -156,3 +156,20 @@ def test_keys_of_other_families_are_refused(model_dir, tmp_path):
     with pytest.raises(DataError, match=r"crop_to_patches: the Llama-3.2-Vision models do not use it .*remove "
                                         r"`crop_to_patches: true`"):
         expand_media(template, [{"role": "user", "content": "<image>"}], ["x.png"])
+
+
+def test_the_model_sees_the_image(model_dir, tmp_path):
+    """The collator's inputs fit the model, and another image (same token count) changes the logits."""
+    from transformers import AutoModelForImageTextToText
+
+    cfg = make_cfg(model_dir, tmp_path, max_samples=2)
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    row = dict(get_dataset(cfg, tokenizer, template, stage="sft").train_dataset[1])  # one image: 2.jpg
+    collator = SFTCollator(pad_token_id=tokenizer.pad_token_id, media_plugin=template.media_plugin)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    logits = []
+    for image in ("2.jpg", "3.jpg"):
+        batch = collator([{**row, "images": [str(DEMO / "mllm_demo_data" / image)]}])
+        with torch.no_grad():
+            logits.append(model(**batch).logits)
+    assert torch.isfinite(logits[0]).all() and not torch.allclose(logits[0], logits[1])
