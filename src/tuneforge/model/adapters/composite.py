@@ -34,6 +34,12 @@ COMPOSITE_MODELS: dict[str, CompositeParts] = {
                                "visual.blocks", "visual.deepstack_merger_list"), lora_conflicts=("patch_embed",)),
     "qwen3_vl_moe": CompositeParts(projector=("visual.merger",), vision=("visual.pos_embed", "visual.patch_embed",
                                    "visual.blocks", "visual.deepstack_merger_list"), lora_conflicts=("patch_embed",)),
+    # InternVL (-hf layout): vision_tower, multi_modal_projector, language_model.
+    "internvl": CompositeParts(),
+    # Llama-3.2-Vision / Llama 4: the vision encoder is `vision_model`; mllama's cross-attention layers live in
+    # language_model.layers, so they train (and freeze) with the language model.
+    "mllama": CompositeParts(vision=("vision_model",)),
+    "llama4": CompositeParts(vision=("vision_model",)),
 }
 
 
