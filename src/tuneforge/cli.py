@@ -76,6 +76,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(chat)
     chat.add_argument("--message", metavar="TEXT", help="answer this one message on stdout and exit "
                       "(without it, a non-terminal stdin is read as the message)")
+    for flag, what in (("--image", "an image"), ("--video", "a video (file or folder of frames)"),
+                       ("--audio", "an audio file")):
+        chat.add_argument(flag, action="append", default=[], metavar="PATH",
+                          help=f"{what} for the first message of a vision/audio-language model (repeatable)")
     chat.set_defaults(handler=_cmd_chat)
 
     export = commands.add_parser("export", help="merge the adapters of a config into the base model and write "
@@ -221,8 +225,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _require(cfg, "chat", "model_name_or_path")
     from .chat import run_chat
+    from .data.media.base import RowMedia
 
-    return run_chat(cfg, message=args.message)
+    return run_chat(cfg, message=args.message, media=RowMedia.of(args.image, args.video, args.audio))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -9,7 +9,10 @@ Row checks run inside the conversion map (`RowChecker`, batched): the format rul
   messages and one non-empty response), chosen + rejected for rm/dpo, a labelled answer for kto;
 - tools parse as JSON;
 - every image/video/audio file exists (relative to media_dir; else as written), and when the dataset has a
-  media column the number of <image>/<video>/<audio> placeholders equals the number of files.
+  media column the number of <image>/<video>/<audio> placeholders equals the number of files;
+- every local media file opens as what it claims to be: an image's header, a video container with a video
+  stream, an audio file with at least one sample (headers only, so training starts fast). `tuneforge data
+  check` (`decode_media`) decodes them fully: every image, a video's first frame, all of an audio's samples.
 A failing row gets its field, reason and kind in three extra columns; `build_report` summarises them
 (count, first 5 with file, row, field, reason) and the loader drops the rows.
 
@@ -160,8 +163,10 @@ def _no_column(name: str | None, role: str) -> str:
 class RowChecker:
     """Picklable batched map function: raw rows -> canonical rows + problem columns."""
 
-    def __init__(self, attr, stage: str, needs_response: bool, media_dir: str, check_files: bool):
+    def __init__(self, attr, stage: str, needs_response: bool, media_dir: str, check_files: bool,
+                 decode_media: bool = False):
         self.attr = attr
+        self.decode_media = decode_media  # data check: decode each media file, not only its header
         self.stage = stage
         self.needs_response = needs_response
         self.media_dir = media_dir
@@ -239,6 +244,10 @@ class RowChecker:
             items = list(value) if isinstance(value, list) else [value]
         if self.check_files:
             items = [self._resolve_all(item, column, kind) for item in items]
+            for item in items:
+                problem = _media_problem(kind, item, self.decode_media)
+                if problem:
+                    raise InvalidRow(column, problem)
         if column:
             placeholder = PLACEHOLDERS[kind]
             count = sum(m["content"].count(placeholder) for m in row["prompt"])
@@ -269,3 +278,84 @@ class RowChecker:
         raise InvalidRow(column, f"{kind[:-1]} file not found: '{item}' (looked in media_dir "
                          f"'{self.media_dir}' and the working directory); set media_dir to the folder the "
                          "paths are relative to")
+
+
+# --- media files ---------------------------------------------------------------------------------------
+# Small private probes: av (PyAV) and soundfile are the stack's video and audio decoders (the `media` extra).
+
+
+def _media_problem(kind: str, item: Any, decode: bool) -> str | None:
+    """Why a resolved local media item cannot be used (None when it can, or when it is not a local path)."""
+    if isinstance(item, list):  # a video given as its frames
+        return next((problem for frame in item if (problem := _image_problem(frame, decode))), None)
+    if not isinstance(item, str) or "://" in item or item.startswith("data:"):
+        return None
+    if kind == "images":
+        return _image_problem(item, decode)
+    if kind == "videos":
+        return _frames_problem(item, decode) if os.path.isdir(item) else _video_problem(item, decode)
+    return _audio_problem(item, decode)
+
+
+def _image_problem(path: Any, decode: bool) -> str | None:
+    from PIL import Image
+
+    if not isinstance(path, str):
+        return None
+    try:
+        with Image.open(path) as image:
+            if decode:
+                image.load()
+    except (OSError, ValueError, SyntaxError) as error:  # PIL reports broken files with all three
+        return f"cannot decode image '{path}' ({error}); replace the file or remove the row"
+    return None
+
+
+def _frames_problem(folder: str, decode: bool) -> str | None:
+    frames = sorted(os.listdir(folder))
+    if not frames:
+        return f"video folder '{folder}' holds no frames; put the frames' image files in it or remove the row"
+    return next((problem for frame in frames if (problem := _image_problem(os.path.join(folder, frame), decode))),
+                None)
+
+
+def _video_problem(path: str, decode: bool) -> str | None:
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                return f"video '{path}' has no video stream; use a video file or remove the row"
+            if decode and next(container.decode(video=0), None) is None:
+                return f"video '{path}' holds no frames; replace the file or remove the row"
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        return f"cannot decode video '{path}' ({error}); replace the file or remove the row"
+    return None
+
+
+def _audio_problem(path: str, decode: bool) -> str | None:
+    import soundfile
+
+    try:
+        info = soundfile.info(path)
+        samples = len(soundfile.read(path, dtype="float32")[0]) if decode else info.frames
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        return _av_audio_problem(path, decode, error)
+    if samples == 0:
+        return f"audio '{path}' has zero samples; replace the file or remove the row"
+    return None
+
+
+def _av_audio_problem(path: str, decode: bool, soundfile_error: Exception) -> str | None:
+    """Formats libsndfile cannot read (m4a, aac, a video's sound track) go through PyAV."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                return f"cannot decode audio '{path}' ({soundfile_error}); use an audio file or remove the row"
+            if decode and sum(frame.samples for frame in container.decode(audio=0)) == 0:
+                return f"audio '{path}' has zero samples; replace the file or remove the row"
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        return f"cannot decode audio '{path}' ({error}); replace the file or remove the row"
+    return None

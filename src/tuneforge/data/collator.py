@@ -11,8 +11,13 @@
 - `KTOCollator` (kto): the rows and their KL rows padded separately, plus `kto_tags`.
 
 Media columns (images/videos/audios, None for text rows) never reach the model as such. With a
-`media_plugin` (data/media, vision-language runs) an SFT batch with images gets the plugin's pixel inputs
-(pixel_values, image_grid_thw for Qwen2-VL); without one, batches holding media are refused.
+`media_plugin` (data/media, vision-language runs) a batch with media gets the plugin's `batch_inputs`
+(pixel_values, image_grid_thw for Qwen2-VL, whatever the family's model takes); without one, batches holding
+media are refused. SFT batches carry them as top-level keys (the Trainer passes the batch to the model as
+is). The preference collators put them under MEDIA_INPUTS (and KL_MEDIA_INPUTS for KTO's KL rows), because
+the preference trainer calls the model itself and passes them on: a pairwise batch repeats each row's media
+for its chosen and its rejected half (as LLaMA-Factory's PairwiseDataCollatorWithPadding does), and KTO's
+KL rows get their row's media again, laid out against the KL rows' own ids.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ MEDIA_COLUMNS = ("images", "videos", "audios")
 # Sequence columns and the value their padding takes (input_ids uses the tokenizer's pad id).
 PAD_VALUES = {"attention_mask": 0, "position_ids": 0, "token_type_ids": 0}
 SKIPPED_COLUMNS = ("packing_params",)
+# Keys of a preference batch holding the media plugin's model inputs (a dict, moved to the device by the
+# Trainer like any nested batch value).
+MEDIA_INPUTS = "media_inputs"
+KL_MEDIA_INPUTS = "kl_media_inputs"
+
+
+def row_media(features: list[dict[str, Any]]) -> list[RowMedia]:
+    return [RowMedia.of(feature.get("images"), feature.get("videos"), feature.get("audios")) for feature in features]
 
 
 def prepare_4d_attention_mask(mask_with_indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -72,6 +85,12 @@ class SFTCollator:
             padded = [[value] * (length - len(row)) + list(row) for row in rows]
         return torch.tensor(padded, dtype=torch.long)
 
+    def media_inputs(self, rows: list[RowMedia], input_ids: torch.Tensor) -> dict[str, Any]:
+        """The media plugin's model inputs for these rows' media ({} for text-only runs and batches)."""
+        if self.media_plugin is None or not any(rows):
+            return {}
+        return self.media_plugin.batch_inputs(rows, input_ids)
+
     def pad_features(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         for feature in features:
             if self.media_plugin is None and any(feature.get(name) for name in MEDIA_COLUMNS):
@@ -99,10 +118,7 @@ class SFTCollator:
     def __call__(self, features: list[dict[str, Any]]) -> Mapping[str, torch.Tensor | None]:
         """The padded batch; its attention_mask is None for packed rows under flash-attention."""
         batch = self.pad_features(features)
-        if self.media_plugin is not None:
-            rows = [RowMedia.of(feature.get("images"), feature.get("videos"), feature.get("audios"))
-                    for feature in features]
-            batch.update(self.media_plugin.batch_inputs(rows, batch["input_ids"]))
+        batch.update(self.media_inputs(row_media(features), batch["input_ids"]))
         if not self.block_diag_attn:
             return batch
         if self.attn_implementation == "flash_attention_2":
@@ -120,16 +136,29 @@ class PairwiseCollator(SFTCollator):
             for side in ("chosen", "rejected")
             for feature in features
         ]
-        return self.pad_features(rows)
+        media = [{name: feature.get(name) for name in MEDIA_COLUMNS} for feature in features]
+        batch: dict[str, Any] = self.pad_features([{**row, **media[n % len(features)]} for n, row in enumerate(rows)])
+        inputs = self.media_inputs(row_media(features) * 2, batch["input_ids"])
+        if inputs:
+            batch[MEDIA_INPUTS] = inputs
+        return batch
 
 
 @dataclass
 class KTOCollator(SFTCollator):
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         names = ("input_ids", "attention_mask", "labels")
-        batch = self.pad_features([{name: feature[name] for name in names} for feature in features])
-        kl_batch = self.pad_features([{name: feature[f"kl_{name}"] for name in names} for feature in features])
+        media = [{name: feature.get(name) for name in MEDIA_COLUMNS} for feature in features]
+        batch: dict[str, Any] = self.pad_features(
+            [{**{name: feature[name] for name in names}, **media[n]} for n, feature in enumerate(features)])
+        kl_batch = self.pad_features(
+            [{**{name: feature[f"kl_{name}"] for name in names}, **media[n]} for n, feature in enumerate(features)])
         for name in names:
             batch[f"kl_{name}"] = kl_batch[name]
         batch["kto_tags"] = torch.tensor([bool(feature["kto_tags"]) for feature in features])
+        rows = row_media(features)
+        for key, ids in ((MEDIA_INPUTS, batch["input_ids"]), (KL_MEDIA_INPUTS, batch["kl_input_ids"])):
+            inputs = self.media_inputs(rows, ids)
+            if inputs:
+                batch[key] = inputs
         return batch

@@ -53,25 +53,27 @@ def canonical_features():
 
 
 def load_and_merge(names: list[str] | str | None, data: DataArgs, model: ModelArgs, train: TrainArgs, stage: str,
-                   split_name: str = "train") -> tuple[Any, list[RowReport]]:
+                   split_name: str = "train", decode_media: bool = False) -> tuple[Any, list[RowReport]]:
     """Canonical rows of the named datasets, mixed, plus one RowReport per dataset. (None, []) for no names.
 
     Reads the data settings, the model's hub settings (cache_dir, tokens) and, from the training arguments,
-    `seed` (sampling, interleaving) and `predict_with_generate` (evaluation rows need no answer)."""
+    `seed` (sampling, interleaving) and `predict_with_generate` (evaluation rows need no answer).
+    `decode_media` (data check) decodes every local media file instead of reading its header."""
     attrs = get_dataset_attrs(names, data.dataset_dir)
     if not attrs:
         return None, []
     rng = np.random.RandomState(train.seed)  # LLaMA-Factory samples with the seeded global RNG
     datasets, reports = [], []
     for attr in attrs:
-        dataset, report = load_one(attr, data, model, train, stage, split_name, rng)
+        dataset, report = load_one(attr, data, model, train, stage, split_name, rng, decode_media)
         datasets.append(dataset)
         reports.append(report)
     return merge(datasets, data, train.seed), reports
 
 
 def load_one(attr: DatasetAttr, data: DataArgs, model: ModelArgs, train: TrainArgs, stage: str,
-             split_name: str = "train", rng: np.random.RandomState | None = None) -> tuple[Any, RowReport]:
+             split_name: str = "train", rng: np.random.RandomState | None = None,
+             decode_media: bool = False) -> tuple[Any, RowReport]:
     """(canonical dataset, RowReport) for one dataset."""
     streaming = data.streaming
     if attr.load_from == "file":
@@ -93,7 +95,7 @@ def load_one(attr: DatasetAttr, data: DataArgs, model: ModelArgs, train: TrainAr
     needs_response = not (split_name != "train" and train.predict_with_generate)
     attr = check_columns(attr, column_names, stage, needs_response)
     checker = RowChecker(attr, stage, needs_response, data.media_dir,
-                         check_files=attr.load_from in ("file", "script"))
+                         check_files=attr.load_from in ("file", "script"), decode_media=decode_media)
     used = _used_columns(attr, column_names)
     # Stage grpo passes a row's other columns (e.g. a test list, a difficulty) on to its reward functions.
     extra = [name for name in column_names if name not in used] if stage == "grpo" else []

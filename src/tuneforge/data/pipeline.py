@@ -60,14 +60,16 @@ def has_tokenized_data(path: str) -> bool:
 
 
 def _load_raw(data: DataArgs, model: ModelArgs, train_args: TrainArgs,
-              stage: str) -> tuple[Any, Any, list[RowReport]]:
-    """(train dataset or None, eval dataset / dict / None, row reports) in canonical columns."""
+              stage: str, decode_media: bool = False) -> tuple[Any, Any, list[RowReport]]:
+    """(train dataset or None, eval dataset / dict / None, row reports) in canonical columns. `decode_media`
+    (data check) decodes every media file fully; otherwise only its header is read."""
     from .loader import load_and_merge
 
     reports: list[RowReport] = []
     train = None
     if data.dataset:
-        train, train_reports = load_and_merge(data.dataset, data, model, train_args, stage)
+        train, train_reports = load_and_merge(data.dataset, data, model, train_args, stage,
+                                              decode_media=decode_media)
         reports += train_reports
     evaluation: Any = None
     if data.eval_dataset:
@@ -75,11 +77,11 @@ def _load_raw(data: DataArgs, model: ModelArgs, train_args: TrainArgs,
             evaluation = {}
             for name in data.eval_dataset:
                 evaluation[name], eval_reports = load_and_merge([name], data, model, train_args, stage,
-                                                                split_name="validation")
+                                                                split_name="validation", decode_media=decode_media)
                 reports += eval_reports
         else:
             evaluation, eval_reports = load_and_merge(data.eval_dataset, data, model, train_args, stage,
-                                                      split_name="validation")
+                                                      split_name="validation", decode_media=decode_media)
             reports += eval_reports
     return train, evaluation, reports
 
@@ -281,7 +283,7 @@ def run_data_check(cfg: Config) -> int:
     stage = cfg.method.stage
     cfg = cfg.replace(streaming=False)  # statistics need the whole dataset
     tokenizer, template = load_tokenizer_and_template(cfg)
-    train, evaluation, reports = _load_raw(cfg.data, cfg.model, cfg.train, stage)
+    train, evaluation, reports = _load_raw(cfg.data, cfg.model, cfg.train, stage, decode_media=True)
     splits = process_splits(split_dataset(train, evaluation, cfg.data, cfg.train.seed), cfg.data, cfg.train,
                             processing_options(cfg), tokenizer, template, stage, None)
     stats = {name: length_stats(dataset, stage, cfg.data.cutoff_len) for name, dataset in splits.items()}

@@ -54,7 +54,7 @@ def run_export(cfg: Config) -> str:
     from .gguf_file import check_gguf_export, write_gguf
     from .hub import push_to_hub
     from .merge import load_merged_model
-    from .save import save_image_processor, save_modelfile, save_tokenizer, save_weights
+    from .save import save_modelfile, save_processor_files, save_tokenizer, save_weights
 
     check_export_config(cfg)
     cfg = with_local_model(cfg)
@@ -78,7 +78,7 @@ def run_export(cfg: Config) -> str:
     files = save_weights(model, export_dir, f"{export.export_size}GB", export.export_legacy_format)
     logger.info("Weights saved to %s (%d file(s))", export_dir, len(files))
     save_tokenizer(tokenizer, export_dir)
-    save_image_processor(template, export_dir)
+    save_processor_files(template, resolve_model_path(cfg), export_dir)
     gguf_name = "."
     if gguf_kind:
         gguf_name = os.path.basename(write_gguf(model, export_dir, gguf_kind))

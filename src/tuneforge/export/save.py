@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import torch
@@ -69,14 +71,45 @@ def save_tokenizer(tokenizer: Any, export_dir: str) -> None:
     save_tokenizer_with_chat_template(tokenizer, export_dir)
 
 
-def save_image_processor(template: Any, export_dir: str) -> bool:
-    """A vision-language model's image processor beside the weights (preprocessor_config.json), so the
-    export loads with AutoProcessor / AutoImageProcessor like the original; False for text-only models."""
-    processor = getattr(getattr(template, "media_plugin", None), "image_processor", None)
-    if processor is None:
-        return False
-    processor.save_pretrained(export_dir)
-    return True
+# A multimodal model's processor files (transformers' names): what AutoProcessor / AutoImageProcessor /
+# AutoVideoProcessor / AutoFeatureExtractor read beside the weights and tokenizer.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+                   "chat_template.json", "chat_template.jinja")
+# Attributes under which a media plugin may hold processor objects (fallback for a hub model, no local files).
+PROCESSOR_ATTRIBUTES = ("processor", "image_processor", "video_processor", "feature_extractor")
+
+
+def save_processor_files(template: Any, model_dir: str, export_dir: str) -> list[str]:
+    """A multimodal model's processor files beside the exported weights, so that the export loads with
+    AutoProcessor / AutoImageProcessor like the original; [] for text-only runs. Returns the names written.
+
+    Copied from the model directory as they are (every family's files, including ones a plugin never loads,
+    e.g. the video processor of a Qwen-VL on a machine without torchvision); files the tokenizer already
+    wrote (its chat template) are kept. Without a local directory (a hub id), the plugin's processor objects
+    are saved instead."""
+    plugin = getattr(template, "media_plugin", None)
+    if plugin is None:
+        return []
+    written = []
+    if os.path.isdir(model_dir):
+        for name in PROCESSOR_FILES:
+            source, target = os.path.join(model_dir, name), os.path.join(export_dir, name)
+            if os.path.isfile(source) and not os.path.exists(target):
+                shutil.copyfile(source, target)
+                written.append(name)
+    processor = next((getattr(plugin, name) for name in PROCESSOR_ATTRIBUTES
+                      if hasattr(getattr(plugin, name, None), "save_pretrained")), None)
+    if not written and processor is not None:
+        # Saved aside, then only the files not yet there are moved in: a full processor also saves its
+        # tokenizer, which must not replace the exported one (it holds the run's chat template).
+        with tempfile.TemporaryDirectory() as scratch:
+            processor.save_pretrained(scratch)
+            for name in sorted(os.listdir(scratch)):
+                if not os.path.exists(os.path.join(export_dir, name)):
+                    shutil.move(os.path.join(scratch, name), os.path.join(export_dir, name))
+                    written.append(name)
+    logger.info("Processor files saved to %s: %s", export_dir, ", ".join(written) or "none")
+    return written
 
 
 def save_modelfile(template: Any, tokenizer: Any, export_dir: str, weights_from: str = ".") -> str | None:

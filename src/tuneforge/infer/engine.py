@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..data.media import MediaPlugin, RowMedia, attach_media_plugin, expand_media, media_plugin_of
 from ..errors import DataError
 from .decoding import DecodingCriterion, RowDecoder
 from ..config.generation import generation_settings, resolve_generation
@@ -69,26 +70,36 @@ class ChatEngine:
     # ---- public API --------------------------------------------------------------------------------
 
     def build_prompt(self, messages: list[dict], system: str | None = None, tools: str | None = None,
-                     images: list | None = None) -> list[int]:
+                     images: list | None = None, media: RowMedia | None = None) -> list[int]:
         """The prompt token ids: the conversation in the template's format, up to the assistant's turn.
 
         `images` (vision-language models): one image (path, bytes stream or PIL image) per `<image>`
-        placeholder in the messages; the placeholders become the image's vision tokens."""
+        placeholder in the messages; `media`: images, videos and audios (one per <image> / <video> /
+        <audio>), for any media family. The media plugin turns the placeholders into the model's media tokens
+        and makes its id-level change to the prompt (LLaMA-Factory's process_messages / process_token_ids)."""
         check_messages(messages)
-        if images:
-            messages = self._expand_images(messages, images)
+        media = _row_media(images, media)
+        if media:
+            plugin = self._media_plugin()
+            messages = expand_media(self.template, messages, media.images, media.videos, media.audios)
         paired = [*messages, {"role": "assistant", "content": ""}]
         prompt_ids, _ = self.template.encode_oneturn(self.tokenizer, paired, system, tools)
+        if media and plugin is not None:
+            prompt_ids, _ = plugin.expand_token_ids(list(prompt_ids), None, media)
         return list(prompt_ids)
 
     def image_problem(self) -> str | None:
         """Why this engine cannot take images (None: it can), found without decoding any image."""
-        if not hasattr(self.template, "media_plugin"):
-            from ..data.media import attach_media_plugin
+        return self.media_problem("images")
 
-            attach_media_plugin(self.template, self.cfg, self.tokenizer)
-        if getattr(self.template, "media_plugin", None) is None:
-            return getattr(self.template, "media_problem", None) or "this model takes no images"
+    def media_problem(self, kind: str) -> str | None:
+        """Why this engine cannot take media of `kind` ("images", "videos", "audios"; None: it can), found
+        without decoding any file."""
+        plugin = self._media_plugin()
+        if plugin is None:
+            return getattr(self.template, "media_problem", None) or f"this model takes no {kind}"
+        if kind not in plugin.kinds:
+            return f"this model takes only {', '.join(plugin.kinds)}"
         return None
 
     def respond(self, messages: list[dict], system: str | None = None, tools: str | None = None,
@@ -103,20 +114,21 @@ class ChatEngine:
         return self.respond(messages, system, tools, **overrides).text
 
     def stream_chat(self, messages: list[dict], system: str | None = None, tools: str | None = None,
-                    images: list | None = None, **overrides: Any) -> Iterator[str]:
+                    images: list | None = None, media: RowMedia | None = None, **overrides: Any) -> Iterator[str]:
         """The answer's text piece by piece; the pieces join to what `chat` returns.
-        `images`: for a vision-language model, one image per `<image>` placeholder in the messages.
+        `images` / `media`: the media of the messages' placeholders, as in build_prompt.
 
         Bad messages or arguments raise here, before anything is generated. Generation starts when the
         iterator is first read; closing it early (a client that goes away, Ctrl-C) stops generation at the
         next token instead of finishing the answer.
         """
-        prompt_ids = self.build_prompt(messages, system, tools, images=images)
+        row = _row_media(images, media)
+        prompt_ids = self.build_prompt(messages, system, tools, media=row)
         self._generate_kwargs(overrides)  # bad arguments fail now, not in the generation thread
-        return self._stream(prompt_ids, overrides, images)
+        return self._stream(prompt_ids, overrides, row)
 
     def generate_batch(self, prompts: list[list[int]], *, images: list[list | None] | None = None,
-                       stop: Sequence[str] = (), presence_penalty: float = 0.0,
+                       media: list[RowMedia | None] | None = None, stop: Sequence[str] = (), presence_penalty: float = 0.0,
                        on_piece: Callable[[int, str], None] | None = None,
                        cancelled: Callable[[int], bool] | None = None, **overrides: Any) -> list[Response]:
         """Answer several prompts (token ids, e.g. from build_prompt) in one `generate` call; one Response each.
@@ -124,7 +136,8 @@ class ChatEngine:
         The prompts are left-padded into one batch, so a greedy answer is the one the prompt gets alone.
         `overrides`: generation arguments shared by the batch. `stop`: strings that end an answer (cut off
         before them, as OpenAI does). `presence_penalty`: OpenAI's additive penalty on tokens already in the
-        answer. `images`: per prompt, the images its vision tokens stand for (build_prompt(images=...)).
+        answer. `images` / `media`: per prompt, the images (or all media) its media tokens stand for
+        (build_prompt(images=... / media=...)).
         `on_piece(row, text)` receives each row's text as it becomes final (from the generating thread);
         `cancelled(row)` true ends that row early. Generate one prompt n times for n answers.
         A total `max_length` (instead of max_new_tokens) counts the padded width, i.e. the longest prompt.
@@ -133,8 +146,9 @@ class ChatEngine:
             return []
         kwargs, skip_special_tokens = self._generate_kwargs(overrides)
         decoders = [RowDecoder(self.tokenizer, self.stop_token_ids, stop, skip_special_tokens) for _ in prompts]
+        rows = media if media is not None else [RowMedia.of(row) for row in images] if images is not None else None
         with self._lock:
-            output, width = self._generate_rows(prompts, images, kwargs, decoders, presence_penalty, on_piece,
+            output, width = self._generate_rows(prompts, rows, kwargs, decoders, presence_penalty, on_piece,
                                                 cancelled)
         if kwargs["num_beams"] > 1:
             # Beam search keeps several candidates alive until the end, so rows are decoded once it has
@@ -151,7 +165,7 @@ class ChatEngine:
 
     # ---- internals ---------------------------------------------------------------------------------
 
-    def _stream(self, prompt_ids: list[int], overrides: dict[str, Any], images: list | None = None
+    def _stream(self, prompt_ids: list[int], overrides: dict[str, Any], media: RowMedia | None = None
                 ) -> Iterator[str]:
         """Generation in a thread that puts the text pieces into a queue; this generator reads it."""
         pieces: queue.Queue = queue.Queue()
@@ -160,7 +174,7 @@ class ChatEngine:
 
         def work() -> None:
             try:
-                self.generate_batch([prompt_ids], images=[images] if images else None,
+                self.generate_batch([prompt_ids], media=[media] if media else None,
                                     on_piece=lambda _row, piece: pieces.put(piece),
                                     cancelled=lambda _row: cancelled.is_set(), **overrides)
             except BaseException as error:  # re-raised in the reader's thread below
@@ -188,7 +202,7 @@ class ChatEngine:
         pad_token_id = self.tokenizer.pad_token_id
         return pad_token_id if pad_token_id is not None else self.stop_token_ids[0]
 
-    def _generate_rows(self, prompts, images, kwargs, decoders, presence_penalty, on_piece, cancelled):
+    def _generate_rows(self, prompts, media, kwargs, decoders, presence_penalty, on_piece, cancelled):
         """(output ids, padded prompt width) of one generate call over the left-padded prompts."""
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -197,8 +211,8 @@ class ChatEngine:
         input_ids = torch.tensor([[pad] * (width - len(prompt)) + list(prompt) for prompt in prompts])
         attention_mask = torch.tensor([[0] * (width - len(prompt)) + [1] * len(prompt) for prompt in prompts])
         extra: dict[str, Any] = {}
-        if any(images or ()):
-            extra.update(self._image_inputs(images, input_ids))
+        if any(media or ()):
+            extra.update(self._media_inputs(media, input_ids))
         if presence_penalty:
             extra["logits_processor"] = LogitsProcessorList([PresencePenalty(presence_penalty, width)])
         criterion = None
@@ -210,21 +224,16 @@ class ChatEngine:
             criterion.finish()
         return output, width
 
-    def _expand_images(self, messages: list[dict], images: list) -> list[dict]:
-        from ..data.media import expand_media
-
+    def _media_plugin(self) -> MediaPlugin | None:
+        """The template's media plugin for this model, built on first use (None: the model takes no media)."""
         if not hasattr(self.template, "media_plugin"):
-            from ..data.media import attach_media_plugin
-
             attach_media_plugin(self.template, self.cfg, self.tokenizer)
-        return expand_media(self.template, messages, images)
+        return media_plugin_of(self.template)
 
-    def _image_inputs(self, images: list[list | None], input_ids: torch.Tensor) -> dict[str, Any]:
-        from ..data.media import RowMedia, media_plugin_of
-
+    def _media_inputs(self, media: list[RowMedia | None], input_ids: torch.Tensor) -> dict[str, Any]:
         plugin = media_plugin_of(self.template)
-        assert plugin is not None  # image_problem() was checked before any image reached here
-        return plugin.batch_inputs([RowMedia.of(row) for row in images], input_ids)
+        assert plugin is not None  # build_prompt expanded these media with it
+        return plugin.batch_inputs([row or RowMedia() for row in media], input_ids)
 
     @torch.inference_mode()
     def _generate(self, input_ids: Any, attention_mask: Any = None, kwargs: dict[str, Any] | None = None,
@@ -291,3 +300,10 @@ def load_for_inference(cfg: Config) -> tuple[Any, Any, Any]:
         attach_media_plugin(template, cfg, tokenizer)
     logger.info("Chat model ready on %s", device)
     return model, tokenizer, template
+
+
+def _row_media(images: list | None, media: RowMedia | None) -> RowMedia:
+    """One prompt's media from the `images` shorthand or a RowMedia (not both)."""
+    if images and media:
+        raise ValueError("give a prompt's images either as images=... or inside media=..., not both")
+    return media if media is not None else RowMedia.of(images)

@@ -124,14 +124,14 @@ def _prepare(engine: Any, request: ChatCompletionRequest, max_rows: int, setting
     stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     if len(stop) > MAX_STOP_WORDS or not all(stop):
         raise APIError(400, f"stop: give up to {MAX_STOP_WORDS} non-empty strings", "stop")
-    messages, system, tools, images = convert_request(request, settings, engine.image_problem)
+    messages, system, tools, media = convert_request(request, settings, engine.media_problem)
     requested = request.max_completion_tokens or request.max_tokens
     overrides = dict(do_sample=request.do_sample, temperature=request.temperature, top_p=request.top_p,
                      max_new_tokens=requested)
     kwargs, _ = resolve_generation(engine.generation, overrides)  # ConfigError (-> 400) names a bad value
-    prompt_ids = engine.build_prompt(messages, system, tools, images=images or None)
+    prompt_ids = engine.build_prompt(messages, system, tools, media=media)
     overrides["max_new_tokens"] = fit_to_context(len(prompt_ids), engine.context_length, requested, kwargs)
-    job = Job(prompt_ids=prompt_ids, n=request.n, images=images or None, overrides=overrides, stop=tuple(stop),
+    job = Job(prompt_ids=prompt_ids, n=request.n, media=media or None, overrides=overrides, stop=tuple(stop),
               presence_penalty=request.presence_penalty)
     return job, tools
 

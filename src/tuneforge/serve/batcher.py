@@ -18,6 +18,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.media.base import RowMedia
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,7 +29,7 @@ class Job:
 
     prompt_ids: list[int]
     n: int = 1
-    images: list | None = None
+    media: RowMedia | None = None  # the prompt's images / videos / audios
     overrides: dict[str, Any] = field(default_factory=dict)  # generation arguments (None: the config's)
     stop: tuple[str, ...] = ()
     presence_penalty: float = 0.0
@@ -37,7 +39,7 @@ class Job:
 
     def batch_key(self) -> tuple:
         settings = tuple(sorted((key, value) for key, value in self.overrides.items() if value is not None))
-        return settings, self.stop, self.presence_penalty, bool(self.images)
+        return settings, self.stop, self.presence_penalty, bool(self.media)
 
 
 class Batcher:
@@ -109,7 +111,7 @@ class Batcher:
         self.batch_sizes.append(len(batch))
         try:
             responses = self.engine.generate_batch(
-                [job.prompt_ids for job, _ in owners], images=[job.images for job, _ in owners],
+                [job.prompt_ids for job, _ in owners], media=[job.media for job, _ in owners],
                 stop=first.stop, presence_penalty=first.presence_penalty, on_piece=on_piece,
                 cancelled=lambda row: owners[row][0].cancelled.is_set(), **first.overrides)
         except BaseException as error:  # noqa: BLE001 - handed to every waiting request

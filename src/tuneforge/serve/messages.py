@@ -1,7 +1,8 @@
-"""OpenAI chat messages -> what the engine takes: (messages, system, tools JSON, images).
+"""OpenAI chat messages -> what the engine takes: (messages, system, tools JSON, media).
 
   system / developer messages at the start   -> the system prompt (joined)
-  user                                       -> user; `image_url` parts become <image> placeholders
+  user                                       -> user; `image_url` parts become <image> placeholders,
+                                                `video_url` parts <video>, `input_audio` / `audio_url` <audio>
   assistant with tool_calls                  -> a function turn holding [{"name", "arguments"}] JSON
   tool (and legacy function) results         -> observation turns
 The engine then checks that turns alternate as the template needs (DataError -> 400).
@@ -13,30 +14,34 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..data.checks import PLACEHOLDERS
+from ..data.media.base import RowMedia
+from .av_media import load_request_audio, load_request_video
 from .errors import APIError
 from .media import ImageBudget, load_request_image
-from .protocol import ChatCompletionRequest, ChatMessage
+from .protocol import ChatCompletionRequest, ChatMessage, ContentPart
 
 if TYPE_CHECKING:
     from .server import ApiSettings
 
+# A content part's type -> the media kind it carries.
+PART_KINDS = {"image_url": "images", "video_url": "videos", "input_audio": "audios", "audio_url": "audios"}
 ROLES = {"user": "user", "assistant": "assistant", "tool": "observation", "function": "observation"}
 
 
 def convert_request(request: ChatCompletionRequest, settings: ApiSettings,
-                    image_problem: Callable[[], str | None]) -> tuple[list[dict], str | None, str | None, list]:
-    """`settings`: the server's, which say where request images may be read from and how big they may be.
-    `image_problem()`: why the engine takes no images (None: it does), asked before any image is read."""
-    from ..data import PLACEHOLDERS
-
+                    media_problem: Callable[[str], str | None]) -> tuple[list[dict], str | None, str | None, RowMedia]:
+    """`settings`: the server's, which say where request media may be read from and how big they may be.
+    `media_problem(kind)`: why the engine takes no media of that kind ("images", "videos", "audios"; None: it
+    does), asked before any file is read. Each media part becomes its placeholder in the text and its item in
+    the returned RowMedia, in order."""
     budget = ImageBudget(settings)
-
-    placeholder = PLACEHOLDERS["images"]
     messages = list(request.messages)
     system_parts = []
     while messages and messages[0].role in ("system", "developer"):
         system_parts.append(_text_only(messages.pop(0), 0))
-    converted, images = [], []
+    converted: list[dict] = []
+    media: dict[str, list] = {"images": [], "videos": [], "audios": []}
     for index, message in enumerate(messages, start=len(system_parts)):
         param = f"messages.{index}"
         if message.role in ("system", "developer"):
@@ -50,15 +55,13 @@ def convert_request(request: ChatCompletionRequest, settings: ApiSettings,
                 part_param = f"{param}.content.{part_index}"
                 if part.type == "text":
                     text += part.text or ""
-                elif part.image_url is None:
-                    raise APIError(400, f"{part_param}: an image_url part needs {{\"image_url\": {{\"url\": ...}}}}",
-                                   part_param)
-                else:
-                    problem = image_problem()
-                    if problem:
-                        raise APIError(400, f"{part_param}: this server cannot take images: {problem}", part_param)
-                    text += placeholder
-                    images.append(load_request_image(part.image_url.url, f"{part_param}.image_url", budget))
+                    continue
+                kind = PART_KINDS[part.type]
+                problem = media_problem(kind)
+                if problem:
+                    raise APIError(400, f"{part_param}: this server cannot take {kind}: {problem}", part_param)
+                media[kind].append(_load_part(part, part_param, settings, budget))
+                text += PLACEHOLDERS[kind]
         elif message.content is None:
             raise APIError(400, f"{param}: a {message.role} message needs content", param)
         else:
@@ -68,7 +71,28 @@ def convert_request(request: ChatCompletionRequest, settings: ApiSettings,
     if request.tools and request.tool_choice != "none":
         tools = json.dumps([tool.function.model_dump(exclude_none=True) for tool in request.tools],
                            ensure_ascii=False)
-    return converted, ("\n".join(system_parts) if system_parts else None), tools, images
+    return (converted, ("\n".join(system_parts) if system_parts else None), tools,
+            RowMedia.of(media["images"], media["videos"], media["audios"]))
+
+
+def _load_part(part: ContentPart, param: str, settings: ApiSettings, budget: ImageBudget) -> Any:
+    """The media item of one non-text content part (APIError 400 when the part lacks its payload)."""
+    if part.type == "image_url":
+        if part.image_url is None:
+            raise APIError(400, f"{param}: an image_url part needs {{\"image_url\": {{\"url\": ...}}}}", param)
+        return load_request_image(part.image_url.url, f"{param}.image_url", budget)
+    if part.type == "video_url":
+        if part.video_url is None:
+            raise APIError(400, f"{param}: a video_url part needs {{\"video_url\": {{\"url\": ...}}}}", param)
+        return load_request_video(part.video_url.url, f"{param}.video_url", settings)
+    if part.type == "input_audio":
+        if part.input_audio is None:
+            raise APIError(400, f"{param}: an input_audio part needs {{\"input_audio\": {{\"data\": <base64>, "
+                           "\"format\": \"wav\"}}", param)
+        return load_request_audio(None, part.input_audio.data, f"{param}.input_audio", settings)
+    if part.audio_url is None:
+        raise APIError(400, f"{param}: an audio_url part needs {{\"audio_url\": {{\"url\": ...}}}}", param)
+    return load_request_audio(part.audio_url.url, None, f"{param}.audio_url", settings)
 
 
 def _text_only(message: ChatMessage, index: int) -> str:

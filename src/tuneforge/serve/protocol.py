@@ -16,10 +16,24 @@ class URL(BaseModel):
     detail: Literal["auto", "low", "high"] = "auto"
 
 
+class InputAudio(BaseModel):
+    """OpenAI's audio input part: base64 file data and its format."""
+
+    data: str
+    format: str = "wav"
+
+
+class MediaURL(BaseModel):
+    url: str
+
+
 class ContentPart(BaseModel):
-    type: Literal["text", "image_url"]
+    type: Literal["text", "image_url", "video_url", "input_audio", "audio_url"]
     text: str | None = None
     image_url: URL | None = None
+    video_url: MediaURL | None = None  # vLLM / LLaMA-Factory
+    input_audio: InputAudio | None = None  # OpenAI
+    audio_url: MediaURL | None = None  # LLaMA-Factory
 
 
 class FunctionCallIn(BaseModel):

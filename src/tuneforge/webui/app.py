@@ -22,7 +22,9 @@ from .jobs import JOBS
 from .serving import DEFAULT_PORT, Exposure, check_exposure, exposure_from
 from .widgets import Page
 
-CSS = ".tf-trained { background: #bfe8c8; } #tf-preview pre { white-space: pre-wrap; }"
+CSS = (".tf-trained { background: #bfe8c8; } #tf-preview pre { white-space: pre-wrap; flex: 1; } "
+       "#tf-preview .tf-row { display: flex; gap: 12px; align-items: flex-start; } "
+       "#tf-preview .tf-thumb { margin: 0 0 8px 0; font-size: 0.8em; max-width: 160px; }")
 
 
 def build_app(output_root: str = "saves", lang: str = "en", access: Access | None = None) -> tuple[gr.Blocks, Page]:

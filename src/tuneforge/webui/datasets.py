@@ -38,9 +38,11 @@ def dataset_names(dataset_dir: str | None, stage: str | None = None) -> tuple[li
 
 
 def preview_html(cfg: Config, n: int = 2) -> str:
-    """The first `n` examples as the model will see them, trained tokens highlighted (cfg: validated by the
-    caller, actions.validated_config)."""
+    """The first `n` examples as the model will see them, trained tokens highlighted, each row's image
+    thumbnails (and video first frames, audio names) beside its text (cfg: validated by the caller,
+    actions.validated_config)."""
     from ..data import preview_rows, trained_spans
+    from .media_preview import media_html
 
     rows, tokenizer, stage = preview_rows(cfg, n)
     blocks = []
@@ -53,6 +55,9 @@ def preview_html(cfg: Config, n: int = 2) -> str:
             body = "".join(f"<mark class='tf-trained'>{html.escape(text)}</mark>" if trained else html.escape(text)
                            for trained, text in trained_spans(input_ids, labels, tokenizer))
             title = f"example {index + 1}{' (' + prefix[:-1] + ')' if prefix else ''}, {len(input_ids)} tokens"
-            blocks.append(f"<div class='tf-example'><b>{html.escape(title)}</b><pre>{body}</pre></div>")
+            media = media_html(*(rows[kind][index] if kind in rows else None
+                                 for kind in ("images", "videos", "audios")))
+            blocks.append(f"<div class='tf-example'><b>{html.escape(title)}</b>"
+                          f"<div class='tf-row'>{media}<pre>{body}</pre></div></div>")
     legend = "<p><mark class='tf-trained'>highlighted</mark>: trained tokens (stage " + html.escape(stage) + ")</p>"
     return "<div id='tf-preview'>" + legend + "".join(blocks) + "</div>"

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from ..media import expand_media, media_plugin_of
+from ..media.base import RowMedia
 from ..schema import IGNORE_INDEX
 
 __all__ = ["IGNORE_INDEX", "ProcessingOptions", "infer_seqlen", "media_or_none", "int_sequence", "media_features",
-           "ArrowBatches"]
+           "ArrowBatches", "expand_row_media", "media_token_ids"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,24 @@ def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int
 def media_or_none(media: list | None) -> list | None:
     """LLaMA-Factory stores None, not [], for rows without images/videos/audios."""
     return media if media else None
+
+
+def media_token_ids(template, batch: dict[str, list], i: int, input_ids: list[int],
+                    labels: list[int] | None) -> tuple[list[int], list[int] | None]:
+    """`input_ids` / `labels` after the media plugin's id-level change for row i's media (unchanged for text
+    rows and for families without one)."""
+    plugin = media_plugin_of(template)
+    media = RowMedia.of(batch["images"][i], batch["videos"][i], batch["audios"][i])
+    if plugin is None or not media:
+        return input_ids, labels
+    return plugin.expand_token_ids(input_ids, labels, media)
+
+
+def expand_row_media(template, batch: dict[str, list], i: int, messages: list[dict]) -> list[dict]:
+    """Row i's `messages` with its media placeholders expanded by the run's media plugin (data/media)."""
+    if batch["images"][i] or batch["videos"][i] or batch["audios"][i]:
+        return expand_media(template, messages, batch["images"][i], batch["videos"][i], batch["audios"][i])
+    return messages
 
 
 def int_sequence():

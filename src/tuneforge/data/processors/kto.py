@@ -6,14 +6,17 @@ LLaMA-Factory 0.9.5 facts:
 - the KL example pairs each row's prompt with the answer of the previous row in the same batch (the first
   row takes the batch's last), rotating before invalid rows are dropped;
 - answer and KL answer are each encoded as single-turn completions, get a trailing eos with
-  `efficient_eos`, and are truncated independently with `infer_seqlen`; prompts are masked with -100.
+  `efficient_eos`, and are truncated independently with `infer_seqlen`; prompts are masked with -100;
+- the KL example keeps the row's own media (its prompt is the row's prompt); placeholders are expanded in
+  both, and the media plugin's id-level change applies to both prompts before truncation.
 """
 
 from __future__ import annotations
 
 import logging
 
-from .common import IGNORE_INDEX, ProcessingOptions, infer_seqlen, int_sequence, media_features, media_or_none
+from .common import (IGNORE_INDEX, ProcessingOptions, expand_row_media, infer_seqlen, int_sequence, media_features,
+                     media_or_none, media_token_ids)
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +51,10 @@ class KTOProcessor:
         keep = [i for i, (prompt, response) in enumerate(zip(batch["prompt"], responses))
                 if len(prompt) % 2 == 1 and len(response) >= 2]
         self.dropped += len(responses) - len(keep)
-        rows = [(batch["prompt"][i] + [_answer(responses[i])], batch["system"][i], batch["tools"][i]) for i in keep]
-        rows += [(batch["prompt"][i] + [_answer(kl_responses[i])], batch["system"][i], batch["tools"][i])
-                 for i in keep]
+        rows = [(expand_row_media(self.template, batch, i, batch["prompt"][i] + [_answer(responses[i])]),
+                 batch["system"][i], batch["tools"][i]) for i in keep]
+        rows += [(expand_row_media(self.template, batch, i, batch["prompt"][i] + [_answer(kl_responses[i])]),
+                  batch["system"][i], batch["tools"][i]) for i in keep]
         encoded = self.template.encode_oneturn_batch(self.tokenizer, rows)
         eos = [self.tokenizer.eos_token_id] if self.template.efficient_eos else []
 
@@ -58,6 +62,8 @@ class KTOProcessor:
         for n, i in enumerate(keep):
             prompt_ids, answer_ids = encoded[n]
             kl_prompt_ids, kl_answer_ids = encoded[len(keep) + n]
+            prompt_ids, _ = media_token_ids(self.template, batch, i, prompt_ids, None)
+            kl_prompt_ids, _ = media_token_ids(self.template, batch, i, kl_prompt_ids, None)
             input_ids, labels = self._truncate(prompt_ids, answer_ids + eos)
             kl_input_ids, kl_labels = self._truncate(kl_prompt_ids, kl_answer_ids + eos)
             out["input_ids"].append(input_ids)

@@ -8,7 +8,8 @@ masked with -100. Rows need an odd-length prompt and at least two responses.
 
 from __future__ import annotations
 
-from .common import IGNORE_INDEX, ProcessingOptions, infer_seqlen, int_sequence, media_features, media_or_none
+from .common import (IGNORE_INDEX, ProcessingOptions, expand_row_media, infer_seqlen, int_sequence, media_features,
+                     media_or_none, media_token_ids)
 
 SIDES = ("chosen", "rejected")
 
@@ -34,8 +35,8 @@ class PairwiseProcessor:
         self.dropped += len(batch["prompt"]) - len(keep)
         rows = []
         for answer in (0, 1):  # all chosen rows, then all rejected rows: one tokenizer call
-            rows += [(batch["prompt"][i] + [batch["response"][i][answer]], batch["system"][i], batch["tools"][i])
-                     for i in keep]
+            rows += [(expand_row_media(self.template, batch, i, batch["prompt"][i] + [batch["response"][i][answer]]),
+                      batch["system"][i], batch["tools"][i]) for i in keep]
         encoded = self.template.encode_oneturn_batch(self.tokenizer, rows)
         eos = [self.tokenizer.eos_token_id] if self.template.efficient_eos else []
 
@@ -44,6 +45,7 @@ class PairwiseProcessor:
             prompt_ids, chosen_ids = encoded[n]
             rejected_ids = encoded[len(keep) + n][1]
             chosen_ids, rejected_ids = chosen_ids + eos, rejected_ids + eos
+            prompt_ids, _ = media_token_ids(self.template, batch, i, prompt_ids, None)
             source_len, target_len = infer_seqlen(
                 len(prompt_ids), max(len(chosen_ids), len(rejected_ids)), self.options.cutoff_len)
             prompt_ids = prompt_ids[:source_len]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import inspect
 
-from ..media import expand_media
-from .common import IGNORE_INDEX, ProcessingOptions, infer_seqlen, int_sequence, media_features, media_or_none
+from .common import (IGNORE_INDEX, ProcessingOptions, expand_row_media, infer_seqlen, int_sequence, media_features,
+                     media_or_none, media_token_ids)
 
 
 def build_supervised_example(
@@ -25,16 +25,21 @@ def build_supervised_example(
     options: ProcessingOptions,
     efficient_eos: bool,
     eos_token_id: int | None,
+    media_prefix: tuple[list[int], list[int]] = ([], []),
 ) -> tuple[list[int], list[int]]:
     """Join one conversation's encoded turns into (input_ids, labels) within `options.cutoff_len`.
-    `eos_token_id` is read only for efficient_eos templates."""
+    `eos_token_id` is read only for efficient_eos templates. `media_prefix` is the media plugin's id-level
+    tokens (`expand_token_ids([], [], media)`, empty for most families); it counts against the budget and,
+    as in LLaMA-Factory 0.9.5, starts the row, or ends it under mask_history (LF builds those rows backwards
+    onto it)."""
     eos: list[int] = []  # the trained eos that ends an efficient_eos conversation
     if efficient_eos:
         if eos_token_id is None:
             raise ValueError("an efficient_eos template needs a tokenizer with an eos token")
         eos = [eos_token_id]
     cutoff_len = options.cutoff_len
-    total_length = 1 if efficient_eos else 0
+    prefix_ids, prefix_labels = media_prefix
+    total_length = len(prefix_ids) + (1 if efficient_eos else 0)
     if options.mask_history:
         pairs = pairs[::-1]
 
@@ -63,13 +68,16 @@ def build_supervised_example(
 
     if options.mask_history:  # back to conversation order
         segments.reverse()
-    input_ids: list[int] = []
-    labels: list[int] = []
+    input_ids: list[int] = [] if options.mask_history else list(prefix_ids)
+    labels: list[int] = [] if options.mask_history else list(prefix_labels)
     for source_ids, target_ids, source_labels, target_labels in segments:
         input_ids += source_ids
         input_ids += target_ids
         labels += source_labels
         labels += target_labels
+    if options.mask_history:
+        input_ids += prefix_ids
+        labels += prefix_labels
     input_ids += eos
     labels += eos
     return input_ids, labels
@@ -114,16 +122,17 @@ class SupervisedProcessor:
         encoded = encode_multiturn_rows(self.template, self.tokenizer, rows, discarding_history_cot)
         efficient_eos = bool(self.template.efficient_eos)
         eos_id = self.tokenizer.eos_token_id
-        return [(*build_supervised_example(pairs, self.options, efficient_eos, eos_id), i)
-                for pairs, i in zip(encoded, keep)]
+        return [(*build_supervised_example(pairs, self.options, efficient_eos, eos_id, self._media_prefix(batch, i)),
+                 i) for pairs, i in zip(encoded, keep)]
+
+    def _media_prefix(self, batch: dict[str, list], i: int) -> tuple[list[int], list[int]]:
+        """The media plugin's id-level tokens of row i (LF's process_token_ids on empty lists)."""
+        input_ids, labels = media_token_ids(self.template, batch, i, [], [])
+        return input_ids, labels if labels is not None else []
 
     def _messages(self, batch: dict[str, list], i: int) -> list[dict]:
         """Row i's messages, with image placeholders expanded into the model's vision tokens (data/media)."""
-        messages = batch["prompt"][i] + batch["response"][i]
-        if batch["images"][i] or batch["videos"][i] or batch["audios"][i]:
-            messages = expand_media(self.template, messages, batch["images"][i], batch["videos"][i],
-                                    batch["audios"][i])
-        return messages
+        return expand_row_media(self.template, batch, i, batch["prompt"][i] + batch["response"][i])
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": [], "images": [], "videos": [],

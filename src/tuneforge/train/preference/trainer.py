@@ -131,13 +131,18 @@ class AnswerStats(NamedTuple):
 
 
 def answer_token_stats(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       labels: torch.Tensor, packer: RowPacker | None = None) -> AnswerStats:
+                       labels: torch.Tensor, packer: RowPacker | None = None,
+                       media_inputs: dict[str, Any] | None = None) -> AnswerStats:
     """`answer_logits` reduced to what the losses read; with a `packer` the rows run padding-free where that
-    is cheaper (padding_free_rows.py), and the log-softmax sees only the real positions."""
+    is cheaper (padding_free_rows.py), and the log-softmax sees only the real positions. `media_inputs` (the
+    media plugin's batch_inputs for these rows, see data/collator.py) go to the model with the ids; such a
+    batch always runs padded, because the media inputs are laid out against the padded rows."""
     start = _answer_start(labels)
-    packed = packer.run(model, input_ids, attention_mask, start, use_cache=False) if packer is not None else None
+    packed = None
+    if packer is not None and not media_inputs:
+        packed = packer.run(model, input_ids, attention_mask, start, use_cache=False)
     if packed is None:
-        logits, labels, mask = answer_logits(model, input_ids, attention_mask, labels)
+        logits, labels, mask = answer_logits(model, input_ids, attention_mask, labels, media_inputs)
         return AnswerStats(losses.token_logps(logits, labels), logits.detach().sum(-1), labels, mask,
                            logits.size(-1))
     outputs, row, column = packed
@@ -155,7 +160,8 @@ def answer_token_stats(model: torch.nn.Module, input_ids: torch.Tensor, attentio
 
 
 def answer_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  labels: torch.Tensor, media_inputs: dict[str, Any] | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, labels, attention mask) from the position before the batch's earliest answer token on.
 
     Only answer tokens enter the log-probs, so the LM head skips the prompt positions every row shares
@@ -167,7 +173,8 @@ def answer_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mas
     kwargs = {"logits_to_keep": input_ids.size(1) - start} if start and accepts_logits_to_keep(model) else {}
     if not kwargs:
         start = 0
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs,
+                   **(media_inputs or {})).logits
     return logits, labels[:, start:], attention_mask[:, start:]
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ...data.collator import PairwiseCollator
+from ...data.collator import MEDIA_INPUTS, PairwiseCollator
 from ...data.pipeline import get_dataset, load_tokenizer_and_template
 from ...model.loader import load_model
 from ..preference import losses as losses
@@ -52,7 +52,7 @@ class DPOTrainer(PreferenceTrainer):
                      is_reference: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-answer log-probs, per-answer mean logits, answer lengths) for the 2n rows of the batch."""
         stats = answer_token_stats(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
-                                   self.row_packer())
+                                   self.row_packer(), inputs.get(MEDIA_INPUTS))
         logps, lengths = losses.summed_logps(stats.token_logps, stats.labels,
                                              ld_alpha=None if is_reference else self.ld_alpha)
         if self.loss_type in losses.LENGTH_AVERAGED_LOSSES:
@@ -120,6 +120,7 @@ def run_dpo(cfg: Config) -> dict[str, float]:
             pad_to_multiple_of=8,
             attn_implementation=model.config._attn_implementation,
             compute_dtype=compute_dtype_of(cfg),
+            media_plugin=getattr(template, "media_plugin", None),  # the same media for chosen and rejected
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset, trainer_class=DPOTrainer,
                                 rlhf=cfg.rlhf, ref_model=ref_model)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ...data.collator import KTOCollator
+from ...data.collator import KL_MEDIA_INPUTS, MEDIA_INPUTS, KTOCollator
 from ...data.pipeline import get_dataset, load_tokenizer_and_template
 from ...model.loader import load_model
 from ..preference import losses as losses
@@ -47,7 +47,8 @@ class KTOTrainer(PreferenceTrainer):
     def _logps(self, model: torch.nn.Module, inputs: dict[str, Any],
                prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
         stats = answer_token_stats(model, inputs[f"{prefix}input_ids"], inputs[f"{prefix}attention_mask"],
-                                   inputs[f"{prefix}labels"], self.row_packer())
+                                   inputs[f"{prefix}labels"], self.row_packer(),
+                                   inputs.get(KL_MEDIA_INPUTS if prefix else MEDIA_INPUTS))
         return losses.summed_logps(stats.token_logps, stats.labels)
 
     def preference_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
@@ -88,6 +89,7 @@ def run_kto(cfg: Config) -> dict[str, float]:
             pad_to_multiple_of=8,
             attn_implementation=model.config._attn_implementation,
             compute_dtype=compute_dtype_of(cfg),
+            media_plugin=getattr(template, "media_plugin", None),  # rows and KL rows both see the row's media
         )
         trainer = build_trainer(cfg, args, model, tokenizer, collator, dataset, trainer_class=KTOTrainer,
                                 rlhf=cfg.rlhf, ref_model=ref_model)
