@@ -1,4 +1,4 @@
-"""The LLaVA-1.5 media plugin (templates `llava`, `vicuna`): each `<image>` becomes N x <image>.
+"""The LLaVA-1.5 media plugin (templates `llava`, `yi_vl`): each `<image>` becomes N x <image>.
 
 N is LLaMA-Factory 0.9.5's count: (height // patch_size) * (width // patch_size) of the image processor's
 output, plus the processor's `num_additional_image_tokens` (the CLS token), minus one under the `default`
