@@ -94,14 +94,14 @@ def assert_case_matches(model_dir: Path, work_dir: Path, case: dict) -> None:
 
 
 def train_frozen_tower(model_dir: Path, work_dir: Path, template: str) -> tuple[list, set]:
-    """Full SFT for 3 steps on one fixed batch (all 6 mllm_demo rows) with freeze_vision_tower; returns
+    """Full SFT for 3 steps on one fixed batch (the first 2 mllm_demo rows, 3 images) with freeze_vision_tower; returns
     (losses, names of the saved weights that changed). The checkpoint keeps the families' original layout:
     vision_tower.*, multi_modal_projector.*, language_model.*."""
     import tuneforge.train.stages.sft as sft_recipe
 
     output_dir = work_dir / "train"
     cfg = make_cfg(model_dir, work_dir, template=template, cutoff_len=1024, finetuning_type="full",
-                   freeze_vision_tower=True, output_dir=str(output_dir), per_device_train_batch_size=6,
+                   freeze_vision_tower=True, output_dir=str(output_dir), per_device_train_batch_size=2, max_samples=2,
                    max_steps=3, logging_steps=1, save_steps=100, learning_rate=5e-3,
                    disable_gradient_checkpointing=True)
     sft_recipe.run_sft(cfg)
@@ -117,3 +117,20 @@ def train_frozen_tower(model_dir: Path, work_dir: Path, template: str) -> tuple[
 def collate(tokenizer, plugin, rows: list[dict]) -> dict:
     return SFTCollator(pad_token_id=tokenizer.pad_token_id, media_plugin=plugin)(
         [{**row, "attention_mask": [1] * len(row["input_ids"])} for row in rows])
+
+
+def assert_lora_skips_the_vision_tower(model_dir: Path, work_dir: Path, template: str) -> None:
+    """lora_target: all wraps the language model's linear layers only; with freeze_vision_tower: false the
+    vision tower's too (the projector never: freeze_multi_modal_projector defaults to true)."""
+    from transformers import AutoModelForImageTextToText
+
+    from tuneforge.model.adapters.lora import lora_targets
+
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir))
+    cfg = make_cfg(model_dir, work_dir, template=template, lora_target="all")
+    targets = lora_targets(model, cfg.lora, cfg.method)
+    assert targets and all(".language_model." in name for name in targets)
+    unfrozen = make_cfg(model_dir, work_dir, template=template, lora_target="all", freeze_vision_tower=False)
+    targets = lora_targets(model, unfrozen.lora, unfrozen.method)
+    assert any(".vision_tower." in name for name in targets)
+    assert not any("multi_modal_projector" in name for name in targets)

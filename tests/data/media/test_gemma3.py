@@ -4,8 +4,8 @@ cannot run pan-and-scan with transformers 4.57.1), and 3 training steps with the
 
 import pytest
 import torch
-from image_family_parity import (assert_case_matches, collate, fixture_cases, make_cfg, needs_demo, our_rows,
-                                 train_frozen_tower)
+from image_family_parity import (assert_case_matches, assert_lora_skips_the_vision_tower, collate, fixture_cases,
+                                 make_cfg, needs_demo, our_rows, train_frozen_tower)
 
 from tuneforge.data.media import RowMedia, expand_media
 from tuneforge.data.media.gemma3 import PAN_AND_SCAN
@@ -92,3 +92,7 @@ def test_three_steps_train_with_the_vision_tower_frozen(model_dir, tmp_path):
     losses, changed = train_frozen_tower(model_dir, tmp_path, "gemma3")
     assert len(losses) == 3 and losses[2] < losses[0], losses
     assert changed and all(name.startswith("language_model.") for name in changed)
+
+
+def test_lora_skips_the_vision_tower_unless_asked(model_dir, tmp_path):
+    assert_lora_skips_the_vision_tower(model_dir, tmp_path, "gemma3")

@@ -2,7 +2,8 @@
 mllm_demo, the cutoff guard, refused media and keys, and 3 training steps with the vision tower frozen."""
 
 import pytest
-from image_family_parity import assert_case_matches, fixture_cases, make_cfg, needs_demo, train_frozen_tower
+from image_family_parity import (assert_case_matches, assert_lora_skips_the_vision_tower, fixture_cases, make_cfg,
+                                 needs_demo, train_frozen_tower)
 
 from tuneforge.data.media import expand_media
 from tuneforge.data.pipeline import load_tokenizer_and_template
@@ -52,3 +53,7 @@ def test_three_steps_train_with_the_vision_tower_frozen(model_dir, tmp_path):
     losses, changed = train_frozen_tower(model_dir, tmp_path, "llava")
     assert len(losses) == 3 and losses[2] < losses[0], losses
     assert changed and all(name.startswith("language_model.") for name in changed)  # projector frozen by default
+
+
+def test_lora_skips_the_vision_tower_unless_asked(model_dir, tmp_path):
+    assert_lora_skips_the_vision_tower(model_dir, tmp_path, "llava")

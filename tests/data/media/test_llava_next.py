@@ -2,7 +2,8 @@
 mllm_demo (anyres token counts per image size), refused media, and 3 training steps with the tower frozen."""
 
 import pytest
-from image_family_parity import assert_case_matches, fixture_cases, make_cfg, needs_demo, train_frozen_tower
+from image_family_parity import (assert_case_matches, assert_lora_skips_the_vision_tower, fixture_cases, make_cfg,
+                                 needs_demo, train_frozen_tower)
 
 from tuneforge.data.media import expand_media
 from tuneforge.data.pipeline import load_tokenizer_and_template
@@ -56,3 +57,7 @@ def test_three_steps_train_with_the_vision_tower_frozen(model_dir, tmp_path):
     assert len(losses) == 3 and losses[2] < losses[0], losses
     # Projector frozen by default; image_newline (a model parameter beside the projector) trains.
     assert changed and all(name.startswith("language_model.") or name == "image_newline" for name in changed)
+
+
+def test_lora_skips_the_vision_tower_unless_asked(model_dir, tmp_path):
+    assert_lora_skips_the_vision_tower(model_dir, tmp_path, "llava_next")

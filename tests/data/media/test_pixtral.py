@@ -3,7 +3,8 @@ with LLaMA-Factory 0.9.5 on mllm_demo ([IMG] rows with [IMG_BREAK] / [IMG_END]),
 vision tower frozen."""
 
 import pytest
-from image_family_parity import assert_case_matches, fixture_cases, make_cfg, needs_demo, train_frozen_tower
+from image_family_parity import (assert_case_matches, assert_lora_skips_the_vision_tower, fixture_cases, make_cfg,
+                                 needs_demo, train_frozen_tower)
 
 from tuneforge.data.media import expand_media
 from tuneforge.data.pipeline import load_tokenizer_and_template
@@ -38,6 +39,16 @@ def test_image_rows_end_with_break_and_end_tokens(model_dir, tmp_path):
     assert text == "[IMG]" * 4 + "[IMG_BREAK]" + "[IMG]" * 4 + "[IMG_END]"
 
 
+def test_an_image_thinner_than_one_token_is_a_data_error(model_dir, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "thin.png"
+    Image.new("RGB", (1000, 20), (10, 20, 30)).save(path)  # -> 112x2 pixels, padded to 112x14: no token row
+    _, template = load_tokenizer_and_template(make_cfg(model_dir, tmp_path, template="pixtral"))
+    with pytest.raises(DataError, match=r"becomes 112x14 pixels, less than one 28-pixel image token on a side"):
+        expand_media(template, [{"role": "user", "content": "<image>"}], [str(path)])
+
+
 def test_videos_are_refused(model_dir, tmp_path):
     _, template = load_tokenizer_and_template(make_cfg(model_dir, tmp_path, template="mistral_small"))
     with pytest.raises(DataError, match="videos: the Pixtral / Mistral-3 models take only images"):
@@ -49,3 +60,7 @@ def test_three_steps_train_with_the_vision_tower_frozen(model_dir, tmp_path):
     losses, changed = train_frozen_tower(model_dir, tmp_path, "pixtral")
     assert len(losses) == 3 and losses[2] < losses[0], losses
     assert changed and all(name.startswith("language_model.") for name in changed)
+
+
+def test_lora_skips_the_vision_tower_unless_asked(model_dir, tmp_path):
+    assert_lora_skips_the_vision_tower(model_dir, tmp_path, "pixtral")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...errors import DataError
 from .base import MediaSettings, MediaSetupError
 from .images import image_size, regularized_size
 from .loading import load_image_processor, token_id
@@ -29,7 +30,7 @@ def processor_settings(model: ModelArgs) -> dict[str, Any]:
     """The model directory's processor_config.json (the PixtralProcessor's own settings)."""
     from transformers.processing_utils import ProcessorMixin
 
-    path = model.model_name_or_path
+    path = str(model.model_name_or_path)
     try:
         settings, _ = ProcessorMixin.get_processor_dict(path, cache_dir=model.cache_dir, token=model.hf_hub_token,
                                                         revision=model.model_revision)
@@ -88,7 +89,12 @@ class PixtralPlugin(ProcessorImagePlugin):
 
     def token_grid(self, image: Any) -> tuple[int, int]:
         height, width = self.processed_size(image)
-        return height // self.token_patch, width // self.token_patch
+        rows, columns = height // self.token_patch, width // self.token_patch
+        if not rows or not columns:  # LLaMA-Factory fails here with an IndexError
+            raise DataError(f"images: {image!r} becomes {width}x{height} pixels, less than one "
+                            f"{self.token_patch}-pixel image token on a side; use a larger image or raise "
+                            "image_min_pixels")
+        return rows, columns
 
     def image_token_count(self, image: Any) -> int:
         rows, columns = self.token_grid(image)
