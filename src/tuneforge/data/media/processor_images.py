@@ -33,9 +33,9 @@ def refuse_unused_settings(settings: MediaSettings, family: str, used: tuple[str
     These families take images only; a video/audio key, crop_to_patches (InternVL) or pan-and-scan (Gemma 3)
     set for them would otherwise be ignored without a word."""
     defaults = MediaSettings()
+    read = ("image_max_pixels", "image_min_pixels", *used)  # every image family reads the pixel limits
     ignored = [f"{item.name}: {getattr(settings, item.name)!r}" for item in fields(MediaSettings)
-               if not item.name.startswith("image_m") and item.name not in used
-               and getattr(settings, item.name) != getattr(defaults, item.name)]
+               if item.name not in read and getattr(settings, item.name) != getattr(defaults, item.name)]
     if ignored:
         raise MediaSetupError(f"the {family} models do not use {', '.join(ignored)}; remove the key(s) or set "
                               "them to their defaults (they apply to other model families)")
