@@ -25,6 +25,12 @@ class CompositeParts:
 
 COMPOSITE_MODELS: dict[str, CompositeParts] = {
     "llava": CompositeParts(),
+    # LLaVA-NeXT, Mistral-3 (Pixtral vision tower), Gemma 3 and PaliGemma name their parts as LLaVA does
+    # (model.vision_tower / model.multi_modal_projector / model.language_model + lm_head), LLaMA-Factory's table too.
+    "llava_next": CompositeParts(),
+    "mistral3": CompositeParts(),
+    "gemma3": CompositeParts(),
+    "paligemma": CompositeParts(),
     "qwen2_vl": CompositeParts(projector=("visual.merger",), vision=("visual.patch_embed", "visual.blocks"),
                                lora_conflicts=("patch_embed",)),
     "qwen2_5_vl": CompositeParts(projector=("visual.merger",), vision=("visual.patch_embed", "visual.blocks"),
