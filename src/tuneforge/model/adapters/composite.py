@@ -29,6 +29,11 @@ COMPOSITE_MODELS: dict[str, CompositeParts] = {
                                lora_conflicts=("patch_embed",)),
     "qwen2_5_vl": CompositeParts(projector=("visual.merger",), vision=("visual.patch_embed", "visual.blocks"),
                                  lora_conflicts=("patch_embed",)),
+    # Audio models: LLaMA-Factory counts the audio tower as the "vision tower" (freeze_vision_tower freezes it).
+    "qwen2_audio": CompositeParts(vision=("audio_tower",)),
+    "qwen2_5_omni_thinker": CompositeParts(projector=("visual.merger", "audio_tower.proj"),
+                                           vision=("visual.patch_embed", "visual.blocks", "audio_tower"),
+                                           language=("model", "lm_head"), lora_conflicts=("patch_embed",)),
 }
 
 
