@@ -33,7 +33,7 @@ COMPOSITE_MODELS: dict[str, CompositeParts] = {
     "qwen2_audio": CompositeParts(vision=("audio_tower",)),
     "qwen2_5_omni_thinker": CompositeParts(projector=("visual.merger", "audio_tower.proj"),
                                            vision=("visual.patch_embed", "visual.blocks", "audio_tower"),
-                                           language=("model", "lm_head"), lora_conflicts=("patch_embed",)),
+                                           language=("language_model", "lm_head"), lora_conflicts=("patch_embed",)),
 }
 
 
