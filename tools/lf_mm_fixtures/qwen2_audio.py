@@ -1,4 +1,5 @@
-"""Make the Qwen2-Audio token-parity fixture with LLaMA-Factory 0.9.5's own code (tests/fixtures/mm/qwen2_audio_audio.json).
+"""Make the Qwen2-Audio token-parity fixture with LLaMA-Factory 0.9.5's own code
+(tests/fixtures/mm/qwen2_audio_audio.json).
 
 Run with LLaMA-Factory's venv and a real torchaudio for its audio path:
 

@@ -68,12 +68,15 @@ def build_tiny_qwen2_5_omni_thinker(
     audio_config = dict(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=audio_dim * 2,
                         d_model=audio_dim, max_source_positions=1500, n_window=100, output_dim=hidden,
                         initializer_range=initializer_range)
+    # The thinker's get_rope_index reads vision_start_token_id, which its config class does not declare (real
+    # checkpoints carry it as an extra key), so it goes in as an extra keyword.
+    extra: dict[str, Any] = {"vision_start_token_id": ids("<|vision_bos|>"),
+                             "vision_end_token_id": ids("<|vision_eos|>")}
     config = Qwen2_5OmniThinkerConfig(
         text_config=text_config, vision_config=vision_config, audio_config=audio_config,
         audio_token_index=ids("<|AUDIO|>"), image_token_index=ids("<|IMAGE|>"), video_token_index=ids("<|VIDEO|>"),
-        vision_start_token_id=ids("<|vision_bos|>"), vision_end_token_id=ids("<|vision_eos|>"),
         audio_start_token_id=ids("<|audio_bos|>"), audio_end_token_id=ids("<|audio_eos|>"),
-        user_token_id=ids("<|im_start|>"), initializer_range=initializer_range,
+        user_token_id=ids("<|im_start|>"), initializer_range=initializer_range, **extra,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -164,8 +164,9 @@ def test_three_steps_lower_the_loss_and_keep_the_audio_tower_frozen(audio_dir, t
     import tuneforge.train.stages.sft as sft_recipe
 
     output_dir = tmp_path / "full"
+    # One row (the first: 1.mp3) in every step: a fixed batch.
     cfg = make_cfg(audio_dir, tmp_path, output_dir=str(output_dir), finetuning_type="full", max_steps=3,
-                   per_device_train_batch_size=3, logging_steps=1, save_steps=100, learning_rate=2e-3,
+                   max_samples=1, per_device_train_batch_size=1, logging_steps=1, save_steps=100, learning_rate=2e-3,
                    disable_gradient_checkpointing=True)
     assert cfg.method.freeze_vision_tower  # LLaMA-Factory's default; for Qwen2-Audio it freezes the audio tower
     sft_recipe.run_sft(cfg)

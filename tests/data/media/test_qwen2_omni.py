@@ -113,3 +113,30 @@ def test_a_forward_pass_on_audio_and_image_rows(omni_dir, tmp_path):
     with torch.no_grad():
         loss = model(**batch).loss
     assert torch.isfinite(loss) and loss > 0
+
+
+@pytest.mark.skipif(not has_video_decoder, reason="needs data/media/video.py (the shared video decoder)")
+def test_a_forward_pass_on_a_video_with_its_sound(omni_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    tokenizer, template, rows = prepare(omni_dir, tmp_path, "video_audio")
+    batch = SFTCollator(pad_token_id=tokenizer.pad_token_id, media_plugin=template.media_plugin)([rows[0]])
+    assert batch["use_audio_in_video"] is True
+    model = AutoModelForImageTextToText.from_pretrained(str(omni_dir))
+    with torch.no_grad():
+        loss = model(**batch).loss
+    assert torch.isfinite(loss) and loss > 0
+
+
+def test_qwen3_omni_models_are_refused(omni_dir, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "qwen3_omni"
+    shutil.copytree(omni_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "model_type": "qwen3_omni_moe_thinker"}))
+    cfg = tiny_config(model_name_or_path=str(model_dir), template="qwen2_omni", dataset="mllm_audio_demo",
+                      dataset_dir=str(LF_DEMO_DATA), output_dir=str(tmp_path / "out"))
+    _, template = load_tokenizer_and_template(cfg)
+    assert template.media_plugin is None
+    assert "is a Qwen3-Omni model (qwen3_omni_moe_thinker); its media are not supported yet" in template.media_problem

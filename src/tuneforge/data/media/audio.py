@@ -88,7 +88,7 @@ def _decode(audio: Any, name: str) -> tuple[np.ndarray, int]:
     """(channels x samples float32, sampling rate) of a file path or bytes."""
     import io
 
-    import soundfile
+    import soundfile  # type: ignore[import-untyped, unused-ignore]  # no stubs
 
     source = io.BytesIO(audio) if isinstance(audio, bytes) else str(audio)
     try:
