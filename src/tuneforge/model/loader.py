@@ -222,10 +222,14 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _model_class_for(config: PretrainedConfig) -> Any:
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoModelForSeq2SeqLM
 
     if type(config) in AutoModelForImageTextToText._model_mapping.keys():
         return AutoModelForImageTextToText
+    if getattr(config, "model_type", None) == "qwen2_audio":
+        # Audio-text models sit in transformers' seq2seq table (LLaMA-Factory loads them through it too); the
+        # table also holds encoder-decoder text models, which tuneforge does not train, so only this one.
+        return AutoModelForSeq2SeqLM
     return AutoModelForCausalLM
 
 

@@ -46,6 +46,11 @@ COMPOSITE_MODELS: dict[str, CompositeParts] = {
     # language_model.layers, so they train (and freeze) with the language model.
     "mllama": CompositeParts(vision=("vision_model",)),
     "llama4": CompositeParts(vision=("vision_model",)),
+    # Audio models: LLaMA-Factory counts the audio tower as the "vision tower" (freeze_vision_tower freezes it).
+    "qwen2_audio": CompositeParts(vision=("audio_tower",)),
+    "qwen2_5_omni_thinker": CompositeParts(projector=("visual.merger", "audio_tower.proj"),
+                                           vision=("visual.patch_embed", "visual.blocks", "audio_tower"),
+                                           language=("language_model", "lm_head"), lora_conflicts=("patch_embed",)),
 }
 
 

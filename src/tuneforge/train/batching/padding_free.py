@@ -211,6 +211,8 @@ def shared_reason(model: Any, cfg: Config) -> str | None:
         return "DeepSpeed ZeRO-3 partitions the weights, so the check batch cannot run before the engine starts"
     if getattr(model.config, "vision_config", None) is not None:
         return "multimodal models need their own position ids"
+    if getattr(model.config, "audio_config", None) is not None:  # Qwen2-Audio: no hidden_size at the top level
+        return "audio-language models feed per-row audio features"
     if model.config._attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
         return f"attention implementation {model.config._attn_implementation}"
     return None
