@@ -96,9 +96,13 @@ def test_a_chat_template_written_from_a_known_template_is_recognised(gguf_path, 
     resolved = with_local_model(make_config({"model_name_or_path": str(gguf_path)}))
     assert resolved.data.template == "llama3"
     assert "renders exactly like tuneforge's 'llama3' template" in caplog.text
-    # an explicit template always wins
+    # an explicit template always wins, and the log says so instead of announcing the file's match
+    caplog.clear()
     chosen = with_local_model(make_config({"model_name_or_path": str(gguf_path), "template": "qwen"}))
     assert chosen.data.template == "qwen"
+    assert ("Using the configured template 'qwen' (the GGUF file's chat template renders like tuneforge's "
+            "'llama3' and is not used)") in caplog.text
+    assert "renders exactly like" not in caplog.text
 
 
 def test_an_unknown_chat_template_falls_back_to_the_files_jinja(tiny_llama_dir, tmp_path, cache, caplog):
@@ -113,6 +117,13 @@ def test_an_unknown_chat_template_falls_back_to_the_files_jinja(tiny_llama_dir, 
     assert resolved.data.template is None
     assert "matches no tuneforge template: using the file's own Jinja chat template" in caplog.text
     assert "weights dequantized from F32 (21 tensors)" in caplog.text
+    # with `template` set, the file's template is not used: no warning that it matches nothing
+    caplog.clear()
+    configured = with_local_model(make_config({"model_name_or_path": path, "template": "llama3"}))
+    assert configured.data.template == "llama3"
+    assert "Using the configured template 'llama3' (the GGUF file's own chat template is not used)" in caplog.text
+    assert "matches no tuneforge template" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "tuneforge.model.gguf"]
     _, template = load_tokenizer_and_template(resolved)
     assert isinstance(template, JinjaTemplate)
     assert template.chat_template == tokenizer.chat_template

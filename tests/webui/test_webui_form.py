@@ -250,3 +250,30 @@ def test_a_job_started_by_a_server_that_ignores_sigint_still_stops_on_abort_sigi
     result = subprocess.run([sys.executable, "-c", SERVER_IGNORING_SIGINT, str(tmp_path), FAKE_TRAINER, src],
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "130 interrupted", result.stderr  # SIGINT honoured, not SIGTERM's -15
+
+
+# Every GRPO key (rlhf keys whose help starts "GRPO") and the sampling keys its rollouts read, at a value other
+# than the default: the form's run configuration must carry each one to the run's Config.
+GRPO_FORM_VALUES = {
+    "num_generations": 4, "max_completion_length": 32, "reward_funcs": ["accuracy", "length"],
+    "reward_weights": [1.0, 0.5], "beta": 0.04, "epsilon": 0.1, "epsilon_high": 0.28, "num_iterations": 2,
+    "loss_type": "grpo", "importance_sampling_level": "sequence", "scale_rewards": "batch",
+    "mask_truncated_completions": True, "dynamic_sampling": True, "max_resample_times": 5, "soft_max_length": 32,
+    "soft_cache_length": 8, "use_vllm": True, "vllm_mode": "server",
+}
+ROLLOUT_FORM_VALUES = {"do_sample": False, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "max_new_tokens": 64}
+
+
+def test_every_grpo_key_of_the_form_reaches_the_run_config():
+    from tuneforge.config import make_config
+
+    grpo_keys = {name for name, param in all_params().items() if param.group == "rlhf" and param.help.startswith("GRPO")}
+    assert grpo_keys == set(GRPO_FORM_VALUES)  # a new GRPO key needs a value here
+    chosen = {**GRPO_FORM_VALUES, **ROLLOUT_FORM_VALUES}
+    assert all(chosen[name] != PARAMS[name].default for name in chosen)
+    values = {**defaults(), "model_name_or_path": "m", "template": "qwen", "dataset": ["d"], "output_dir": "out",
+              "stage": "grpo", **{name: form.encode(PARAMS[name], value) for name, value in chosen.items()}}
+    config = yaml.safe_load(form.to_yaml(form.form_to_config(values, PARAMS)))  # what the job's YAML holds
+    cfg = make_config(config)
+    assert {name: cfg.value(name) for name in GRPO_FORM_VALUES} == GRPO_FORM_VALUES
+    assert {name: cfg.value(name) for name in ROLLOUT_FORM_VALUES} == ROLLOUT_FORM_VALUES

@@ -188,3 +188,14 @@ def test_auth_file_lines_are_named_when_wrong(tmp_path):
     path.write_text("# nobody\n")
     with pytest.raises(UserError, match="no user:password line in it"):
         read_logins(None, str(path), {})
+
+
+def test_the_rlhf_panel_shows_every_grpo_key_and_the_rollout_sampling(built):
+    """ppo and grpo read their rlhf keys and the generate group's sampling settings: the Train tab must show
+    them all (tf-<name>: the chat and eval tabs' copies are tf-chat-<name> / tf-eval-<name>)."""
+    app, _ = built
+    by_id = {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
+    wanted = [name for name, param in schema.all_params().items() if param.group in ("rlhf", "generate")]
+    assert {"num_generations", "reward_funcs", "dynamic_sampling", "temperature", "top_k"} <= set(wanted)
+    assert [name for name in wanted if f"tf-{name}" not in by_id] == []
+    assert by_id["tf-temperature"].interactive and by_id["tf-num_generations"].value == 8

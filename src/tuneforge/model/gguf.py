@@ -77,9 +77,10 @@ def gguf_source(args: ModelArgs) -> GgufSource | None:
     return None
 
 
-def resolve_gguf(source: GgufSource) -> ResolvedGguf:
+def resolve_gguf(source: GgufSource, configured_template: str | None = None) -> ResolvedGguf:
     """The cached HF folder of this GGUF file, dequantizing it on first use. A file already in the cache (same
-    content hash) is not parsed again: reading a real file's header and vocabulary alone takes seconds."""
+    content hash) is not parsed again: reading a real file's header and vocabulary alone takes seconds.
+    `configured_template` is the user's `template` key: it wins over the file's chat template, and the log says so."""
     _check_file_exists(source)
     folder = os.path.join(runtime().cache_root, "gguf", file_sha256(source.path))
     marker_path = os.path.join(folder, MARKER)
@@ -93,13 +94,30 @@ def resolve_gguf(source: GgufSource) -> ResolvedGguf:
     logger.info("GGUF model %s: weights dequantized from %s, loaded from the cache %s", source.path,
                 describe_types(Counter(marker["tensor_types"])), folder)
     template = marker.get("template")
-    if template:
-        logger.info("GGUF chat template renders exactly like tuneforge's %r template: using it when `template` "
-                    "is not set", template)
-    elif marker.get("has_chat_template"):
-        logger.warning("GGUF chat template matches no tuneforge template: using the file's own Jinja chat "
-                       "template when `template` is not set")
+    _log_template_choice(template, bool(marker.get("has_chat_template")), configured_template)
     return ResolvedGguf(folder, template)
+
+
+def _log_template_choice(matched: str | None, has_chat_template: bool, configured: str | None) -> None:
+    # Say which template the run will use; warning about the file's template only matters when it is the one used.
+    if configured is not None:
+        if matched == configured:
+            logger.info("GGUF chat template renders exactly like the configured template %r", configured)
+        else:
+            if not has_chat_template:
+                found = "the GGUF file has no chat template"
+            elif matched:
+                found = f"the GGUF file's chat template renders like tuneforge's {matched!r} and is not used"
+            else:
+                found = "the GGUF file's own chat template is not used"
+            logger.info("Using the configured template %r (%s)", configured, found)
+        return
+    if matched:
+        logger.info("GGUF chat template renders exactly like tuneforge's %r template: using it (`template` is not "
+                    "set)", matched)
+    elif has_chat_template:
+        logger.warning("GGUF chat template matches no tuneforge template: using the file's own Jinja chat "
+                       "template (`template` is not set)")
 
 
 # --- checks before anything loads -----------------------------------------------------------------

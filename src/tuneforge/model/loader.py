@@ -125,7 +125,7 @@ def resolve_model_path(cfg: Config) -> str:
     name = cfg.model.model_name_or_path
     source = gguf_source(cfg.model)
     if source is not None:
-        return resolve_gguf(source).folder
+        return resolve_gguf(source, cfg.data.template).folder
     if not name:
         raise ConfigError("model_name_or_path is not set: give a local model directory or a hub id "
                           "(e.g. model_name_or_path: ./my-model)")
@@ -146,7 +146,7 @@ def with_local_model(cfg: Config) -> Config:
     (and, when `template` is not set, the tuneforge template its chat template renders like)."""
     source = gguf_source(cfg.model)
     if source is not None:
-        resolved = resolve_gguf(source)
+        resolved = resolve_gguf(source, cfg.data.template)
         changes: dict[str, Any] = {"model_name_or_path": resolved.folder, "gguf_file": None}
         if cfg.data.template is None and resolved.template is not None:
             changes["template"] = resolved.template

@@ -132,6 +132,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "tab_export": ("Export", "导出"),
     "tab_runs": ("Past runs", "历史运行"),
     "more": ("More parameters", "更多参数"),
+    "rollout": ("Rollout sampling (ppo, grpo)", "采样生成参数 (ppo, grpo)"),
     "other": ("Other parameters", "其他参数"),
     "preview_data": ("Preview dataset", "预览数据集"),
     "preview_cmd": ("Preview command", "预览命令"),

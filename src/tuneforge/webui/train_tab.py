@@ -1,7 +1,8 @@
 """The Train tab: the seed's sections, every other declared parameter, the run buttons and the job panel.
 
 Sections and their seed fields come from locales.TRAIN_SECTIONS; a panel section (freeze, LoRA, RLHF,
-GaLore, BAdam) also holds the rest of its parameter group; every parameter placed nowhere else lands in
+GaLore, BAdam) also holds the rest of its parameter group (RLHF also the rollout sampling settings of group
+generate, which ppo and grpo read); every parameter placed nowhere else lands in
 "Other parameters", one accordion per group. Nothing here names a parameter the seed does not.
 """
 
@@ -18,6 +19,9 @@ from .jobs import JOBS
 from .widgets import Page
 
 PANEL_SECTIONS = ("freeze", "lora", "rlhf", "galore", "badam")
+# PPO and GRPO sample their rollouts with the generation settings (temperature, top_p, top_k, max_new_tokens,
+# ...): the RLHF panel shows that group too, so a training job started here passes what the user set.
+ROLLOUT_GROUP = "generate"
 # Groups that have their own tab (generation settings, evaluation, export, inference).
 OTHER_TAB_GROUPS = ("generate", "eval", "export", "infer")
 
@@ -37,6 +41,10 @@ def build(page: Page, top: dict[str, Any]) -> dict[str, Any]:
                 rest = [name for name, param in page.params.items() if param.group == section and name not in placed]
                 placed |= set(rest)
                 _grid(page, rest, fields, "more")
+            if section == "rlhf":
+                rollout = [name for name, param in page.params.items() if param.group == ROLLOUT_GROUP]
+                placed |= set(rollout)
+                _grid(page, rollout, fields, "rollout")
     with page.text("other", gr.Accordion, open=False):
         for group in page.groups:
             if group in OTHER_TAB_GROUPS:
