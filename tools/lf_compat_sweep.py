@@ -56,7 +56,8 @@ ORDER = ["train_lora", "train_qlora", "train_full", "extras", "ascend", "merge_l
 VL_KEYS = ("image_max_pixels", "video_max_pixels", "image_min_pixels", "freeze_vision_tower", "media_dir")
 BUDGET = {"max_steps": 1, "max_samples": 8, "report_to": "none", "preprocessing_num_workers": 1,
           "dataloader_num_workers": 0}
-HARDWARE = re.compile(r"CUDA|GPU|compute capability|NPU|Ascend|FlashAttention|flash[-_]attn", re.IGNORECASE)
+HARDWARE = re.compile(r"CUDA|GPU|compute capability|NPU|Ascend|FlashAttention|flash[-_]attn|lacks the hardware",
+                      re.IGNORECASE)
 
 
 @dataclass
