@@ -6,7 +6,9 @@
 
 Each config runs unchanged except:
   - model_name_or_path: a tiny random model of the template's family (tuneforge.testing: Qwen2 for qwen*
-    templates, Llama otherwise), built once in the scratch folder;
+    templates, Llama otherwise), built once in the scratch folder; LLaMA Pro examples (use_llama_pro) get a
+    tiny Llama of 2 x freeze_trainable_layers layers, the shape LLaMA-Factory's llama_pro.py expansion gives
+    (its layer count is a multiple of num_expand, which the example passes as freeze_trainable_layers);
   - dataset_dir: LLaMA-Factory's demo data (../shared/data/llamafactory-demo);
   - output_dir / export_dir / adapter paths: the YAML's own relative paths, resolved in a scratch folder laid
     out like LLaMA-Factory's repository (examples/ linked in), so merge and inference configs find what the
@@ -141,6 +143,18 @@ def missing_datasets(values: dict[str, Any]) -> list[str]:
     return [name for name in names if name not in defined and not (DEMO_DATA / name).exists()]
 
 
+def stand_in_model(values: dict[str, Any], models: dict[str, Path], scratch: Path) -> Path:
+    if not values.get("use_llama_pro"):
+        return models[tiny_arch(values)]
+    from tuneforge.testing.tiny_model import build_tiny_model
+
+    layers = 2 * int(values.get("freeze_trainable_layers", 2))
+    folder = scratch / "tiny_models" / f"llama_pro_{layers}_layers"
+    if not (folder / "config.json").is_file():
+        build_tiny_model(folder, arch="llama", layers=layers)
+    return folder
+
+
 def overrides_for(values: dict[str, Any], command: str, model_dir: Path) -> dict[str, Any]:
     overrides: dict[str, Any] = {"model_name_or_path": str(model_dir), "dataset_dir": str(DEMO_DATA)}
     if missing_datasets(values):
@@ -218,7 +232,7 @@ def sweep(examples: Path, mode: str, scratch: Path, timeout: int = 900, only: st
             results.append(Result(relative, command, "vision-language",
                                   f"template {values.get('template')}: the vision-language issue"))
             continue
-        overrides = overrides_for(values, command, models[tiny_arch(values)])
+        overrides = overrides_for(values, command, stand_in_model(values, models, scratch))
         start = time.perf_counter()
         result = (_plan_result if mode == "plan" else _run_result)(path, relative, command, overrides, scratch,
                                                                     timeout)
