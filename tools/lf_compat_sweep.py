@@ -245,6 +245,8 @@ def sweep(examples: Path, mode: str, scratch: Path, timeout: int = 900, only: st
         results.append(result)
         if on_result is not None:
             on_result(results)  # the table so far: a long sweep that is stopped keeps what it measured
+    if on_result is not None:
+        on_result(results)  # with the rows listed but not run after the last run config
     return results
 
 
