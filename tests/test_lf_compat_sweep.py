@@ -15,16 +15,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(not LF_EXAMPLES.is_dir(), reason="LLaMA-Factory examples not available")
 
-# Configs refused for a reason other than this machine's hardware, and why that is right (or whose work it is).
-ALLOWED_REFUSALS = {
-    "train_lora/qwen3_lora_sft_ray.yaml": "Ray (ray_num_workers) is another part of issue 17, on its own branch",
-    "extras/asft/llama2_full_asft.yaml": "names dataset `med`, which LLaMA-Factory's demo data does not define "
-                                         "(LLaMA-Factory refuses it the same way)",
-    "extras/asft/qwen2_full_asft.yaml": "names dataset `math`, which LLaMA-Factory's demo data does not define",
-    "ascend/qwen3_full_sft_fsdp2.yaml": "use_v1_kernels: LLaMA-Factory v1's kernel plugins, for Ascend NPUs (not "
-                                        "built)",
-    "ascend/qwen3moe_full_sft_fsdp.yaml": "use_v1_kernels, as above",
-}
+# Configs refused for a reason other than this machine's hardware, and why that is right. Empty since session 5:
+# Ray plans (its 1-step run timed out here, see docs/lf_compat_sweep_run.md), the ASFT examples' undefined
+# datasets get a stand-in, use_v1_kernels is refused at model load for the hardware (Ascend NPU operators).
+ALLOWED_REFUSALS: dict[str, str] = {}
 
 
 def _load_tool():
@@ -62,3 +56,23 @@ def test_the_newer_methods_plan_and_fp8_is_refused_for_the_hardware(results):
     assert results["train_lora/qwen3vl_lora_sft.yaml"].outcome == "vision-language"
     assert results["v1/train_lora/train_lora_sft.yaml"].outcome == "not swept"
     assert sum(result.outcome == "ok" for result in results.values()) >= 30
+
+
+def test_asft_examples_get_a_stand_in_dataset_and_the_table_says_so(results):
+    for name in ("extras/asft/llama2_full_asft.yaml", "extras/asft/qwen2_full_asft.yaml"):
+        assert results[name].outcome == "ok", results[name].detail
+    assert results["extras/asft/llama2_full_asft.yaml"].detail.startswith(
+        "dataset med (not in LLaMA-Factory's demo data) -> alpaca_en_demo: ")
+
+
+def test_a_table_written_in_parts_is_merged_in_sweep_order(tmp_path):
+    tool = _load_tool()
+    table = tmp_path / "run.md"
+    first = [tool.Result("train_lora/qwen3_lora_kto.yaml", "train", "ok", "1 step, loss 0.5 | a", 274.4)]
+    tool.write_table(first, table, "run", LF_EXAMPLES)
+    earlier = tool.earlier_results(table)
+    assert earlier == first  # seconds and an escaped | survive the round trip
+    later = [tool.Result("train_lora/qwen3_lora_dpo.yaml", "train", "ok", "1 step", 512.5)]
+    assert [row.config for row in tool.merged(earlier, later, LF_EXAMPLES)] == [
+        "train_lora/qwen3_lora_dpo.yaml", "train_lora/qwen3_lora_kto.yaml"]
+    assert "| `train_lora/qwen3_lora_kto.yaml` | train | ok | 274.4 | 1 step, loss 0.5 \\| a |" in table.read_text()

@@ -6,11 +6,16 @@
 
 Each config runs unchanged except:
   - model_name_or_path: a tiny random model of the template's family (tuneforge.testing: Qwen2 for qwen*
-    templates, Llama otherwise), built once in the scratch folder;
+    templates, Llama otherwise), built once in the scratch folder; LLaMA Pro examples (use_llama_pro) get a
+    tiny Llama of 2 x freeze_trainable_layers layers, the shape LLaMA-Factory's llama_pro.py expansion gives
+    (its layer count is a multiple of num_expand, which the example passes as freeze_trainable_layers);
   - dataset_dir: LLaMA-Factory's demo data (../shared/data/llamafactory-demo);
   - output_dir / export_dir / adapter paths: the YAML's own relative paths, resolved in a scratch folder laid
     out like LLaMA-Factory's repository (examples/ linked in), so merge and inference configs find what the
     training configs wrote, in LLaMA-Factory's README order (train, then merge, then inference);
+  - dataset: only where the example names a dataset that LLaMA-Factory's own demo data does not define (the
+    ASFT examples' `med` and `math`, which LLaMA-Factory refuses the same way), `alpaca_en_demo` stands in, and
+    the table says so;
   - the budget: max_steps 1, max_samples 8, report_to none (no account-bound loggers), max_new_tokens 8, and
     no worker processes (preprocessing_num_workers 1, dataloader_num_workers 0: 16 + 4 workers per config
     cost minutes on a 2-core machine and change nothing that is checked).
@@ -32,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TUNEFORGE_SHARED", ROOT.parent / "shared"))
@@ -53,7 +58,8 @@ ORDER = ["train_lora", "train_qlora", "train_full", "extras", "ascend", "merge_l
 VL_KEYS = ("image_max_pixels", "video_max_pixels", "image_min_pixels", "freeze_vision_tower", "media_dir")
 BUDGET = {"max_steps": 1, "max_samples": 8, "report_to": "none", "preprocessing_num_workers": 1,
           "dataloader_num_workers": 0}
-HARDWARE = re.compile(r"CUDA|GPU|compute capability|NPU|Ascend|FlashAttention|flash[-_]attn", re.IGNORECASE)
+HARDWARE = re.compile(r"CUDA|GPU|compute capability|NPU|Ascend|FlashAttention|flash[-_]attn|lacks the hardware",
+                      re.IGNORECASE)
 
 
 @dataclass
@@ -125,8 +131,34 @@ def prepare_scratch(scratch: Path, examples: Path, models: dict[str, Path] | Non
     return models
 
 
+STAND_IN_DATASET = "alpaca_en_demo"
+
+
+def missing_datasets(values: dict[str, Any]) -> list[str]:
+    """The example's datasets that LLaMA-Factory's demo data does not define (its dataset_info.json)."""
+    import json
+
+    defined = json.loads((DEMO_DATA / "dataset_info.json").read_text(encoding="utf-8"))
+    names = [name.strip() for name in str(values.get("dataset") or "").split(",") if name.strip()]
+    return [name for name in names if name not in defined and not (DEMO_DATA / name).exists()]
+
+
+def stand_in_model(values: dict[str, Any], models: dict[str, Path], scratch: Path) -> Path:
+    if not values.get("use_llama_pro"):
+        return models[tiny_arch(values)]
+    from tuneforge.testing.tiny_model import build_tiny_model
+
+    layers = 2 * int(values.get("freeze_trainable_layers", 2))
+    folder = scratch / "tiny_models" / f"llama_pro_{layers}_layers"
+    if not (folder / "config.json").is_file():
+        build_tiny_model(folder, arch="llama", layers=layers)
+    return folder
+
+
 def overrides_for(values: dict[str, Any], command: str, model_dir: Path) -> dict[str, Any]:
     overrides: dict[str, Any] = {"model_name_or_path": str(model_dir), "dataset_dir": str(DEMO_DATA)}
+    if missing_datasets(values):
+        overrides["dataset"] = STAND_IN_DATASET
     if command == "train":
         overrides.update(BUDGET)
     if command == "chat" or values.get("do_predict"):
@@ -174,9 +206,16 @@ def run_one(path: Path, command: str, overrides: dict[str, Any], scratch: Path, 
 
 
 def sweep(examples: Path, mode: str, scratch: Path, timeout: int = 900, only: str | None = None,
-          progress: bool = False, models: dict[str, Path] | None = None) -> list[Result]:
+          progress: bool = False, models: dict[str, Path] | None = None,
+          on_result: Callable[[list[Result]], None] | None = None) -> list[Result]:
     import yaml
 
+    if not examples.is_dir():
+        raise SystemExit(f"--examples: {examples} is not a folder; give a LLaMA-Factory checkout's examples/ "
+                         f"(or set TUNEFORGE_SHARED to the folder holding examples/llamafactory)")
+    if not DEMO_DATA.is_dir():
+        raise SystemExit(f"LLaMA-Factory's demo data is not at {DEMO_DATA}; set TUNEFORGE_SHARED to the folder "
+                         f"holding data/llamafactory-demo")
     models = prepare_scratch(scratch, examples, models)
     results = []
     for path in example_files(examples):
@@ -193,14 +232,21 @@ def sweep(examples: Path, mode: str, scratch: Path, timeout: int = 900, only: st
             results.append(Result(relative, command, "vision-language",
                                   f"template {values.get('template')}: the vision-language issue"))
             continue
-        overrides = overrides_for(values, command, models[tiny_arch(values)])
+        overrides = overrides_for(values, command, stand_in_model(values, models, scratch))
         start = time.perf_counter()
         result = (_plan_result if mode == "plan" else _run_result)(path, relative, command, overrides, scratch,
                                                                     timeout)
         result.seconds = time.perf_counter() - start
+        if "dataset" in overrides:
+            result.detail = (f"dataset {','.join(missing_datasets(values))} (not in LLaMA-Factory's demo data) -> "
+                             f"{STAND_IN_DATASET}: {result.detail}")
         if progress:
             print(f"{result.outcome:20} {result.seconds:6.1f}s {relative}  {result.detail[:150]}", flush=True)
         results.append(result)
+        if on_result is not None:
+            on_result(results)  # the table so far: a long sweep that is stopped keeps what it measured
+    if on_result is not None:
+        on_result(results)  # with the rows listed but not run after the last run config
     return results
 
 
@@ -260,6 +306,25 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def earlier_results(table: Path) -> list[Result]:
+    """The rows of a table this script wrote before (to merge a sweep done in parts)."""
+    rows = []
+    for line in table.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows.append(Result(cells[0].strip("`"), cells[1], cells[2], cells[4].replace("\\|", "|"),
+                               float(cells[3]) if cells[3] else 0.0))
+    return rows
+
+
+def merged(earlier: list[Result], results: list[Result], examples: Path) -> list[Result]:
+    """`results` replace the earlier rows of the same configs; the order is the sweep's."""
+    by_config = {result.config: result for result in earlier}
+    by_config.update({result.config: result for result in results})
+    order = {path.relative_to(examples).as_posix(): index for index, path in enumerate(example_files(examples))}
+    return sorted(by_config.values(), key=lambda result: order.get(result.config, len(order)))
+
+
 def write_table(results: list[Result], out: Path, mode: str, examples: Path, only: str | None = None) -> None:
     counts: dict[str, int] = {}
     for result in results:
@@ -278,12 +343,13 @@ def write_table(results: list[Result], out: Path, mode: str, examples: Path, onl
         "",
         "Summary: " + ", ".join(f"{outcome}: {count}" for outcome, count in sorted(counts.items())),
         "",
-        "| config | command | result | detail |",
-        "|---|---|---|---|",
+        "| config | command | result | seconds | detail |",
+        "|---|---|---|---|---|",
     ]
     for result in results:
         detail = result.detail.replace("|", "\\|")[:300]
-        lines.append(f"| `{result.config}` | {result.command} | {result.outcome} | {detail} |")
+        seconds = f"{result.seconds:.1f}" if result.seconds else ""
+        lines.append(f"| `{result.config}` | {result.command} | {result.outcome} | {seconds} | {detail} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -296,10 +362,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/tuneforge_lf_sweep"))
     parser.add_argument("--timeout", type=int, default=900, help="seconds per config (run mode)")
     parser.add_argument("--only", help="run only configs whose path contains one of these comma-separated texts")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of --out for configs this run does not sweep (a sweep done in parts)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    results = sweep(args.examples, args.mode, args.scratch, args.timeout, args.only, progress=True)
-    write_table(results, args.out, args.mode, args.examples, args.only)
+    earlier = earlier_results(args.out) if args.merge and args.out.is_file() else []
+    label = f"{args.mode} (in parts)" if earlier else args.mode
+
+    def write(results: list[Result]) -> None:
+        write_table(merged(earlier, results, args.examples), args.out, label, args.examples,
+                    None if earlier else args.only)
+
+    sweep(args.examples, args.mode, args.scratch, args.timeout, args.only, progress=True, on_result=write)
     print(f"wrote {args.out}")
     return 0
 

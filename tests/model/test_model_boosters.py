@@ -226,3 +226,17 @@ def test_unsloth_builds_the_lora_adapter(monkeypatch):
     assert seen["target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert (seen["r"], seen["lora_alpha"], seen["lora_dropout"], seen["max_seq_length"]) == (4, 8, 0.1, 256)
     assert seen["use_gradient_checkpointing"] == "unsloth"
+
+
+def test_v1_kernels_are_refused_for_training_without_an_npu_and_left_out_of_inference(caplog):
+    from tuneforge.config import make_config
+    from tuneforge.model.boosters import check_v1_kernels
+
+    args = make_config({"model_name_or_path": "x", "use_v1_kernels": True}).model
+    with pytest.raises(ConfigError, match=r"use_v1_kernels: LLaMA-Factory's v1 kernels are Ascend NPU fused "
+                                          r"operators .*tuneforge trains on CPU or CUDA \(cpu here\), not on an NPU"):
+        check_v1_kernels(args, "cpu", is_trainable=True)
+    with caplog.at_level("INFO", logger="tuneforge.model.boosters"):
+        check_v1_kernels(args, "cpu", is_trainable=False)
+    assert "applies its v1 kernels to training only" in caplog.text
+    check_v1_kernels(make_config({"model_name_or_path": "x"}).model, "cpu", is_trainable=True)  # off: nothing

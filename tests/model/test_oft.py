@@ -127,3 +127,33 @@ def test_a_target_the_model_lacks_names_the_oft_key(tiny_llama_dir, tokenizer, t
     with pytest.raises(ConfigError, match="oft_target: module 'qkv_proj' is not in the model"):
         load_model(cfg, tokenizer, is_trainable=True)
 
+
+
+def test_a_block_size_that_does_not_divide_a_layer_is_moved_and_logged_per_layer(tiny_llama_dir, tokenizer,
+                                                                                tmp_path, caplog):
+    # The tiny llama's layers are 64 wide (q k v o gate up) and 128 wide (down_proj): 100 divides neither.
+    cfg = tiny_config(model_name_or_path=str(tiny_llama_dir), output_dir=str(tmp_path), finetuning_type="oft",
+                      oft_block_size=100)
+    with caplog.at_level("WARNING", logger="tuneforge.model.adapters.oft"):
+        model = load_model(cfg, tokenizer, is_trainable=True)
+    used = {name.split(".")[-1]: module.oft_block_size["default"] for name, module in model.named_modules()
+            if isinstance(getattr(module, "oft_block_size", None), dict)}
+    assert used["q_proj"] == 64 and used["down_proj"] == 128  # peft's nearest divisors
+    warnings = [record.getMessage() for record in caplog.records if "oft_block_size: 100" in record.getMessage()]
+    assert warnings == [
+        "oft_block_size: 100 does not divide the input width 64 of 12 layer(s) (model.layers.0.self_attn.q_proj, "
+        "model.layers.0.self_attn.k_proj, model.layers.0.self_attn.v_proj, model.layers.0.self_attn.o_proj and 8 "
+        "more); peft uses block size 64 there. Set oft_block_size to a divisor of every targeted layer's input "
+        "width to train exactly the size you ask for.",
+        "oft_block_size: 100 does not divide the input width 128 of 2 layer(s) (model.layers.0.mlp.down_proj, "
+        "model.layers.1.mlp.down_proj); peft uses block size 128 there. Set oft_block_size to a divisor of every "
+        "targeted layer's input width to train exactly the size you ask for.",
+    ]
+
+
+def test_a_block_size_that_divides_every_layer_logs_nothing(tiny_llama_dir, tokenizer, tmp_path, caplog):
+    cfg = tiny_config(model_name_or_path=str(tiny_llama_dir), output_dir=str(tmp_path), finetuning_type="oft",
+                      oft_block_size=16, oft_target="q_proj")
+    with caplog.at_level("WARNING", logger="tuneforge.model.adapters.oft"):
+        load_model(cfg, tokenizer, is_trainable=True)
+    assert not [record for record in caplog.records if "does not divide" in record.getMessage()]

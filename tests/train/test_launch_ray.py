@@ -46,7 +46,8 @@ def test_worker_resources_default_to_a_gpu_only_where_the_cluster_has_one():
         ray_launch.worker_resources(gpu, {"CPU": 2.0})
     three = make_config({"ray_num_workers": 3, "resources_per_worker": {"CPU": 1}}).train
     with pytest.raises(ConfigError, match=r"ray_num_workers: 3 workers x resources_per_worker \{'CPU': 1\} need "
-                                          r"\{'CPU': 3\}, more CPU than the Ray cluster has"):
+                                          r"\{'CPU': 3\}, more CPU than the Ray cluster has \(\{'CPU': 2.0\}\): "
+                                          r"this cluster lacks the hardware for 3 workers"):
         ray_launch.worker_resources(three, {"CPU": 2.0})
 
 

@@ -106,6 +106,24 @@ def apply_liger(patch: Any, stage: str) -> None:
     logger.info("Liger kernels applied (%s)", patch.__name__)
 
 
+# --- LLaMA-Factory's v1 kernels ------------------------------------------------------------------
+
+
+def check_v1_kernels(args: ModelArgs, device: str, is_trainable: bool) -> None:
+    """`use_v1_kernels`: LLaMA-Factory borrows its v1 kernel plugins, Ascend NPU fused operators (RMSNorm,
+    RoPE, SwiGLU), for training only. tuneforge trains on CPU and CUDA, not on NPUs, so training with it is
+    refused for the hardware. Inference ignores the key, as LLaMA-Factory does (logged)."""
+    if not args.use_v1_kernels:
+        return
+    if not is_trainable:
+        logger.info("use_v1_kernels: LLaMA-Factory applies its v1 kernels to training only; inference runs "
+                    "the standard modules")
+        return
+    raise ConfigError(f"use_v1_kernels: LLaMA-Factory's v1 kernels are Ascend NPU fused operators (RMSNorm, RoPE, "
+                      f"SwiGLU); tuneforge trains on CPU or CUDA ({device} here), not on an NPU. Remove "
+                      "use_v1_kernels: the model then trains with its standard modules")
+
+
 # --- unsloth -------------------------------------------------------------------------------------
 
 

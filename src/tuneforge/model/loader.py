@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..runtime import runtime
 from .adapters import apply_finetuning, count_parameters
 from .adapters.lora import check_adapters
-from .boosters import apply_liger, check_unsloth, liger_patch, load_with_unsloth, resolve_attention
+from .boosters import apply_liger, check_unsloth, check_v1_kernels, liger_patch, load_with_unsloth, resolve_attention
 from .gguf import gguf_source, resolve_gguf
 from .mixture_of_depths import apply_mixture_of_depths, check_mixture_of_depths
 from .precision_patches import upcast_precision_layers, use_reentrant_checkpointing, warn_low_cpu_mem_usage
@@ -53,6 +53,7 @@ def load_model(cfg: Config, tokenizer: Any, is_trainable: bool = True) -> torch.
     quantization = plan_quantization(cfg.quantization, cfg.method, cfg.lora, config, device, compute_dtype,
                                      is_trainable)
     liger = liger_patch(args, config, device, is_trainable)
+    check_v1_kernels(args, device, is_trainable)
     model_class = _model_class_for(config)
     warn_low_cpu_mem_usage(args)
     if liger is not None:
@@ -113,6 +114,7 @@ def preflight_model(cfg: Config, is_trainable: bool = True) -> None:
     resolve_attention(cfg.model, cfg.data, device, compute_dtype)
     plan_quantization(cfg.quantization, cfg.method, cfg.lora, config, device, compute_dtype, is_trainable)
     liger_patch(cfg.model, config, device, is_trainable)
+    check_v1_kernels(cfg.model, device, is_trainable)
     check_unsloth(cfg.model, cfg.method, cfg.quantization)
 
 

@@ -33,7 +33,9 @@ declare("create_new_adapter", "bool", False, "Add a fresh adapter on top of the 
 G = "oft"
 declare("oft_rank", "int", 0, "OFT: number of orthogonal blocks per layer (set this or oft_block_size, the "
         "other 0).", G)
-declare("oft_block_size", "int", 32, "OFT: size of each orthogonal block (set this or oft_rank, the other 0).", G)
+declare("oft_block_size", "int", 32, "OFT: size of each orthogonal block (set this or oft_rank, the other 0). A "
+        "size that does not divide a targeted layer's input width is moved by peft to the nearest divisor for "
+        "that layer, as in LLaMA-Factory; each move is logged as a warning naming the layers.", G)
 declare("oft_target", "list", "all", "Modules that get OFT adapters (comma-separated names, or `all` for every "
         "linear layer).", G)
 declare("module_dropout", "float", 0.0, "OFT: probability of dropping a whole orthogonal block in training.", G)

@@ -71,8 +71,8 @@ declare("upcast_lmhead_output", "bool", False, "Compute the lm_head output in fl
 declare("train_from_scratch", "bool", False, "Start from randomly initialised weights (config only).", G)
 declare("offload_folder", "str", "offload", "Folder for weights offloaded to disk.", G, **LATER)
 declare("use_kv_cache", "bool", True, "Use the key/value cache during generation.", G, **LATER)
-declare("use_v1_kernels", "bool", False, "Use LLaMA-Factory's v1 high-performance training kernels.", G,
-        nullable=True, **LATER)
+declare("use_v1_kernels", "bool", False, "Use LLaMA-Factory's v1 kernels (Ascend NPU fused RMSNorm/RoPE/SwiGLU) "
+        "in training. Refused without an NPU; tuneforge does not build them.", G, nullable=True)
 declare("print_param_status", "bool", False, "Debugging: print dtype, device and trainable flag of every "
         "parameter.", G)
 

@@ -59,8 +59,9 @@ def worker_resources(train: TrainArgs, cluster: Mapping[str, float]) -> dict[str
     short = [name for name, amount in total.items() if cluster.get(name, 0) < amount]
     if short:
         raise ConfigError(f"ray_num_workers: {train.ray_num_workers} workers x resources_per_worker {resources} "
-                          f"need {total}, more {', '.join(short)} than the Ray cluster has ({dict(cluster)}); "
-                          "lower ray_num_workers or the resources per worker.")
+                          f"need {total}, more {', '.join(short)} than the Ray cluster has ({dict(cluster)}): "
+                          f"this cluster lacks the hardware for {train.ray_num_workers} workers (LLaMA-Factory's "
+                          "examples give each worker a GPU). Lower ray_num_workers or the resources per worker.")
     return resources
 
 

@@ -133,15 +133,28 @@ def kto_losses(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, polic
 
     The KL term is the mean log-ratio on mismatched (prompt, other row's answer) pairs, clamped at zero
     and detached: it is a baseline, not something to optimise. Desirable answers should beat it,
-    undesirable ones fall below it.
+    undesirable ones fall below it. Under data parallelism it is the mean over every rank's KL rows (as
+    TRL gathers it), so N ranks of B rows score against the same baseline as one process of N x B rows.
     """
-    kl = (policy_kl - ref_kl).mean().clamp(min=0).detach()
+    kl = mean_over_ranks((policy_kl - ref_kl).detach()).clamp(min=0)
     chosen_ratio = policy_chosen - ref_chosen
     rejected_ratio = policy_rejected - ref_rejected
     chosen_losses = 1 - torch.sigmoid(beta * (chosen_ratio - kl))
     rejected_losses = 1 - torch.sigmoid(beta * (kl - rejected_ratio))
     losses = torch.cat((chosen_weight * chosen_losses, rejected_weight * rejected_losses), 0)
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach(), kl
+
+
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The mean of `values` over all data-parallel ranks (sum and count all-reduced, so ranks holding
+    different numbers of rows still give the global mean); the local mean without a process group."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return values.float().mean()
+    totals = torch.stack([values.float().sum(), torch.tensor(float(values.numel()), device=values.device)])
+    dist.all_reduce(totals)  # sum over ranks
+    return totals[0] / totals[1]
 
 
 def pairwise_reward_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
