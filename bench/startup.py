@@ -56,7 +56,7 @@ def main() -> int:
     for repeat in range(args.repeats):
         for side, command in sides.items():
             config = WORK / f"{side}.yaml"
-            toy.write_config(config, model_dir, data_dir, WORK / f"out_{side}", "lora", 8, False)
+            toy.write_config(config, model_dir, data_dir, WORK / f"out_{side}", "lora", toy.TOY_WORKLOAD, 8, False)
             with open(config, "a", encoding="utf-8") as handle:
                 handle.write("max_steps: 1\n")  # one optimizer step; the rest of the toy YAML unchanged
             times[side].append(one_run(command + [str(config)], env))

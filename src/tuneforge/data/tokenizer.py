@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..runtime import runtime
+from .tokenizer_direct import load_direct, takes_direct_path
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 def load_tokenizer(cfg: Config) -> Any:
     """The tokenizer for cfg.model.model_name_or_path (a local folder, a GGUF file, or a hub id when online)."""
-    from transformers import AutoTokenizer
-
     model = cfg.model
     name = model.model_name_or_path
     if not name:
@@ -57,11 +56,11 @@ def load_tokenizer(cfg: Config) -> Any:
         kwargs["gguf_file"] = gguf_file
     source = str(local) if local.is_dir() else name
     try:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                source, use_fast=use_fast, split_special_tokens=model.split_special_tokens, **kwargs)
-        except ValueError:  # this model ships only the other kind of tokenizer
-            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=not use_fast, **kwargs)
+        if gguf_file is None and local.is_dir() and takes_direct_path(local):
+            kwargs.pop("trust_remote_code")  # AutoTokenizer consumes it too; the direct class never runs remote code
+            tokenizer = load_direct(local, split_special_tokens=model.split_special_tokens, **kwargs)
+        else:
+            tokenizer = _load_auto(source, use_fast, model.split_special_tokens, kwargs)
     except (OSError, ValueError) as error:
         raise _load_error(name, local, error) from None
 
@@ -73,6 +72,16 @@ def load_tokenizer(cfg: Config) -> Any:
     if model.add_special_tokens:
         tokenizer.add_tokens(list(model.add_special_tokens), special_tokens=True)
     return tokenizer
+
+
+def _load_auto(source: str, use_fast: bool, split_special_tokens: bool, kwargs: dict[str, Any]) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, use_fast=use_fast, split_special_tokens=split_special_tokens,
+                                             **kwargs)
+    except ValueError:  # this model ships only the other kind of tokenizer
+        return AutoTokenizer.from_pretrained(source, use_fast=not use_fast, **kwargs)
 
 
 def _load_error(name: str, local: Path, error: Exception) -> ConfigError:

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..model.loader import preflight_model, resolve_compute_dtype, training_device, with_local_model
 from .args import run_training_arguments
 from .batching.padding_free import is_padding_free_batch, padding_free_collator
+from .deepspeed_import import defer_deepspeed_import
 from .evaluation.predict import check_prediction
 from .fp8 import Fp8Plan, accelerator_fp8_kwargs, gpu_facts, plan_fp8
 from .launch.distributed import join_process_group
@@ -283,6 +284,7 @@ def build_trainer(cfg: Config, args: Seq2SeqTrainingArguments, model: Any, token
     """The shared trainer (or a recipe's subclass of it) with our run-directory callback in place of HF's
     console printers, and padding-free batches where they give the padded batches' results (see
     padding_free.py)."""
+    defer_deepspeed_import()  # start-up: no deepspeed import for the Trainer's unwrap check (see the module)
     trainer = (trainer_class or TuneforgeTrainer)(
         model=model,
         args=args,
