@@ -92,13 +92,19 @@ def test_cli_chat_and_api_answer_differently_for_two_images(vl25, capsys):
                 "model": "vl", "messages": [{"role": "user", "content": [part, {"type": "text", "text": QUESTION}]}]})
             assert status == 200, body
             assert body["choices"][0]["message"]["content"] == answers[name]
-        # Qwen2.5-VL's plugin (the Qwen2-VL family's) takes images only: a video part is refused by name.
+        # Qwen2.5-VL's plugin (the Qwen2-VL family's) takes images and videos: a video part is answered (its
+        # file object is read twice, for the token count and for the pixels); an audio part is refused by name.
         video = {"type": "video_url", "video_url": {"url": _data_url("video", "mp4", _mp4())}}
+        status, body = http("POST", url + "/v1/chat/completions", {"model": "vl", "messages": [
+            {"role": "user", "content": [video, {"type": "text", "text": QUESTION}]}]})
+        assert status == 200, body
+        audio = {"type": "input_audio", "input_audio": {"data": base64.b64encode(_wav([0.1] * 800)).decode(),
+                                                        "format": "wav"}}
         status, body = http("POST", url + "/v1/chat/completions",
-                            {"model": "vl", "messages": [{"role": "user", "content": [video]}]})
+                            {"model": "vl", "messages": [{"role": "user", "content": [audio]}]})
         assert status == 400
-        assert body["error"]["message"] == ("messages.0.content.0: this server cannot take videos: this model "
-                                            "takes only images")
+        assert body["error"]["message"] == ("messages.0.content.0: this server cannot take audios: this model "
+                                            "takes only images, videos")
 
 
 def test_video_and_audio_parts_reach_the_row_media(tmp_path):

@@ -49,6 +49,12 @@ def test_worker_resources_default_to_a_gpu_only_where_the_cluster_has_one():
                                           r"\{'CPU': 3\}, more CPU than the Ray cluster has \(\{'CPU': 2.0\}\): "
                                           r"this cluster lacks the hardware for 3 workers"):
         ray_launch.worker_resources(three, {"CPU": 2.0})
+    # LLaMA-Factory's qwen3_lora_sft_ray.yaml: 4 workers and no resources_per_worker, on a 2-CPU cluster. The
+    # default of one CPU per worker must be checked too, or Ray waits forever for the 3rd and 4th worker.
+    four = make_config({"ray_num_workers": 4}).train
+    with pytest.raises(ConfigError, match=r"ray_num_workers: 4 workers x resources_per_worker \{'CPU': 1.0\} need "
+                                          r"\{'CPU': 4.0\}, more CPU than the Ray cluster has"):
+        ray_launch.worker_resources(four, {"CPU": 2.0})
 
 
 def _losses(output_dir):

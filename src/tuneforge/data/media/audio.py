@@ -90,12 +90,18 @@ def _decode(audio: Any, name: str) -> tuple[np.ndarray, int]:
 
     import soundfile  # type: ignore[import-untyped, unused-ignore]  # no stubs
 
-    source = io.BytesIO(audio) if isinstance(audio, bytes) else str(audio)
+    if isinstance(audio, bytes):
+        source: Any = io.BytesIO(audio)
+    elif hasattr(audio, "read"):  # a file object (an API request's audio part): read it from its start
+        audio.seek(0)
+        source = audio
+    else:
+        source = str(audio)
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
         return samples.T.copy(), int(rate)
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        if isinstance(source, io.BytesIO):
+        if hasattr(source, "seek"):
             source.seek(0)
         return _decode_with_pyav(source, name)
 

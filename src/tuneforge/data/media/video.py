@@ -87,6 +87,8 @@ def _open(path: Any):
     if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
         raise DataError(f"videos: the file {str(path)!r} does not exist; check the path (relative paths are "
                         "resolved against media_dir) or remove the row")
+    if hasattr(path, "seek"):  # a file object (an API request's video part) is read again for the pixels
+        path.seek(0)
     try:
         container = av.open(path, "r")
     except (av.FFmpegError, OSError, ValueError) as error:

@@ -46,8 +46,8 @@ def check_ray_installed(train: TrainArgs) -> None:
 def worker_resources(train: TrainArgs, cluster: Mapping[str, float]) -> dict[str, float]:
     """`resources_per_worker`, checked against what the cluster has (a worker asking for more waits forever)."""
     resources = dict(train.resources_per_worker or {})
-    if not resources:
-        return {"GPU": 1.0} if cluster.get("GPU", 0) >= 1 else {"CPU": 1.0}
+    if not resources:  # the default still has to fit ray_num_workers times, or the workers wait forever
+        resources = {"GPU": 1.0} if cluster.get("GPU", 0) >= 1 else {"CPU": 1.0}
     missing = [f"{name}: {amount}" for name, amount in resources.items() if cluster.get(name, 0) < amount]
     if missing:
         have = ", ".join(f"{name}: {amount:g}" for name, amount in sorted(cluster.items())
