@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared_paths import LF_DEMO_DATA
 from tuneforge.data.collator import SFTCollator
 from tuneforge.data.media import RowMedia, expand_media
 from tuneforge.data.pipeline import get_dataset, load_tokenizer_and_template
@@ -74,14 +75,12 @@ def test_rows_and_pixels_match_llamafactory(model_dir, tmp_path, case):
     assert_same_inputs({"pixel_values": batch["pixel_values"]}, expected["batch_mm_inputs"])
 
 
-def test_expansion_is_exact_and_videos_are_refused(model_dir, tmp_path):
+def test_expansion_is_exact(model_dir, tmp_path):
     cfg = make_cfg(model_dir, tmp_path, crop_to_patches=True)
     _, template = load_tokenizer_and_template(cfg)
     image = str(DEMO / "mllm_demo_data" / "2.jpg")  # 300x199: a 3x2 grid of 56-pixel tiles + thumbnail
     out = expand_media(template, [{"role": "user", "content": "A <image> B"}], [image])
     assert out[0]["content"] == "A <img>" + "<IMG_CONTEXT>" * (4 * 7) + "</img> B"
-    with pytest.raises(DataError, match="videos: InternVL video rows are not supported by tuneforge yet"):
-        expand_media(template, [{"role": "user", "content": "<video>"}], None, videos=["a.mp4"])
     with pytest.raises(DataError, match=r"1 image\(s\) but 2 <image> placeholder\(s\)"):
         expand_media(template, [{"role": "user", "content": "<image><image>"}], [image])
 
@@ -172,3 +171,40 @@ def test_the_model_sees_the_image(model_dir, tmp_path):
         with torch.no_grad():
             logits.append(model(**batch).logits)
     assert torch.isfinite(logits[0]).all() and not torch.allclose(logits[0], logits[1])
+
+
+# ------------------------------------------------------------------------------------------ videos
+
+VIDEO = json.loads((FIXTURES / "intern_vl_video.json").read_text())  # tools/lf_mm_fixtures/intern_vl_video.py
+
+
+@pytest.mark.skipif(not LF_DEMO_DATA.is_dir(), reason="LLaMA-Factory demo data not present")
+def test_video_rows_and_frames_match_llamafactory(model_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    cfg = make_cfg(model_dir, tmp_path, dataset="mllm_video_demo", dataset_dir=str(LF_DEMO_DATA), **VIDEO["args"])
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    rows = get_dataset(cfg, tokenizer, template, stage="sft").train_dataset
+    assert len(rows) == len(VIDEO["rows"]) == 3
+    collator = SFTCollator(pad_token_id=tokenizer.pad_token_id, media_plugin=template.media_plugin)
+    for ours, expected in zip(rows, VIDEO["rows"]):
+        assert ours["input_ids"] == expected["input_ids"]
+        assert ours["labels"] == expected["labels"]
+        # 4 frames (video_maxlen), one tile of image_seq_length tokens each, on "FrameN: " lines.
+        assert tokenizer.decode(ours["input_ids"]).count("Frame") == 4
+        assert_same_inputs({"pixel_values": collator([ours])["pixel_values"]},
+                           {"pixel_values": expected["mm_inputs"]["pixel_values"]})
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir))
+    with torch.no_grad():
+        loss = model(**collator([rows[0], rows[1]])).loss
+    assert torch.isfinite(loss) and loss > 0
+
+
+def test_a_video_before_an_image_in_one_row_is_refused(model_dir, tmp_path):
+    _, template = load_tokenizer_and_template(make_cfg(model_dir, tmp_path))
+    frames = [str(DEMO / "mllm_demo_data" / "1.jpg")] * 2  # a video given as its frames
+    image = str(DEMO / "mllm_demo_data" / "2.jpg")
+    out = expand_media(template, [{"role": "user", "content": "<image><video>"}], [image], videos=[frames])
+    assert out[0]["content"].endswith("\nFrame2: <img>" + "<IMG_CONTEXT>" * 4 + "</img>")
+    with pytest.raises(DataError, match=r"a row puts a <video> before an <image>: InternVL rows"):
+        expand_media(template, [{"role": "user", "content": "<video><image>"}], [image], videos=[frames])

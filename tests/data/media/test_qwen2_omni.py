@@ -140,3 +140,37 @@ def test_qwen3_omni_models_are_refused(omni_dir, tmp_path):
     _, template = load_tokenizer_and_template(cfg)
     assert template.media_plugin is None
     assert "is a Qwen3-Omni model (qwen3_omni_moe_thinker); its media are not supported yet" in template.media_problem
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def test_three_steps_lower_the_loss_and_keep_both_towers_frozen(omni_dir, tmp_path):
+    import os
+
+    from safetensors.torch import load_file
+
+    import tuneforge.train.stages.sft as sft_recipe
+
+    output_dir = tmp_path / "full"
+    # One image row and one audio row (the first of each demo set) in every step: a fixed batch.
+    cfg = tiny_config(model_name_or_path=str(omni_dir), dataset="mllm_demo,mllm_audio_demo",
+                      dataset_dir=str(LF_DEMO_DATA), template="qwen2_omni", cutoff_len=8192, image_max_pixels=65536,
+                      stage="sft", do_train=True, output_dir=str(output_dir), cache_dir=str(tmp_path / "cache"),
+                      report_to="none", seed=42, finetuning_type="full", max_steps=3, max_samples=1,
+                      per_device_train_batch_size=2, logging_steps=1, save_steps=100, learning_rate=2e-3,
+                      disable_gradient_checkpointing=True)
+    # LLaMA-Factory's defaults: the vision tower and the audio tower stay frozen, and so does the projector.
+    assert cfg.method.freeze_vision_tower and cfg.method.freeze_multi_modal_projector
+    sft_recipe.run_sft(cfg)
+    losses = [json.loads(line)["loss"] for line in open(os.path.join(output_dir, "trainer_log.jsonl"))]
+    assert len(losses) == 3 and losses[2] < losses[1] < losses[0], losses
+    before = load_file(os.path.join(omni_dir, "model.safetensors"))
+    after = load_file(os.path.join(output_dir, "model.safetensors"))
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    vision = {name for name in before if "visual.patch_embed" in name or "visual.blocks" in name}
+    audio = {name for name in before if "audio_tower" in name}
+    assert vision and audio and changed.isdisjoint(vision | audio)
+    merger = {name for name in before if "visual.merger" in name}
+    # Everything else trains: the language model and the head.
+    assert merger and changed == set(before) - vision - audio - merger
