@@ -16,7 +16,7 @@ from tuneforge.data.media.base import RowMedia
 from tuneforge.serve import api_settings, create_app
 from tuneforge.serve.messages import convert_request
 from tuneforge.serve.protocol import ChatCompletionRequest
-from tuneforge.testing.tiny_vl_qwen25 import build_tiny_qwen2_5_vl
+from tuneforge.testing.tiny_vl_qwen import build_tiny_qwen2_5_vl
 from serve_helpers import http, serving
 
 QUESTION = "What is this?"
